@@ -1,0 +1,52 @@
+"""Helpers shared by the sub-commands: JSON output, argument checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from ..errors import UnetlabError
+
+
+def add_json_argument(parser) -> None:
+    parser.add_argument("--json", metavar="PATH", type=Path, default=None,
+                        help="also write the results as JSON to PATH")
+
+
+def to_jsonable(obj):
+    """Tensors, numpy values, paths and non-finite floats to plain JSON values."""
+    if hasattr(obj, "tolist"):
+        obj = obj.tolist()
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UnetlabError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def existing_path(value: str) -> Path:
+    """argparse type: a path that must exist."""
+    path = Path(value)
+    if not path.exists():
+        raise UnetlabError(f"{path}: no such file or directory")
+    return path

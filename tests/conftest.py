@@ -1,0 +1,39 @@
+"""Shared fixtures. Tests that need ../shared/data skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(os.environ.get("UNETLAB_SHARED_DATA",
+                                  Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+# Two cores, often two xdist workers: one thread each avoids oversubscription.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def shared_dataset(name: str) -> Path:
+    """Path to a dataset in ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture
+def isbi_root() -> Path:
+    return shared_dataset("isbi2012")
+
+
+@pytest.fixture
+def camvid_root() -> Path:
+    return shared_dataset("camvid")
