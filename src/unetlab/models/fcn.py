@@ -57,7 +57,8 @@ class FCN(nn.Module):
         layers.check_choice("stride", stride, (32, 16, 8))
         if not width > 0:
             raise ValueError(f"width must be positive, got {width!r}")
-        self.in_channels, self.num_classes, self.spatial_dims = in_channels, num_classes, spatial_dims
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.spatial_dims = spatial_dims
         self.stride = stride
         conv = layers.conv(spatial_dims)
         w = [[max(1, round(c * width)) for c in stage] for stage in VGG16_STAGES]
@@ -72,7 +73,8 @@ class FCN(nn.Module):
             blocks.append(layers.max_pool(spatial_dims)(2, stride=2))
             self.stages.append(nn.Sequential(*blocks))
         self.fc = nn.Sequential(
-            conv(prev, fc, 7, padding=3), nn.ReLU(inplace=True), layers.dropout(spatial_dims, dropout),
+            conv(prev, fc, 7, padding=3), nn.ReLU(inplace=True),
+            layers.dropout(spatial_dims, dropout),
             conv(fc, fc, 1), nn.ReLU(inplace=True), layers.dropout(spatial_dims, dropout),
         )
         self.score_fr = conv(fc, num_classes, 1)

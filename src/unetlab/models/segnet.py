@@ -33,7 +33,8 @@ class SegNet(nn.Module):
                  classifier_is_last_conv=True):
         super().__init__()
         layers.check_spatial_dims(spatial_dims)
-        self.in_channels, self.num_classes, self.spatial_dims = in_channels, num_classes, spatial_dims
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.spatial_dims = spatial_dims
         pad = kernel_size // 2
         self.pool = layers.max_pool(spatial_dims)(2, stride=2, return_indices=True)
         self.unpool = layers.max_unpool(spatial_dims)(2, stride=2)

@@ -100,5 +100,7 @@ def load_model(path, map_location: str | torch.device = "cpu") -> nn.Module:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ValueError(f"{path}: weights do not match a {config['name']!r} model ({first})") from None
+        raise ValueError(
+            f"{path}: weights do not match a {config['name']!r} model ({first})"
+        ) from None
     return model.to(map_location).eval()
