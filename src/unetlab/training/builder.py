@@ -1,0 +1,144 @@
+"""Build every object a run needs from its :class:`~unetlab.config.Config`.
+
+One function per object, each a few lines, so that the trainer receives built objects
+and never reads YAML (pytorch-3dunet's good idea, without its kwargs-swallowing).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ..config import Config
+from ..errors import UnetlabError
+
+log = logging.getLogger(__name__)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda``/``cuda:1``/``cpu``/``mps``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnetlabError(f"train.device={name!r} but no CUDA device is available; "
+                           "use 'cpu' or 'auto'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UnetlabError(f"train.device={name!r} but MPS is not available; use 'cpu'")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp`` on ``device`` (None = full precision)."""
+    if amp == "none":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise UnetlabError("train.amp='fp16' needs a CUDA device (loss scaling); "
+                               "use 'bf16' or 'none' on the CPU")
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UnetlabError("train.amp='bf16' is not supported by this GPU; use 'fp16'")
+    return torch.bfloat16
+
+
+@dataclass
+class Datasets:
+    """The training set, the validation set (or None) and the dataset that describes
+    the classes (``num_classes``, ``class_names``, ``palette``, ``ignore_index``)."""
+
+    train: Dataset
+    val: Dataset | None
+    info: Dataset
+
+
+def _build(cfg: Config, split: str, transform, extra: dict | None = None):
+    from ..data import build_dataset
+
+    options = {**cfg.data.options, **(extra or {})}
+    return build_dataset(cfg.data.dataset, root=cfg.data.root, split=split,
+                         transform=transform, **options)
+
+
+def build_datasets(cfg: Config) -> Datasets:
+    """Training and validation sets as the ``data`` section describes them."""
+    from ..data import build_transforms
+
+    d = cfg.data
+    transform = build_transforms(d.augment, tile_size=d.tile_size)
+    train = _build(cfg, d.split, transform)
+    if len(train) == 0:
+        raise UnetlabError(f"dataset {d.dataset!r} split {d.split!r} at {d.root} is empty")
+    info = train
+    val = None
+    if d.val_items is not None or isinstance(d.val_split, float):
+        n = len(train)
+        if d.val_items is not None:
+            held = sorted({int(i) % n for i in d.val_items})
+        else:
+            held = list(range(n - max(1, round(n * d.val_split)), n))
+        if len(held) >= n:
+            raise UnetlabError(f"data.val_split/val_items hold out all {n} training items")
+        keep = [i for i in range(n) if i not in set(held)]
+        val = Subset(_build(cfg, d.split, None, d.val_options), held)
+        train = Subset(train, keep)
+    elif isinstance(d.val_split, str) and d.val_split:
+        val = _build(cfg, d.val_split, None, d.val_options)
+    return Datasets(train=train, val=val, info=info)
+
+
+def build_model(cfg: Config, info) -> torch.nn.Module:
+    from .. import create_model
+
+    in_ch = cfg.model.in_channels or int(getattr(info, "in_channels", 1))
+    classes = cfg.model.num_classes or int(info.num_classes)
+    if cfg.model.num_classes and cfg.model.num_classes != info.num_classes:
+        raise UnetlabError(f"model.num_classes={cfg.model.num_classes} but dataset "
+                           f"{cfg.data.dataset!r} has {info.num_classes} classes")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.options.items()}
+    return create_model(cfg.model.name, in_channels=in_ch, num_classes=classes, **options)
+
+
+def build_loss(cfg: Config, info) -> torch.nn.Module:
+    from ..losses import build_loss as _build_loss
+
+    loss = _build_loss(cfg.loss.name, num_classes=int(info.num_classes),
+                       ignore_index=getattr(info, "ignore_index", None), **cfg.loss.options)
+    if getattr(loss, "uses_pixel_weight", False) and getattr(info, "weight_map", True) is False:
+        raise UnetlabError(f"loss {cfg.loss.name!r} needs the border weight map: set "
+                           "data.options.weight_map: true")
+    return loss
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay)
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def best_mode(cfg: Config) -> str:
+    """``max`` or ``min`` for the best-checkpoint metric."""
+    if cfg.train.best_mode != "auto":
+        return cfg.train.best_mode
+    name = cfg.train.best_metric
+    return "min" if ("loss" in name or "error" in name) else "max"
+
+
+def build_schedule(cfg: Config, optimizer, total_steps: int | None):
+    from .schedule import LRSchedule
+
+    s = cfg.schedule
+    return LRSchedule(optimizer, s.name, total_steps=total_steps, warmup_steps=s.warmup_steps,
+                      power=s.power, min_lr_ratio=s.min_lr_ratio, factor=s.factor,
+                      patience=s.patience, mode=best_mode(cfg))

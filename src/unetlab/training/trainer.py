@@ -1,0 +1,451 @@
+"""The training loop, written out: forward, loss, zero_grad, backward, step.
+
+:class:`Trainer` takes a resolved :class:`~unetlab.config.Config`, builds what it needs
+(:mod:`unetlab.training.builder`), and runs :meth:`Trainer.fit`. Everything the course
+explains happens in :meth:`Trainer.train_step` and :meth:`Trainer.train_epoch`; the
+rest is book-keeping (validation, checkpoints, logs, resuming, several processes).
+
+A run folder (``train.out_dir``) receives::
+
+    config.yaml          the resolved config
+    metrics.csv          one row per validation (train loss, lr, images/s, metrics)
+    curves.png           loss and metric curves
+    checkpoints/last/    the latest state (for --resume)
+    checkpoints/best/    the best model by ``train.best_metric``
+    summary.json         what happened, written at the end
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import Config, config_to_dict, save_config
+from ..errors import UnetlabError
+from . import builder, distributed
+from .checkpoint import load_checkpoint, save_checkpoint
+from .logger import RunLogger
+from .sampler import EpochSampler
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(UnetlabError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (libraries may use the global RNG)
+    torch.manual_seed(seed)
+
+
+def _transform_of(dataset):
+    while hasattr(dataset, "dataset") and not hasattr(dataset, "transform"):
+        dataset = dataset.dataset
+    return getattr(dataset, "transform", None)
+
+
+def _seed_transform(dataset, seed: int) -> None:
+    """Re-seed an augmentation pipeline that owns its RNG (albumentations 2.x)."""
+    transform = _transform_of(dataset)
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    seed = info.seed % 2**31
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002
+    _seed_transform(info.dataset, seed)
+
+
+def flatten_metrics(metrics: dict) -> dict[str, float]:
+    """``{"iou": [a, b], "miou": m}`` -> ``{"iou.0": a, "iou.1": b, "miou": m}``."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            value = value.tolist()
+        if isinstance(value, list | tuple | np.ndarray):
+            for i, v in enumerate(value):
+                if isinstance(v, int | float | np.floating) and not isinstance(v, bool):
+                    out[f"{key}.{i}"] = float(v)
+        elif isinstance(value, int | float | np.floating) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+class Trainer:
+    """Train a segmentation model as ``cfg`` says; ``resume=True`` continues the run in
+    ``cfg.train.out_dir`` from its last checkpoint."""
+
+    def __init__(self, cfg: Config, *, resume: bool = False):
+        self.cfg = cfg
+        t = cfg.train
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        self.device = builder.select_device(t.device)
+        self.dist = distributed.init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.amp_dtype = builder.resolve_amp(t.amp, self.device)
+        self.out_dir = Path(t.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        seed_everything(t.seed)
+
+        data = builder.build_datasets(cfg)
+        self.train_set, self.val_set, self.info = data.train, data.val, data.info
+        self.num_classes = int(self.info.num_classes)
+        world = self.dist.world_size
+        if cfg.data.batch_size % world:
+            raise UnetlabError(f"data.batch_size={cfg.data.batch_size} (the global batch) must "
+                               f"be divisible by the {world} processes")
+        self.batch_size = cfg.data.batch_size // world
+
+        net = builder.build_model(cfg, self.info).to(self.device)
+        if t.channels_last and net_dims(net) == 2:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.model = distributed.wrap_model(net, self.dist, self.device)
+        self.loss_fn = builder.build_loss(cfg, self.info).to(self.device)
+        self.optimizer = builder.build_optimizer(cfg, net)
+        self.sampler = EpochSampler(len(self.train_set), shuffle=True, seed=t.seed,
+                                    num_replicas=world, rank=self.dist.rank)
+        self.batches_per_epoch = math.ceil(len(self.sampler) / self.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / t.accumulate)
+        total = t.max_steps or (t.epochs * self.steps_per_epoch if t.epochs else None)
+        self.total_steps = total
+        self.schedule = builder.build_schedule(cfg, self.optimizer, total)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
+        self.mode = builder.best_mode(cfg)
+
+        # Progress of the run (all of it is saved in checkpoints).
+        self.epoch = 0            # epoch in progress (0-based)
+        self.batch_in_epoch = 0   # micro-batches of that epoch already done
+        self.step = 0             # optimizer steps done
+        self.elapsed_s = 0.0      # training time over all sessions of the run
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_validations = 0
+        self.history: list[dict] = []
+        self.last_good: Path | None = None
+        self._epoch_start: float | None = None
+        if resume:
+            self._resume()
+        self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, history=self.history)
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, batch: dict, *, first: bool, last: bool) -> float:
+        """One micro-batch: forward, loss, [zero_grad], backward, [clip, step].
+
+        ``first``/``last``: whether this micro-batch opens/closes an accumulation window
+        (both true without accumulation). Returns the loss value (mean over ranks).
+        """
+        images = batch["image"].to(self.device, non_blocking=True)
+        masks = batch["mask"].to(self.device, non_blocking=True)
+        weight = batch.get("weight")
+        if weight is not None and getattr(self.loss_fn, "uses_pixel_weight", False):
+            weight = weight.to(self.device, non_blocking=True)
+        else:
+            weight = None
+        if self.cfg.train.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+
+        sync = contextlib.nullcontext()
+        if self.dist.enabled and not last:
+            sync = self.model.no_sync()  # accumulate locally, all-reduce on the last one
+        with sync:
+            with self.autocast():
+                logits = self.model(images)                          # forward
+            loss = self.loss_fn(logits.float(), masks, pixel_weight=weight)   # loss
+            value = distributed.all_reduce_mean(loss.detach(), self.dist).item()
+            if not math.isfinite(value):
+                raise self._diverged(value)
+            if first:
+                self.optimizer.zero_grad(set_to_none=True)          # zero_grad
+            self.scaler.scale(loss / self.cfg.train.accumulate).backward()   # backward
+        if last:
+            if self.cfg.train.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)                        # step
+            self.scaler.update()
+            self.schedule.step()
+            self.step += 1
+        return value
+
+    def train_epoch(self) -> dict:
+        """One pass over the training set (or what is left of it after a resume)."""
+        t = self.cfg.train
+        self.model.train()
+        self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * self.batch_size)
+        if self.batch_in_epoch == 0:
+            _seed_transform(self.train_set, t.seed * 100_003 + self.epoch)
+        loader = self._loader()
+        total_loss, seen, n = 0.0, 0, 0
+        self._epoch_start = start = time.perf_counter()
+        bar = self._progress(len(loader))
+        stop = None
+        for batch in loader:
+            k = self.batch_in_epoch
+            first = k % t.accumulate == 0
+            last = (k + 1) % t.accumulate == 0 or k + 1 == self.batches_per_epoch
+            value = self.train_step(batch, first=first, last=last)
+            self.batch_in_epoch += 1
+            total_loss += value
+            n += 1
+            seen += batch["image"].shape[0] * self.dist.world_size
+            if bar is not None:
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{value:.4f}", img_s=f"{rate:.1f}")
+                bar.update(1)
+            if last:
+                stop = self._should_stop_mid_epoch()
+                if stop:
+                    break
+                every = t.checkpoint_every_steps
+                if every and self.step % every == 0 and \
+                        self.batch_in_epoch < self.batches_per_epoch:
+                    self.save("last")
+        if bar is not None:
+            bar.close()
+        took = time.perf_counter() - start
+        self.elapsed_s += took
+        self._epoch_start = None
+        complete = self.batch_in_epoch >= self.batches_per_epoch
+        return {"train_loss": total_loss / max(n, 1), "images_per_s": seen / max(took, 1e-9),
+                "complete": complete, "stop": stop}
+
+    def _running_s(self) -> float:
+        """Seconds spent in the epoch in progress (not yet added to ``elapsed_s``)."""
+        return 0.0 if self._epoch_start is None else time.perf_counter() - self._epoch_start
+
+    def fit(self) -> dict:
+        """Train until epochs / max_steps / time budget / early stopping; return a summary."""
+        t = self.cfg.train
+        if self.dist.is_main:
+            save_config(self.cfg, self.out_dir / "config.yaml")
+        reason = "finished"
+        try:
+            while True:
+                if t.epochs is not None and self.epoch >= t.epochs:
+                    break
+                if self._budget_reached():
+                    reason = "max_steps" if self._steps_done() else "time_budget"
+                    break
+                result = self.train_epoch()
+                row = {"epoch": self.epoch + 1, "step": self.step,
+                       "train_loss": result["train_loss"],
+                       "lr": self.schedule.get_last_lr()[0],
+                       "images_per_s": result["images_per_s"]}
+                validate = (self.epoch + 1) % t.val_every == 0 or result["stop"] \
+                    or (t.epochs is not None and self.epoch + 1 >= t.epochs)
+                if result["complete"]:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                early = False
+                if validate and self.val_set is not None:
+                    metrics = self.validate()
+                    row.update(metrics)
+                    early = self._track_best(metrics)
+                self.history.append(row)
+                self.logger.log_row(row)
+                self.save("last")
+                if result["stop"]:
+                    reason = result["stop"]
+                    break
+                if early:
+                    reason = "early_stop"
+                    break
+        finally:
+            self.logger.close()
+        summary = {"out_dir": str(self.out_dir), "reason": reason, "epochs": self.epoch,
+                   "steps": self.step, "elapsed_s": round(self.elapsed_s, 2),
+                   "best_metric": t.best_metric, "best_value": self.best_value,
+                   "best_epoch": self.best_epoch,
+                   "last": self.history[-1] if self.history else None}
+        if self.dist.is_main:
+            from ..commands._common import write_json
+
+            write_json(self.out_dir / "summary.json", summary)
+        distributed.barrier(self.dist)
+        return summary
+
+    # ---- validation ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and :class:`~unetlab.metrics.SegmentationMetrics` on the validation set,
+        reduced over all processes; ``pixel_error``/``rand_error`` for binary data."""
+        from ..metrics import SegmentationMetrics
+
+        self.net.eval()
+        ignore = getattr(self.info, "ignore_index", None)
+        metrics = SegmentationMetrics(self.num_classes, ignore_index=ignore,
+                                      boundary=self.cfg.train.boundary_metric)
+        binary = self.num_classes == 2
+        sums = torch.zeros(4, dtype=torch.float64)  # loss sum, images, rand sum, rand count
+        indices = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
+        loader = DataLoader(torch.utils.data.Subset(self.val_set, indices),
+                            batch_size=self.cfg.data.val_batch_size, shuffle=False,
+                            num_workers=self.cfg.data.num_workers)
+        for batch in loader:
+            images = batch["image"].to(self.device)
+            masks = batch["mask"].to(self.device)
+            weight = batch.get("weight")
+            if weight is not None and getattr(self.loss_fn, "uses_pixel_weight", False):
+                weight = weight.to(self.device)
+            else:
+                weight = None
+            with self.autocast():
+                logits = self.net(images)
+            logits = logits.float()
+            loss = self.loss_fn(logits, masks, pixel_weight=weight)
+            sums[0] += float(loss) * images.shape[0]
+            sums[1] += images.shape[0]
+            labels = logits.argmax(1)
+            metrics.update(labels, masks)
+            if binary and ignore is None:
+                from ..metrics import rand_error
+
+                for p, m in zip(labels.cpu(), masks.cpu()):
+                    sums[2] += float(rand_error(p, m))
+                    sums[3] += 1
+        metrics.sync()
+        sums = distributed.all_reduce_sum(sums.to(self.device), self.dist).cpu()
+        out = flatten_metrics(metrics.compute())
+        out["val_loss"] = float(sums[0] / max(sums[1].item(), 1))
+        if binary and "pixel_accuracy" in out:
+            out["pixel_error"] = 1.0 - out["pixel_accuracy"]
+        if sums[3] > 0:
+            out["rand_error"] = float(sums[2] / sums[3])
+        self.net.train()
+        return out
+
+    def _track_best(self, metrics: dict) -> bool:
+        """Save ``best`` on improvement; True when early stopping should happen."""
+        t = self.cfg.train
+        if t.best_metric not in metrics:
+            raise UnetlabError(f"train.best_metric={t.best_metric!r} is not among the "
+                               f"validation metrics: {', '.join(sorted(metrics))}")
+        value = metrics[t.best_metric]
+        self.schedule.observe(value)
+        better = self.best_value is None or (
+            value > self.best_value if self.mode == "max" else value < self.best_value)
+        if better and math.isfinite(value):
+            self.best_value, self.best_epoch = value, self.epoch
+            self.bad_validations = 0
+            self.save("best")
+            return False
+        self.bad_validations += 1
+        return bool(t.early_stop_patience and self.bad_validations >= t.early_stop_patience)
+
+    # ---- stopping ----------------------------------------------------------------
+
+    def _steps_done(self) -> bool:
+        return self.cfg.train.max_steps is not None and self.step >= self.cfg.train.max_steps
+
+    def _budget_reached(self, running: float = 0.0) -> bool:
+        budget = self.cfg.train.time_budget_s
+        over = budget is not None and self.elapsed_s + running >= budget
+        return distributed.any_rank(self._steps_done() or over, self.dist, self.device)
+
+    def _should_stop_mid_epoch(self) -> str | None:
+        if self._budget_reached(self._running_s()):
+            return "max_steps" if self._steps_done() else "time_budget"
+        return None
+
+    def _diverged(self, value: float) -> TrainingDiverged:
+        kept = f"last good checkpoint kept at {self.last_good}" if self.last_good \
+            else "no checkpoint was written yet"
+        return TrainingDiverged(f"loss became {value} at step {self.step + 1} (epoch "
+                                f"{self.epoch + 1}); training stopped, {kept}")
+
+    # ---- checkpoints ---------------------------------------------------------------
+
+    def save(self, which: str) -> None:
+        """Write ``checkpoints/<which>`` (rank 0 only)."""
+        if self.dist.is_main:
+            path = save_checkpoint(
+                self.ckpt_dir / which, model=self.net, optimizer=self.optimizer,
+                state=self._state(), model_metadata=self._model_metadata())
+            if which == "last":
+                self.last_good = path
+        distributed.barrier(self.dist)
+
+    def _model_metadata(self) -> dict:
+        palette = getattr(self.info, "palette", None)
+        return {"class_names": list(getattr(self.info, "class_names", ())),
+                "palette": np.asarray(palette).tolist() if palette is not None else [],
+                "dataset": self.cfg.data.dataset, "epoch": self.epoch, "step": self.step}
+
+    def _state(self) -> dict:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                "elapsed_s": self.elapsed_s + self._running_s(), "best_value": self.best_value,
+                "best_epoch": self.best_epoch, "bad_validations": self.bad_validations,
+                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                "history": self.history, "config": config_to_dict(self.cfg)}
+
+    def _resume(self) -> None:
+        path = self.ckpt_dir / "last"
+        if not path.exists() and not any(self.ckpt_dir.glob(".last.old*")):
+            raise UnetlabError(f"cannot resume: no checkpoint at {path}")
+        state = load_checkpoint(path, model=self.net, optimizer=self.optimizer,
+                                map_location=self.device)
+        self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+        self.step, self.elapsed_s = state["step"], state["elapsed_s"]
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        self.bad_validations = state["bad_validations"]
+        self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.history = list(state["history"])
+        self.last_good = path
+        log.info("resumed %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + self.epoch)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler,
+                          num_workers=self.cfg.data.num_workers, generator=g,
+                          worker_init_fn=_worker_init if self.cfg.data.num_workers else None,
+                          pin_memory=self.device.type == "cuda", drop_last=False)
+
+    def _progress(self, total: int):
+        if not (self.cfg.train.progress and self.dist.is_main):
+            return None
+        from tqdm import tqdm
+
+        epochs = self.cfg.train.epochs
+        desc = f"epoch {self.epoch + 1}" + (f"/{epochs}" if epochs else "")
+        return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def net_dims(net) -> int:
+    return int(getattr(net, "spatial_dims", 2))
+
+
+def train(cfg: Config, *, resume: bool = False) -> dict:
+    """Build a :class:`Trainer` for ``cfg`` and run it; returns the summary dict."""
+    trainer = Trainer(cfg, resume=resume)
+    try:
+        return trainer.fit()
+    finally:
+        distributed.cleanup()
