@@ -79,8 +79,14 @@ class SegmentationDataset(Dataset):
       memory when the whole split fits in 1 GiB). With ``num_workers > 0`` call
       :meth:`preload` first (workers then share the cache) or use persistent workers.
     - ``normalize``: None (images in [0, 1]), ``"imagenet"`` or ``{"mean", "std"}``.
-    - ``weight_map``: add the U-Net border weight map as ``"weight"`` (``w0``, ``sigma``).
+    - ``weight_map``: add the U-Net border weight map as ``"weight"`` (``w0``, ``sigma``,
+      ``weight_class_weights``: the paper's w_c, e.g. ``"balanced"``), computed by
+      :func:`unetlab.losses.border_weight_map` on the untransformed mask; the objects are
+      the connected components of the classes in ``weight_map_objects`` (the cells, class
+      0, for membrane data; every non-zero class otherwise).
     """
+
+    weight_map_objects: tuple[int, ...] | None = None
 
     class_names: tuple[str, ...] = ()
     palette: np.ndarray = np.zeros((0, 3), dtype=np.uint8)
@@ -89,7 +95,7 @@ class SegmentationDataset(Dataset):
     has_masks: bool = True
 
     def __init__(self, *, transform=None, cache="auto", normalize=None, weight_map=False,
-                 w0: float = 10.0, sigma: float = 5.0):
+                 w0: float = 10.0, sigma: float = 5.0, weight_class_weights=None):
         if cache not in (True, False, "auto"):
             raise UnetlabError(f"cache={cache!r}: expected True, False or 'auto'")
         self.transform = transform
@@ -98,6 +104,7 @@ class SegmentationDataset(Dataset):
         self.weight_map = bool(weight_map)
         self.w0 = float(w0)
         self.sigma = float(sigma)
+        self.weight_class_weights = weight_class_weights
         self.names: list[str] = []
         self._cache: dict[int, tuple] = {}
         self._norm = None
@@ -160,7 +167,11 @@ class SegmentationDataset(Dataset):
         except ImportError as exc:
             raise UnetlabError("weight_map=True needs unetlab.losses.border_weight_map "
                                f"({exc})") from None
-        weight = border_weight_map(mask.astype(np.int64), w0=self.w0, sigma=self.sigma)
+        options = {}
+        if self.weight_map_objects is not None:
+            options["object_labels"] = list(self.weight_map_objects)
+        weight = border_weight_map(mask.astype(np.int64), w0=self.w0, sigma=self.sigma,
+                                   class_weights=self.weight_class_weights, **options)
         if isinstance(weight, torch.Tensor):
             weight = weight.numpy()
         return np.asarray(weight, dtype=np.float32)
@@ -201,7 +212,8 @@ class SegmentationDataset(Dataset):
             image = np.asarray(image)
             if image.ndim == 2:
                 image = image[:, :, None]
-            tensor = torch.from_numpy(np.array(image.transpose(2, 0, 1)))  # a copy: the cache stays intact
+            # a copy, so that the cache stays intact
+            tensor = torch.from_numpy(np.array(image.transpose(2, 0, 1)))
             if image.dtype == np.uint8:
                 tensor = tensor.float().div_(255.0)
             else:

@@ -38,6 +38,7 @@ class Isbi2012Dataset(PairedFilesDataset):
     palette = np.array([[255, 255, 255], [0, 0, 0]], dtype=np.uint8)
     ignore_index = None
     in_channels = 1
+    weight_map_objects = (0,)  # the cells; membranes separate them
     image_mode = "L"
     mask_mode = "L"
 

@@ -145,6 +145,7 @@ class MembranesDataset(_SyntheticDataset):
     palette = np.array([[255, 255, 255], [0, 0, 0]], dtype=np.uint8)
     ignore_index = None
     in_channels = 1
+    weight_map_objects = (0,)  # the cells; membranes separate them
 
     def __init__(self, root=None, split: str = "train", transform=None, *,
                  num_images: int = 32, size: int = 256, seed: int = 0,
