@@ -1,0 +1,93 @@
+"""``unetlab predict``: segment images of any size with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import add_json_argument, write_json
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "predict", help="segment images (any size) with a trained model",
+        description="Predict label maps with overlap-tile inference. Writes "
+        "<name>_labels.png (.tif for TIFF inputs, stacks and volumes), <name>_overlay.png "
+        "and, with --probabilities, <name>_probs.tif into --out.")
+    p.add_argument("checkpoint", type=Path,
+                   help="a model file (.safetensors) or a training-run folder")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="image files or folders of images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--tile-size", type=int, default=256,
+                   help="input tile size in pixels (default 256; valid-padding models: a "
+                   "valid input size such as 572)")
+    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
+    p.add_argument("--blend", default="gaussian", choices=("gaussian", "linear", "constant"))
+    p.add_argument("--tta", nargs="?", const="dihedral", default=None,
+                   choices=("dihedral", "flips"),
+                   help="test-time augmentation: flips and 90-degree rotations, averaged")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "eager"),
+                   help="torch: folded batch norm + channels-last; eager: the model as is")
+    p.add_argument("--probabilities", action="store_true",
+                   help="also write per-class probability maps (float32 TIFF)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_json_argument(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def _collect(inputs) -> list[Path]:
+    from ..errors import UnetlabError
+    from ..imageio import IMAGE_SUFFIXES
+
+    files = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(f for f in item.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UnetlabError(f"{item}: no images ({', '.join(IMAGE_SUFFIXES)}) in folder")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UnetlabError(f"{item}: no such file or directory")
+    return files
+
+
+def run(args) -> int:
+    import torch
+
+    from ..errors import UnetlabError
+    from ..inference import optimize_for_inference, predict_file
+    from ..inference.palette import resolve_palette
+    from ..models.serialization import load_model, read_metadata
+
+    if not args.checkpoint.exists():
+        raise UnetlabError(f"{args.checkpoint}: no such checkpoint")
+    files = _collect(args.inputs)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UnetlabError(f"--device {args.device!r} is not a valid device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnetlabError("--device cuda: no CUDA device is available")
+    model = load_model(args.checkpoint, map_location=device)
+    meta = read_metadata(args.checkpoint)
+    if args.backend != "eager":
+        model = optimize_for_inference(model, backend=args.backend, device=device)
+    palette = resolve_palette(meta, int(getattr(model, "num_classes", 2)))
+    results = {}
+    for f in files:
+        res = predict_file(model, f, args.out, tile_size=args.tile_size, overlap=args.overlap,
+                           blend=args.blend, tta=args.tta or False, batch_size=args.batch_size,
+                           probabilities=args.probabilities, palette=palette,
+                           normalize=meta.get("normalize"), device=device,
+                           progress=not args.no_progress)
+        results[str(f)] = res
+        print(f"{f}: {res['labels']}" + (f", {res['overlay']}" if res["overlay"] else ""))
+    if args.json:
+        write_json(args.json, {"checkpoint": args.checkpoint, "outputs": results})
+    return 0

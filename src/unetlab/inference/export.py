@@ -1,0 +1,210 @@
+"""Deployment: batch-norm folding, an optimised inference callable, ONNX and TorchScript.
+
+:func:`optimize_for_inference` returns an :class:`InferenceModel`: call it with an
+``(N, C, *spatial)`` float tensor, get ``(N, K, *spatial)`` logits, exactly the model's
+contract. It copies the model's geometry attributes (``padding``, ``levels``,
+``spatial_dims``...) so that :func:`unetlab.inference.predict_tiled` tiles it correctly.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime")
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_GEOMETRY = ("in_channels", "num_classes", "spatial_dims", "padding", "levels",
+             "size_multiple", "unetlab_config")
+
+
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that directly follows a convolution inside an
+    ``nn.Sequential`` into that convolution (in place); the BatchNorm becomes Identity.
+
+    Exact up to float rounding. Returns ``model``. Call it on a model in eval mode.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if model.training:
+        raise ValueError("fold_batch_norm needs a model in eval mode (call model.eval())")
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, _CONVS) and isinstance(bn, _BNS) and bn.track_running_stats:
+                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[b] = nn.Identity()
+    return model
+
+
+def _copy_geometry(src, dst) -> None:
+    for name in _GEOMETRY:
+        if hasattr(src, name):
+            try:
+                setattr(dst, name, getattr(src, name))
+            except AttributeError:  # a read-only property on dst
+                pass
+
+
+class InferenceModel:
+    """A callable with the model's contract: tensor in, logits tensor out (no grad)."""
+
+    def __init__(self, run, *, backend: str, device, source: nn.Module):
+        self._run = run
+        self.backend = backend
+        self.device = torch.device(device)
+        _copy_geometry(source, self)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)
+
+    def __repr__(self) -> str:
+        return f"InferenceModel(backend={self.backend!r}, device={str(self.device)!r})"
+
+
+def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels_last: bool = True,
+                           fold_bn: bool = True, compile: bool = False, device=None,
+                           num_threads: int | None = None) -> InferenceModel:
+    """A faster callable with ``model``'s contract; ``model`` itself is left unchanged.
+
+    ``backend="torch"``: a copy in eval mode with batch norm folded into the preceding
+    convolutions, channels-last memory layout (2-D and 3-D), run under
+    ``torch.inference_mode``; ``compile=True`` adds ``torch.compile``.
+    ``backend="onnxruntime"``: the model exported to ONNX (batch norm folded, dynamic
+    batch and spatial size) and run by ONNX Runtime (CPU, or CUDA when available).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not valid; choose one of {list(BACKENDS)}")
+    device = torch.device(device) if device is not None else _device_of(model)
+    net = copy.deepcopy(model).eval().to(device)
+    if fold_bn:
+        fold_batch_norm(net)
+    if backend == "onnxruntime":
+        return _onnxruntime_model(net, model, device, num_threads)
+    dims = getattr(model, "spatial_dims", 2)
+    fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims) if channels_last else None
+    if fmt is not None:
+        net = net.to(memory_format=fmt)
+    fn = torch.compile(net) if compile else net
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            x = x.to(device, non_blocking=True)
+            if fmt is not None and x.dim() == dims + 2:
+                x = x.contiguous(memory_format=fmt)
+            return fn(x)
+
+    return InferenceModel(run, backend="torch", device=device, source=model)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+# ---- ONNX ---------------------------------------------------------------------------------
+
+def _example_input(model: nn.Module, size: int | None = None) -> torch.Tensor:
+    dims = getattr(model, "spatial_dims", 2)
+    if size is None:
+        if getattr(model, "padding", "same") == "valid":
+            from ..models.unet import valid_input_size
+
+            size = valid_input_size(4, getattr(model, "levels", 5))
+        else:
+            size = max(32, getattr(model, "size_multiple", 1) * 2)
+    return torch.rand(1, getattr(model, "in_channels", 1), *(size,) * dims)
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int = 17) -> bytes:
+    """The model (eval mode) as an ONNX graph with dynamic batch and spatial axes."""
+    import warnings
+
+    example = _example_input(model) if example is None else example
+    names = ["batch"] + [f"d{i}" for i in range(example.dim() - 2)]
+    axes = {0: names[0], **{i + 2: n for i, n in enumerate(names[1:])}}
+    buf = io.BytesIO()
+    model = model.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+        torch.onnx.export(model, (example.to(_device_of(model)),), buf, dynamo=False,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": axes, "logits": axes}, opset_version=opset)
+    return buf.getvalue()
+
+
+def export_onnx(model: nn.Module, path, *, fold_bn: bool = True, example=None) -> Path:
+    """Write the model as ONNX (dynamic batch and spatial size) to ``path``."""
+    net = copy.deepcopy(model).eval().cpu()
+    if fold_bn:
+        fold_batch_norm(net)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(onnx_bytes(net, example))
+    return path
+
+
+def export_torchscript(model: nn.Module, path, *, example=None) -> Path:
+    """Write the model as TorchScript (traced; spatial size free for same-padding models
+    whose input is a multiple of ``size_multiple``) to ``path``."""
+    import warnings
+
+    net = copy.deepcopy(model).eval().cpu()
+    example = _example_input(net) if example is None else example
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, example, check_trace=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    traced.save(str(path))
+    return path
+
+
+def _onnxruntime_model(net: nn.Module, source: nn.Module, device, num_threads):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError("backend='onnxruntime' needs onnxruntime: pip install "
+                         "'unetlab[onnx]'") from None
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = num_threads or torch.get_num_threads()
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    session = ort.InferenceSession(onnx_bytes(net.cpu()), opts, providers=providers)
+    multiple = getattr(source, "size_multiple", 1) if getattr(
+        source, "padding", "same") == "same" else 1
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        x = _pad_end(x.detach().float().cpu(), multiple)
+        (y,) = session.run(None, {"image": x.contiguous().numpy()})
+        y = torch.from_numpy(y)
+        if multiple > 1:  # same-padding: crop back what _pad_end added
+            y = y[(slice(None), slice(None), *(slice(0, s) for s in size))]
+        return y
+
+    return InferenceModel(run, backend="onnxruntime", device="cpu", source=source)
+
+
+def _pad_end(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Mirror-pad the end of each spatial axis to a multiple, as the U-Net does inside
+    forward (the exported graph has that padding fixed at the example's size)."""
+    pads = []
+    for s in reversed(x.shape[2:]):
+        pads += [0, (-s) % multiple]
+    if not any(pads):
+        return x
+    mode = "reflect" if all(p < s for p, s in zip(pads[1::2], reversed(x.shape[2:]))) \
+        else "replicate"
+    return F.pad(x, pads, mode=mode)
