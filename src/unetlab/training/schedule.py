@@ -35,7 +35,7 @@ class LRSchedule:
         self.name, self.total_steps, self.warmup_steps = name, total_steps, warmup_steps
         self.power, self.min_lr_ratio = power, min_lr_ratio
         self.factor, self.patience, self.mode = factor, patience, mode
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.step_count = 0
         self.plateau_scale = 1.0
         self.best: float | None = None

@@ -57,8 +57,10 @@ def _transform_of(dataset):
 def _seed_transform(dataset, seed: int) -> None:
     """Re-seed an augmentation pipeline that owns its RNG (albumentations 2.x)."""
     transform = _transform_of(dataset)
-    if transform is not None and hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
+    for method in ("set_seed", "set_random_seed"):
+        if transform is not None and hasattr(transform, method):
+            getattr(transform, method)(seed)
+            return
 
 
 def _worker_init(worker_id: int) -> None:
@@ -173,6 +175,7 @@ class Trainer:
         with sync:
             with self.autocast():
                 logits = self.model(images)                          # forward
+            masks, weight = crop_targets(logits, masks, weight)  # valid padding: centre
             loss = self.loss_fn(logits.float(), masks, pixel_weight=weight)   # loss
             value = distributed.all_reduce_mean(loss.detach(), self.dist).item()
             if not math.isfinite(value):
@@ -313,9 +316,8 @@ class Trainer:
                 weight = weight.to(self.device)
             else:
                 weight = None
-            with self.autocast():
-                logits = self.net(images)
-            logits = logits.float()
+            logits = self._predict_val(images).float()
+            masks, weight = crop_targets(logits, masks, weight)
             loss = self.loss_fn(logits, masks, pixel_weight=weight)
             sums[0] += float(loss) * images.shape[0]
             sums[1] += images.shape[0]
@@ -337,6 +339,17 @@ class Trainer:
             out["rand_error"] = float(sums[2] / sums[3])
         self.net.train()
         return out
+
+    def _predict_val(self, images: torch.Tensor) -> torch.Tensor:
+        """Whole-image logits; a valid-padding model goes through the overlap-tile
+        predictor (its output would otherwise be smaller than the image)."""
+        if getattr(self.net, "padding", "same") == "valid" and self.cfg.data.tile_size:
+            from ..inference import predict_tiled
+
+            return torch.stack([predict_tiled(self.net, img, tile_size=self.cfg.data.tile_size)
+                                for img in images])
+        with self.autocast():
+            return self.net(images)
 
     def _track_best(self, metrics: dict) -> bool:
         """Save ``best`` on improvement; True when early stopping should happen."""
@@ -436,6 +449,18 @@ class Trainer:
         epochs = self.cfg.train.epochs
         desc = f"epoch {self.epoch + 1}" + (f"/{epochs}" if epochs else "")
         return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def crop_targets(logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor | None):
+    """Centre-crop masks (and weights) to the logits' size: a valid-padding U-Net predicts
+    only the centre of its input tile (the paper's overlap-tile geometry)."""
+    out, full = tuple(logits.shape[2:]), tuple(masks.shape[1:])
+    if out == full:
+        return masks, weight
+    if any(o > f for o, f in zip(out, full)):
+        raise UnetlabError(f"model output {out} is larger than the mask {full}")
+    index = (slice(None), *(slice((f - o) // 2, (f - o) // 2 + o) for o, f in zip(out, full)))
+    return masks[index], (weight[index] if weight is not None else None)
 
 
 def net_dims(net) -> int:
