@@ -72,8 +72,15 @@ class FolderDataset(PairedFilesDataset):
                         else default_palette(num_classes))
         self.ignore_index = ignore_index
         self.image_mode = image_mode
-        first = read_image(self.samples[0][1], mode=image_mode)
-        self.in_channels = 1 if first.ndim == 2 else int(first.shape[-1])
+        modes = {"L": 1, "RGB": 3, "RGBA": 4}
+        if image_mode is not None and image_mode not in modes:
+            raise UnetlabError(f"image_mode={image_mode!r}: choose from None, "
+                               f"{', '.join(modes)}")
+        if image_mode is None:
+            first = read_image(self.samples[0][1])
+            self.in_channels = 1 if first.ndim == 2 else int(first.shape[-1])
+        else:
+            self.in_channels = modes[image_mode]
 
     def _infer_mapping(self, ignore_values) -> dict:
         from .mapping import _encode_rgb, _parse_key
