@@ -1,0 +1,98 @@
+"""Streaming file prediction and the ``unetlab predict`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+import unetlab
+from unetlab.cli import main
+from unetlab.inference import predict_file, predict_tiled
+from unetlab.inference.palette import default_palette, overlay
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return unetlab.create_model("unet", in_channels=1, num_classes=3, channels=(4, 8)).eval()
+
+
+def _one_line_error(capsys, command="predict"):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"unetlab {command}: error:")
+    return err[0]
+
+
+def test_streamed_tiff_equals_in_memory_prediction(tmp_path, tiny):
+    rng = np.random.default_rng(0)
+    image = (rng.random((600, 904)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", image)
+    res = predict_file(tiny, tmp_path / "big.tif", tmp_path / "out", tile_size=128,
+                       overlap=0.25, probabilities=True)
+    labels = tifffile.imread(res["labels"])
+    probs = tifffile.imread(res["probabilities"])
+    expected = predict_tiled(tiny, image[None] / 255.0, tile_size=128, overlap=0.25,
+                             output="probabilities")
+    assert labels.shape == (600, 904) and labels.dtype == np.uint8
+    assert probs.shape == (3, 600, 904)
+    assert np.allclose(probs, expected.numpy(), atol=1e-5)
+    assert (labels == expected.argmax(0).numpy()).all()
+    assert res["overlay"].is_file()
+
+
+def test_tiff_stack_predicted_slice_by_slice(tmp_path, tiny):
+    stack = (np.random.default_rng(1).random((3, 40, 52)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    res = predict_file(tiny, tmp_path / "stack.tif", tmp_path, tile_size=32)
+    labels = tifffile.imread(res["labels"])
+    second = predict_tiled(tiny, stack[1][None] / 255.0, tile_size=32).argmax(0).numpy()
+    assert labels.shape == (3, 40, 52) and (labels[1] == second).all()
+
+
+def test_overlay_and_default_palette():
+    pal = default_palette(5)
+    assert pal.shape == (5, 3) and (pal[0] == 0).all() and len({tuple(c) for c in pal}) == 5
+    img = np.full((2, 2), 100, np.uint8)
+    img[0, 0] = 200
+    out = overlay(img, np.array([[0, 1], [1, 0]]), np.array([[0, 0, 0], [255, 0, 0]]),
+                  alpha=0.5)
+    # class 0 keeps the (rescaled) image; class 1 mixes half red
+    assert out[0, 0].tolist() == [255, 255, 255] and out[1, 1].tolist() == [0, 0, 0]
+    assert out[0, 1].tolist() == [128, 0, 0]
+
+
+def test_predict_command_png(tmp_path, tiny, capsys):
+    ckpt = unetlab.save_model(tiny, tmp_path / "m.safetensors",
+                              metadata={"palette": [[0, 0, 0], [255, 0, 0], [0, 0, 255]]})
+    Image.fromarray((np.random.default_rng(2).random((50, 70)) * 255).astype(np.uint8)).save(
+        tmp_path / "a.png")
+    rc = main(["predict", str(ckpt), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
+               "--tile-size", "32", "--tta", "--no-progress"])
+    assert rc == 0
+    lab = Image.open(tmp_path / "o" / "a_labels.png")
+    assert lab.mode == "P" and lab.size == (70, 50)
+    assert lab.getpalette()[:9] == [0, 0, 0, 255, 0, 0, 0, 0, 255]
+    assert (tmp_path / "o" / "a_overlay.png").is_file()
+
+
+def test_predict_errors_are_one_line(tmp_path, tiny, capsys):
+    ckpt = unetlab.save_model(tiny, tmp_path / "m.safetensors")
+    out = str(tmp_path / "o")
+    assert main(["predict", str(tmp_path / "missing.safetensors"), "x.png", "--out", out]) == 2
+    assert "missing.safetensors" in _one_line_error(capsys)
+    (tmp_path / "bad.png").write_bytes(b"not a png at all")
+    assert main(["predict", str(ckpt), str(tmp_path / "bad.png"), "--out", out]) == 2
+    assert "bad.png" in _one_line_error(capsys)
+    rgb = unetlab.save_model(unetlab.create_model("unet", in_channels=3, num_classes=2,
+                                                  channels=(4, 8)), tmp_path / "rgb.safetensors")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "gray.png")
+    assert main(["predict", str(rgb), str(tmp_path / "gray.png"), "--out", out]) == 2
+    assert "expects 3" in _one_line_error(capsys)
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 20)
+    assert main(["predict", str(tmp_path / "corrupt.safetensors"), str(tmp_path / "gray.png"),
+                 "--out", out]) == 2
+    _one_line_error(capsys)
