@@ -1,0 +1,125 @@
+"""The trainer on tiny synthetic runs: outputs, reproducibility, accumulation, NaN stop."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import unetlab
+from training_helpers import assert_same_weights, tiny_overrides, weights
+from unetlab.config import load_config
+from unetlab.errors import UnetlabError
+from unetlab.training import Trainer, TrainingDiverged, train
+from unetlab.training.trainer import crop_targets, flatten_metrics
+
+
+def test_a_run_writes_everything_and_the_best_model_loads(tmp_path):
+    out = tmp_path / "run"
+    summary = train(load_config(None, tiny_overrides(out, epochs=3)))
+    assert summary["reason"] == "finished" and summary["epochs"] == 3
+    assert summary["steps"] == 6  # 8 images / batch 4 = 2 steps per epoch
+    for name in ("config.yaml", "metrics.csv", "curves.png", "summary.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "miou", "dice.1", "pixel_error", "rand_error",
+            "boundary_f1", "lr", "images_per_s"} <= set(rows[0])
+    best = max(float(r["dice.1"]) for r in rows)
+    assert summary["best_value"] == pytest.approx(best, abs=1e-5)
+    model = unetlab.load_model(out / "checkpoints" / "best")
+    meta = unetlab.models.serialization.read_metadata(out / "checkpoints" / "best")
+    assert meta["class_names"] == ["cell", "membrane"] or len(meta["class_names"]) == 2
+    assert len(meta["palette"]) == 2
+    assert model(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+    saved = load_config(out / "config.yaml")
+    assert saved.train.epochs == 3 and saved.model.options["channels"] == [8, 16, 32]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    a, b, c = (tmp_path / n for n in "abc")
+    train(load_config(None, tiny_overrides(a)))
+    train(load_config(None, tiny_overrides(b)))
+    train(load_config(None, tiny_overrides(c, extra=["train.seed=1"])))
+    assert_same_weights(weights(a), weights(b))
+    wc = weights(c)
+    assert any(not torch.equal(wc[k], weights(a)[k]) for k in wc)
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    common = dict(norm="null", augment="none", epochs=1)
+    sgd = ["optim.name=sgd", "optim.momentum=0.9", "optim.lr=0.1"]
+    train(load_config(None, tiny_overrides(tmp_path / "big", batch=4, extra=sgd, **common)))
+    train(load_config(None, tiny_overrides(tmp_path / "acc", batch=2,
+                                           extra=[*sgd, "train.accumulate=2"], **common)))
+    assert_same_weights(weights(tmp_path / "big"), weights(tmp_path / "acc"), atol=1e-6)
+    big = json.loads((tmp_path / "big" / "summary.json").read_text())
+    acc = json.loads((tmp_path / "acc" / "summary.json").read_text())
+    assert big["steps"] == acc["steps"] == 2
+
+
+def test_nan_loss_stops_names_the_step_and_keeps_last_good(tmp_path):
+    out = tmp_path / "nan"
+    trainer = Trainer(load_config(None, tiny_overrides(out, epochs=3)))
+    real, calls = trainer.loss_fn, {"n": 0}
+
+    def poisoned(logits, target, pixel_weight=None):
+        loss = real(logits, target, pixel_weight=pixel_weight)
+        if not logits.requires_grad:  # validation
+            return loss
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    trainer.loss_fn = poisoned
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3 \(epoch 2\).*kept "
+                                               r"at .*checkpoints/last"):
+        trainer.fit()
+    state = json.loads((out / "checkpoints" / "last" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["step"] == 2  # the end of epoch 1, before the NaN
+    for value in weights(out).values():
+        assert torch.isfinite(value.float()).all()
+
+
+def test_max_steps_and_early_stopping(tmp_path):
+    s = train(load_config(None, tiny_overrides(tmp_path / "a", epochs=5,
+                                               extra=["train.max_steps=3"])))
+    assert s["steps"] == 3 and s["reason"] == "max_steps"
+    # a metric that cannot improve after the first validation: stop after `patience` more
+    s = train(load_config(None, tiny_overrides(
+        tmp_path / "b", epochs=10, extra=["train.early_stop_patience=2",
+                                          "train.best_metric=num_pixels",
+                                          "train.best_mode=max"])))
+    assert s["reason"] == "early_stop" and s["epochs"] == 3 and s["best_epoch"] == 1
+
+
+def test_unknown_best_metric_names_the_valid_ones(tmp_path):
+    with pytest.raises(UnetlabError, match="best_metric='mIoU' is not among.*miou"):
+        train(load_config(None, tiny_overrides(tmp_path / "x", epochs=1,
+                                                extra=["train.best_metric=mIoU"])))
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    with pytest.raises(UnetlabError, match="fp16.*needs a CUDA device"):
+        Trainer(load_config(None, tiny_overrides(tmp_path / "x", extra=["train.amp=fp16"])))
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    s = train(load_config(None, tiny_overrides(tmp_path / "bf", epochs=1,
+                                               extra=["train.amp=bf16"])))
+    assert s["steps"] == 2
+    assert all(torch.isfinite(v.float()).all() for v in weights(tmp_path / "bf").values())
+
+
+def test_crop_targets_centres_masks_for_valid_padding():
+    masks = torch.arange(36).reshape(1, 6, 6)
+    logits = torch.zeros(1, 2, 2, 2)
+    cropped, w = crop_targets(logits, masks, masks.float())
+    assert cropped.tolist() == [[[14, 15], [20, 21]]] and w.shape == (1, 2, 2)
+
+
+def test_flatten_metrics():
+    assert flatten_metrics({"iou": [0.5, None], "miou": 0.5, "reduction": "dataset"}) == {
+        "iou.0": 0.5, "miou": 0.5}
