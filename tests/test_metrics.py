@@ -294,3 +294,24 @@ def test_disk_dilation_matches_scipy(radius):
     m3 = torch.rand(1, 7, 8, 9) < 0.05
     np.testing.assert_array_equal(dilate(m3, 2.5)[0].numpy(),
                                   ndimage.binary_dilation(m3[0].numpy(), ball))
+
+
+@settings(max_examples=25, deadline=None)
+@given(label_maps, st.floats(0.0, 0.5))
+def test_confusion_metrics_match_numpy_reference(shape, frac):
+    """Per-class IoU/Dice/accuracy by set counting in numpy, independent of bincount."""
+    n, h, w, c, seed = shape
+    pred, target, ignore = _random(n, h, w, c, seed, frac)
+    m = SegmentationMetrics(c, ignore_index=255, boundary=False)
+    m.update(pred, target)
+    r = m.compute()
+    p, t = pred.numpy()[~ignore.numpy()], target.numpy()[~ignore.numpy()]
+    for k in range(c):
+        inter, union = np.sum((p == k) & (t == k)), np.sum((p == k) | (t == k))
+        if union == 0:
+            assert r["iou"][k] is None
+        else:
+            assert r["iou"][k] == pytest.approx(inter / union)
+            assert r["dice"][k] == pytest.approx(2 * inter / (np.sum(p == k) + np.sum(t == k)))
+    if p.size:
+        assert r["pixel_accuracy"] == pytest.approx(np.mean(p == t))
