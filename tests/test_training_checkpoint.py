@@ -145,6 +145,9 @@ def test_schedules_hand_computed():
     pl2 = LRSchedule(opt, "plateau", factor=0.1, patience=1)
     pl2.load_state_dict(state)
     assert pl2.plateau_scale == pytest.approx(0.1) and pl2.best == 0.5
+    timed = LRSchedule(opt, "cosine", by_time=True)
+    timed.step(progress=0.5)
+    assert timed.factor_at(1) == pytest.approx(0.5)  # half the time budget used
     with pytest.raises(UnetlabError, match="needs the total number of steps"):
         LRSchedule(opt, "poly")
 

@@ -94,7 +94,10 @@ class ScheduleConfig:
 
     ``poly``: ``lr * (1 - t/T) ** power``; ``cosine``: half a cosine down to
     ``min_lr_ratio * lr``; ``plateau``: multiply by ``factor`` when the best metric has
-    not improved for ``patience`` validations.
+    not improved for ``patience`` validations. ``by_time``: poly/cosine progress is the
+    fraction of ``train.time_budget_s`` used (or of the steps, whichever is further), so
+    a fixed wall-clock budget on a shared machine still ends annealed; the run is then
+    not bit-reproducible.
     """
 
     name: str = "none"
@@ -103,6 +106,7 @@ class ScheduleConfig:
     min_lr_ratio: float = 0.0
     factor: float = 0.5
     patience: int = 3
+    by_time: bool = False
 
 
 @dataclass
@@ -314,8 +318,10 @@ def validate(cfg: Config) -> None:
             and cfg.train.time_budget_s is None:
         raise UnetlabError("set at least one of train.epochs, train.max_steps, "
                            "train.time_budget_s (otherwise training never stops)")
+    if cfg.schedule.by_time and cfg.train.time_budget_s is None:
+        raise UnetlabError("schedule.by_time needs train.time_budget_s")
     if cfg.schedule.name in ("poly", "cosine") and cfg.train.epochs is None \
-            and cfg.train.max_steps is None:
+            and cfg.train.max_steps is None and not cfg.schedule.by_time:
         raise UnetlabError(f"schedule.name={cfg.schedule.name!r} needs train.epochs or "
                            "train.max_steps to know its length")
 

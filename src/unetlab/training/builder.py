@@ -141,4 +141,4 @@ def build_schedule(cfg: Config, optimizer, total_steps: int | None):
     s = cfg.schedule
     return LRSchedule(optimizer, s.name, total_steps=total_steps, warmup_steps=s.warmup_steps,
                       power=s.power, min_lr_ratio=s.min_lr_ratio, factor=s.factor,
-                      patience=s.patience, mode=best_mode(cfg))
+                      patience=s.patience, mode=best_mode(cfg), by_time=s.by_time)

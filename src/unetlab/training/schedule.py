@@ -26,10 +26,10 @@ class LRSchedule:
     def __init__(self, optimizer: torch.optim.Optimizer, name: str = "none", *,
                  total_steps: int | None = None, warmup_steps: int = 0, power: float = 0.9,
                  min_lr_ratio: float = 0.0, factor: float = 0.5, patience: int = 3,
-                 mode: str = "max"):
+                 mode: str = "max", by_time: bool = False):
         if name not in SCHEDULES:
             raise UnetlabError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
-        if name in ("poly", "cosine") and not total_steps:
+        if name in ("poly", "cosine") and not total_steps and not by_time:
             raise UnetlabError(f"schedule {name!r} needs the total number of steps")
         self.optimizer = optimizer
         self.name, self.total_steps, self.warmup_steps = name, total_steps, warmup_steps
@@ -37,6 +37,8 @@ class LRSchedule:
         self.factor, self.patience, self.mode = factor, patience, mode
         self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.step_count = 0
+        self.by_time = by_time
+        self.progress: float | None = None  # fraction of the time budget (by_time)
         self.plateau_scale = 1.0
         self.best: float | None = None
         self.bad_epochs = 0
@@ -49,8 +51,12 @@ class LRSchedule:
             warm = (step + 1) / self.warmup_steps
         decay = 1.0
         if self.name in ("poly", "cosine"):
-            span = max(1, self.total_steps - self.warmup_steps)
-            t = min(1.0, max(0, step - self.warmup_steps) / span)
+            t = 0.0
+            if self.total_steps:
+                span = max(1, self.total_steps - self.warmup_steps)
+                t = min(1.0, max(0, step - self.warmup_steps) / span)
+            if self.by_time and self.progress is not None:
+                t = max(t, min(1.0, self.progress))
             if self.name == "poly":
                 shape = (1.0 - t) ** self.power
             else:
@@ -63,9 +69,12 @@ class LRSchedule:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * f
 
-    def step(self) -> None:
-        """Call after each ``optimizer.step()``."""
+    def step(self, progress: float | None = None) -> None:
+        """Call after each ``optimizer.step()``; ``progress``: fraction of the time
+        budget used (only read when ``by_time``)."""
         self.step_count += 1
+        if progress is not None:
+            self.progress = progress
         self._apply()
 
     def observe(self, value: float) -> None:
@@ -88,7 +97,8 @@ class LRSchedule:
 
     def state_dict(self) -> dict:
         return {"step_count": self.step_count, "plateau_scale": self.plateau_scale,
-                "best": self.best, "bad_epochs": self.bad_epochs, "base_lrs": self.base_lrs}
+                "best": self.best, "bad_epochs": self.bad_epochs, "base_lrs": self.base_lrs,
+                "progress": self.progress}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step_count"])
@@ -96,4 +106,5 @@ class LRSchedule:
         self.best = state["best"]
         self.bad_epochs = int(state["bad_epochs"])
         self.base_lrs = list(state["base_lrs"])
+        self.progress = state.get("progress")
         self._apply()

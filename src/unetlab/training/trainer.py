@@ -189,7 +189,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
             self.scaler.step(self.optimizer)                        # step
             self.scaler.update()
-            self.schedule.step()
+            budget = self.cfg.train.time_budget_s
+            self.schedule.step((self.elapsed_s + self._running_s()) / budget if budget else None)
             self.step += 1
         return value
 
@@ -264,7 +265,9 @@ class Trainer:
                     self.batch_in_epoch = 0
                 early = False
                 if validate and self.val_set is not None:
+                    started = time.perf_counter()
                     metrics = self.validate()
+                    self.elapsed_s += time.perf_counter() - started  # the budget counts it
                     row.update(metrics)
                     early = self._track_best(metrics)
                 self.history.append(row)
