@@ -1,0 +1,275 @@
+"""Inference speed and memory of unetlab against plain eager PyTorch, ONNX Runtime and MONAI.
+
+Three parts, each printed as a Markdown table and saved in one JSON file:
+
+1. ``model``: one forward pass of the classic U-Net (64..1024, batch norm, 3 -> 2
+   classes) at each ``--sizes``: eager PyTorch, ``optimize_for_inference`` (torch
+   backend), ONNX Runtime on the exported model, MONAI ``BasicUNet`` with the same widths.
+2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
+   loop, unetlab U-Net vs MONAI BasicUNet.
+3. ``tiled``: an image of each ``--tiled-sizes`` (a TIFF on disk) segmented with tile 256,
+   overlap 0.25, gaussian blending, by ``unetlab.inference.predict_file`` (streaming) and by
+   MONAI ``sliding_window_inference`` on the image in memory, same model (U-Net 16..128,
+   batch norm). Each run is its own subprocess, so peak RSS (``ru_maxrss``) is its own.
+
+Peers are optional: ``pip install 'unetlab[bench]'`` (monai). Missing peers are skipped.
+
+    python benchmarks/bench_inference.py --sizes 256 --tiled-sizes 1024 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+WIDE = (64, 128, 256, 512, 1024)
+TILED = (16, 32, 64, 128)
+
+
+def _median_time(fn, repeats: int, *args, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _monai():
+    try:
+        import monai  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+def _unet(channels, classes=2, in_channels=3):
+    import unetlab
+
+    torch.manual_seed(0)
+    return unetlab.create_model("unet", in_channels=in_channels, num_classes=classes,
+                                channels=channels, norm="batch").eval()
+
+
+def _basic_unet(channels, classes=2, in_channels=3):
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=classes,
+                     features=(*channels, channels[0])).eval()
+
+
+def bench_model(sizes, repeats):
+    from unetlab.inference import optimize_for_inference
+
+    rows = []
+    for size in sizes:
+        x = torch.rand(1, 3, size, size)
+        model = _unet(WIDE)
+        runs = {}
+        with torch.no_grad():
+            runs["eager"] = _median_time(model, repeats, x)
+        fast = optimize_for_inference(model, backend="torch")
+        runs["unetlab"] = _median_time(fast, repeats, x)
+        try:
+            ort = optimize_for_inference(model, backend="onnxruntime")
+            runs["onnxruntime"] = _median_time(ort, repeats, x)
+        except (ImportError, ValueError) as exc:
+            print(f"onnxruntime skipped: {exc}", file=sys.stderr)
+        if _monai():
+            basic = _basic_unet(WIDE)
+            with torch.no_grad():
+                runs["monai_basicunet"] = _median_time(basic, repeats, x)
+        rows.append({"size": size, "seconds": runs})
+    return rows
+
+
+def bench_train(size, repeats):
+    rows = {}
+    x = torch.rand(2, 3, size, size)
+    y = torch.randint(0, 2, (2, size, size))
+    models = {"unetlab": _unet(WIDE)}
+    if _monai():
+        models["monai_basicunet"] = _basic_unet(WIDE)
+    for name, model in models.items():
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step(model=model, opt=opt, loss_fn=loss_fn):
+            loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        rows[name] = _median_time(step, repeats)
+    return {"size": size, "batch": 2, "seconds": rows}
+
+
+# ---- tiled inference, one subprocess per run --------------------------------------------
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss survives exec on Linux and
+    would report the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(args) -> None:
+    """Run one tiled prediction and print JSON with seconds and peak RSS."""
+    import numpy as np
+    import tifffile
+
+    torch.set_num_threads(args.threads)
+    path = Path(args.child_image)
+    model = _unet(TILED, classes=args.classes, in_channels=1)
+    t = time.perf_counter()
+    if args.child == "monai":
+        from monai.inferers import sliding_window_inference
+
+        image = torch.from_numpy(tifffile.imread(str(path)).astype(np.float32) / 255.0)
+        with torch.no_grad():
+            out = sliding_window_inference(image[None, None], (256, 256), 4, model,
+                                           overlap=0.25, mode="gaussian")
+            labels = out.argmax(1)[0].to(torch.uint8).numpy()
+        tifffile.imwrite(str(path.with_name("monai_labels.tif")), labels)
+    else:
+        from unetlab.inference import optimize_for_inference, predict_file
+
+        if args.child == "unetlab":
+            model = optimize_for_inference(model)
+        predict_file(model, path, path.parent / args.child, tile_size=256, overlap=0.25,
+                     blend="gaussian", batch_size=4, write_overlay=False)
+    seconds = time.perf_counter() - t
+    rss_mb = _peak_rss_mb()
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": rss_mb}))
+
+
+def bench_tiled(sizes, classes, threads, runners):
+    import numpy as np
+    import tifffile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            path = Path(tmp) / f"image{size}.tif"
+            rng = np.random.default_rng(0)
+            with tifffile.TiffWriter(str(path)) as tw:  # uncompressed: memory-mappable
+                tw.write((rng.random((size, size)) * 255).astype(np.uint8))
+            runs = {}
+            for runner in runners:
+                if runner == "monai" and not _monai():
+                    continue
+                cmd = [sys.executable, __file__, "--child", runner, "--child-image", str(path),
+                       "--classes", str(classes), "--threads", str(threads)]
+                res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if res.returncode:
+                    print(res.stderr[-2000:], file=sys.stderr)
+                    continue
+                out = json.loads(res.stdout.strip().splitlines()[-1])
+                out["mpx_per_s"] = size * size / 1e6 / out["seconds"]
+                runs[runner] = out
+            rows.append({"size": size, "classes": classes, "runs": runs})
+            path.unlink()
+    return rows
+
+
+# ---- report -----------------------------------------------------------------------------
+
+def _ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def markdown(results) -> str:
+    lines = []
+    if results.get("model"):
+        lines += ["| forward 1x3xSxS | eager s | unetlab s | onnxruntime s | MONAI s "
+                  "| unetlab vs eager | vs ORT | vs MONAI |", "|---|---|---|---|---|---|---|---|"]
+        for r in results["model"]:
+            s = r["seconds"]
+            u = s["unetlab"]
+            lines.append(
+                f"| {r['size']} | {s['eager']:.3f} | {u:.3f} | "
+                f"{s.get('onnxruntime', float('nan')):.3f} | "
+                f"{s.get('monai_basicunet', float('nan')):.3f} | {_ratio(s['eager'], u)} | "
+                f"{_ratio(s.get('onnxruntime'), u)} | {_ratio(s.get('monai_basicunet'), u)} |")
+        lines.append("")
+    if results.get("train"):
+        s = results["train"]["seconds"]
+        lines += ["| train step, batch 2 | unetlab s | MONAI s | speed-up |", "|---|---|---|---|",
+                  f"| {results['train']['size']} | {s['unetlab']:.3f} | "
+                  f"{s.get('monai_basicunet', float('nan')):.3f} | "
+                  f"{_ratio(s.get('monai_basicunet'), s['unetlab'])} |", ""]
+    if results.get("tiled"):
+        lines += ["| tiled image | runner | Mpx/s | peak RSS MB | Mpx/s vs MONAI |",
+                  "|---|---|---|---|---|"]
+        for r in results["tiled"]:
+            monai = r["runs"].get("monai", {}).get("mpx_per_s")
+            for name, run in r["runs"].items():
+                lines.append(f"| {r['size']}² ({r['classes']} classes) | {name} | "
+                             f"{run['mpx_per_s']:.3f} | {run['peak_rss_mb']:.0f} | "
+                             f"{_ratio(run['mpx_per_s'], monai)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="*", default=[256],
+                   help="square sizes for the forward-pass benchmark (default 256)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--train", action="store_true", help="also time a training step")
+    p.add_argument("--tiled-sizes", type=int, nargs="*", default=[1024],
+                   help="square image sizes for tiled inference (default 1024)")
+    p.add_argument("--classes", type=int, default=2, help="classes for tiled inference")
+    p.add_argument("--runners", nargs="*", default=["unetlab", "eager", "monai"],
+                   choices=("unetlab", "eager", "monai"),
+                   help="tiled runners: unetlab (optimised model), eager (unetlab tiler, "
+                   "plain model), monai (sliding_window_inference)")
+    p.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
+    p.add_argument("--json", type=Path, default=Path("bench_inference.json"))
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-image", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(args)
+        return 0
+    torch.set_num_threads(args.threads)
+    results = {"machine": {"threads": args.threads, "torch": torch.__version__,
+                           "cpu_count": os.cpu_count()}}
+    if _monai():
+        import monai
+
+        results["machine"]["monai"] = monai.__version__
+    if args.sizes:
+        results["model"] = bench_model(args.sizes, args.repeats)
+    if args.train:
+        results["train"] = bench_train(args.sizes[0] if args.sizes else 256, args.repeats)
+    if args.tiled_sizes:
+        results["tiled"] = bench_tiled(args.tiled_sizes, args.classes, args.threads,
+                                       args.runners)
+    print(markdown(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
