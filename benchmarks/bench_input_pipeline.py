@@ -7,7 +7,7 @@ on, with 0, 1 and 2 DataLoader workers; and, for scale, one U-Net training step
 input-bound.
 
     .venv/bin/python benchmarks/bench_input_pipeline.py --data ../shared/data \
-        [--images 40] [--json out.json]
+        [--images 40] [--torch-threads 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40, help="images per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-model", action="store_true", help="skip the U-Net step")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
+                        help="torch intra-op threads in the main process (default: all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.torch_threads)
 
     setups = [
         ("isbi2012 512x512 paper", "isbi2012", args.data / "isbi2012",
@@ -88,6 +90,7 @@ def main() -> None:
             for workers in args.workers:
                 rate = throughput(ds, workers, args.images)
                 rows.append({"setup": label, "cache": cache, "workers": workers,
+                             "torch_threads": args.torch_threads,
                              "images_per_s": round(rate, 1)})
                 print(f"{label:26s} cache={cache!s:5s} workers={workers}: "
                       f"{rate:7.1f} images/s", flush=True)
