@@ -330,8 +330,10 @@ class Trainer:
                 from ..metrics import rand_error
 
                 for p, m in zip(labels.cpu(), masks.cpu()):
-                    sums[2] += float(rand_error(p, m))
-                    sums[3] += 1
+                    err = rand_error(p, m)
+                    if err is not None:  # None: no cell pixel in the target
+                        sums[2] += err
+                        sums[3] += 1
         metrics.sync()
         sums = distributed.all_reduce_sum(sums.to(self.device), self.dist).cpu()
         out = flatten_metrics(metrics.compute())

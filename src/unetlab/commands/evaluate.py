@@ -1,0 +1,92 @@
+"""``unetlab evaluate CHECKPOINT --dataset FORMAT --data PATH``: measure a trained model.
+
+Prints a per-class table (IoU, Dice, accuracy, boundary F1) and the means; for binary
+membrane data also ``pixel_error`` and ``rand_error``. The results are saved as JSON
+(``--json``, default ``<checkpoint folder>/eval_<dataset>_<split>.json``); ``--per-image-csv``
+adds one row per image.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..errors import UnetlabError
+from ._common import add_json_argument, existing_path, write_json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="measure a trained model on a labelled dataset",
+        description="Evaluate a saved model (a .safetensors file or a checkpoint folder) "
+        "on a labelled dataset split.")
+    p.add_argument("checkpoint", type=existing_path,
+                   help="model.safetensors or a checkpoint folder (e.g. runs/x/checkpoints/best)")
+    p.add_argument("--dataset", required=True, metavar="FORMAT",
+                   help="dataset format: folder, isbi2012, camvid, voc, cityscapes, "
+                   "membranes, shapes")
+    p.add_argument("--data", type=Path, default=None, metavar="PATH",
+                   help="dataset root (not needed for the synthetic ones)")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--option", dest="options", action="append", default=[],
+                   metavar="KEY=VALUE", help="dataset option, e.g. --option normalize=imagenet")
+    p.add_argument("--tile-size", type=int, default=None,
+                   help="predict with overlapping tiles of this size (default: whole image)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (flips, 90°)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
+    p.add_argument("--per-image-csv", type=Path, default=None, metavar="PATH",
+                   help="also write one row of metrics per image")
+    add_json_argument(p)
+    p.set_defaults(run=run)
+
+
+def parse_options(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UnetlabError(f"--option {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def run(args) -> int:
+    from .. import load_model
+    from ..data import build_dataset
+    from ..training.builder import select_device
+    from ..training.evaluation import check_compatible, evaluate_model, format_table
+
+    device = select_device(args.device)
+    try:
+        model = load_model(args.checkpoint, map_location=device)
+    except UnetlabError:
+        raise
+    except ValueError as exc:
+        raise UnetlabError(str(exc)) from None
+    dataset = build_dataset(args.dataset, root=args.data, split=args.split,
+                            **parse_options(args.options))
+    check_compatible(model, dataset, str(args.checkpoint))
+    result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
+                            boundary=not args.no_boundary, tta=args.tta, progress=True)
+    result.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset,
+                   "data": str(args.data) if args.data else None, "split": args.split,
+                   "num_images": len(dataset)})
+    print(format_table(result))
+    folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
+    target = args.json or folder / f"eval_{args.dataset}_{args.split}.json"
+    out = {**result["metrics"], "class_names": result["class_names"],
+           **{k: result[k] for k in ("checkpoint", "dataset", "data", "split", "num_images")}}
+    write_json(target, out)
+    print(f"saved {target}")
+    if args.per_image_csv is not None:
+        rows = result["per_image"]
+        args.per_image_csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.per_image_csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"saved {args.per_image_csv}")
+    return 0

@@ -1,0 +1,121 @@
+"""Evaluate a model on a dataset: metrics over the whole set, per class and per image.
+
+Used by ``unetlab evaluate`` and ``unetlab demo``. Binary data (two classes, class 1 =
+membrane, no ignore label) also gets the ISBI 2012 measures ``pixel_error`` and
+``rand_error`` (mean over images).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..errors import UnetlabError
+
+log = logging.getLogger(__name__)
+
+
+def predict_logits(model, image: torch.Tensor, *, tile_size=None, device="cpu",
+                   tta: bool = False) -> torch.Tensor:
+    """``(K, H, W)`` logits for one ``(C, H, W)`` image: overlap-tile prediction when
+    ``tile_size`` is given (or the model uses valid padding), else one forward pass."""
+    valid = getattr(model, "padding", "same") == "valid"
+    if tile_size or valid or tta:
+        from ..inference import predict_tiled
+
+        size = tile_size or 572
+        return predict_tiled(model, image, tile_size=size, tta=tta, device=device).float()
+    with torch.no_grad():
+        return model(image[None].to(device))[0].float().cpu()
+
+
+def check_compatible(model, dataset, checkpoint="the model") -> None:
+    """Clear errors when the model cannot be evaluated on this dataset."""
+    classes = getattr(model, "num_classes", None) or model.unetlab_config["num_classes"]
+    in_ch = getattr(model, "in_channels", None) or model.unetlab_config["in_channels"]
+    if classes != dataset.num_classes:
+        raise UnetlabError(f"{checkpoint} predicts {classes} classes but the dataset has "
+                           f"{dataset.num_classes} ({', '.join(dataset.class_names)})")
+    if in_ch != dataset.in_channels:
+        raise UnetlabError(f"{checkpoint} takes {in_ch}-channel images but the dataset has "
+                           f"{dataset.in_channels} channels")
+    if not getattr(dataset, "has_masks", True):
+        raise UnetlabError("this split has no labels; evaluation needs masks "
+                           "(use unetlab predict for unlabelled images)")
+
+
+def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bool = True,
+                   tta: bool = False, progress: bool = False) -> dict:
+    """Run ``model`` over ``dataset`` and measure it.
+
+    Returns ``{"metrics": SegmentationMetrics.compute() (+ pixel_error, rand_error for
+    binary data), "per_image": [{"name", "pixel_accuracy", "miou", "mdice", ...}],
+    "class_names": [...]}``.
+    """
+    from ..metrics import SegmentationMetrics, pixel_error, rand_error
+
+    k = int(dataset.num_classes)
+    ignore = getattr(dataset, "ignore_index", None)
+    binary = k == 2 and ignore is None
+    model = model.to(device).eval()
+    total = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
+    rows, rand = [], []
+    indices = range(len(dataset))
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="evaluating", unit="img", leave=False)
+    for i in indices:
+        item = dataset[i]
+        logits = predict_logits(model, item["image"], tile_size=tile_size, device=device,
+                                tta=tta)
+        pred = logits.argmax(0).cpu()
+        mask = item["mask"]
+        one = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
+        one.update(pred[None], mask[None])
+        total.merge(one)
+        m = one.compute()
+        row = {"name": item.get("name", str(i)), "pixel_accuracy": m["pixel_accuracy"],
+               "miou": m["miou"], "mdice": m["mdice"], "boundary_f1": m["boundary_f1"]}
+        if binary:
+            row["pixel_error"] = pixel_error(pred, mask)
+            row["rand_error"] = rand_error(pred, mask)
+            row["membrane_dice"] = m["dice"][1]
+            if row["rand_error"] is not None:
+                rand.append(row["rand_error"])
+        rows.append(row)
+    if not rows:
+        raise UnetlabError("the dataset is empty: nothing to evaluate")
+    metrics = total.compute()
+    if binary:
+        metrics["pixel_error"] = 1.0 - metrics["pixel_accuracy"]
+        metrics["rand_error"] = float(np.mean(rand)) if rand else None
+    return {"metrics": metrics, "per_image": rows,
+            "class_names": list(getattr(dataset, "class_names", [])) or
+            [str(c) for c in range(k)]}
+
+
+def format_table(result: dict) -> str:
+    """A per-class table (IoU, Dice, accuracy, boundary F1) and the means, as text."""
+    m, names = result["metrics"], result["class_names"]
+
+    def f(v):
+        return "     -" if v is None else f"{v:6.4f}"
+
+    width = max(8, *(len(n) for n in names))
+    lines = [f"{'class':<{width}}    IoU    Dice    Acc    BF1",
+             "-" * (width + 32)]
+    bf = m.get("boundary_f1_per_class") or [None] * len(names)
+    for i, name in enumerate(names):
+        lines.append(f"{name:<{width}} {f(m['iou'][i])}  {f(m['dice'][i])} "
+                     f"{f(m['recall'][i])} {f(bf[i])}")
+    lines.append("-" * (width + 32))
+    lines.append(f"{'mean':<{width}} {f(m['miou'])}  {f(m['mdice'])} "
+                 f"{f(m['class_accuracy'])} {f(m['boundary_f1'])}")
+    lines.append(f"pixel accuracy {f(m['pixel_accuracy']).strip()}")
+    if "pixel_error" in m:
+        lines.append(f"pixel error {f(m['pixel_error']).strip()}   "
+                     f"Rand error {f(m['rand_error']).strip()}")
+    return "\n".join(lines)
