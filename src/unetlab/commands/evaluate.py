@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
         "evaluate", help="measure a trained model on a labelled dataset",
         description="Evaluate a saved model (a .safetensors file or a checkpoint folder) "
         "on a labelled dataset split.")
-    p.add_argument("checkpoint", type=existing_path,
+    p.add_argument("checkpoint", type=Path,
                    help="model.safetensors or a checkpoint folder (e.g. runs/x/checkpoints/best)")
     p.add_argument("--dataset", required=True, metavar="FORMAT",
                    help="dataset format: folder, isbi2012, camvid, voc, cityscapes, "
@@ -59,6 +59,7 @@ def run(args) -> int:
     from ..training.builder import select_device
     from ..training.evaluation import check_compatible, evaluate_model, format_table
 
+    existing_path(args.checkpoint)
     device = select_device(args.device)
     try:
         model = load_model(args.checkpoint, map_location=device)

@@ -1,0 +1,108 @@
+"""``unetlab train``, ``evaluate`` and ``demo`` through ``unetlab.cli.main``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import unetlab
+from training_helpers import tiny_overrides
+from unetlab.cli import main
+from unetlab.data import build_dataset
+from unetlab.metrics import SegmentationMetrics, pixel_error
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    args = [a for o in tiny_overrides(out, epochs=1) for a in ("--set", o)]
+    assert main(["train", *args, "--json", str(out / "train.json")]) == 0
+    return out
+
+
+def test_train_writes_the_summary_json(trained):
+    summary = json.loads((trained / "train.json").read_text())
+    assert summary["steps"] == 2 and summary["best_metric"] == "dice.1"
+    assert (trained / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_evaluate_matches_metrics_computed_by_hand(trained, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "best"
+    js, per_image = tmp_path / "eval.json", tmp_path / "images.csv"
+    opts = ["--option", "num_images=3", "--option", "size=32"]
+    assert main(["evaluate", str(ckpt), "--dataset", "membranes", "--split", "val", *opts,
+                 "--json", str(js), "--per-image-csv", str(per_image)]) == 0
+    printed = capsys.readouterr().out
+    assert "membrane" in printed and "IoU" in printed and "pixel error" in printed
+    result = json.loads(js.read_text())
+    for key in ("iou", "miou", "dice", "mdice", "pixel_accuracy", "class_accuracy",
+                "boundary_f1", "pixel_error", "rand_error"):
+        assert key in result, key
+    # the same numbers, computed here directly
+    model = unetlab.load_model(ckpt)
+    ds = build_dataset("membranes", split="val", num_images=3, size=32)
+    ref = SegmentationMetrics(2)
+    errors = []
+    with torch.no_grad():
+        for i in range(3):
+            pred = model(ds[i]["image"][None]).argmax(1)
+            ref.update(pred, ds[i]["mask"][None])
+            errors.append(pixel_error(pred[0], ds[i]["mask"]))
+    expected = ref.compute()
+    assert result["miou"] == pytest.approx(expected["miou"])
+    assert result["dice"] == pytest.approx(expected["dice"])
+    assert result["pixel_error"] == pytest.approx(sum(errors) / 3)  # equal-size images
+    rows = list(csv.DictReader(open(per_image)))
+    assert [float(r["pixel_error"]) for r in rows] == pytest.approx(errors)
+
+
+def test_evaluate_errors_are_one_line(trained, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "best"
+    cases = [
+        (["evaluate", str(ckpt), "--dataset", "isbi2012", "--data", str(tmp_path / "nope")],
+         "nope"),
+        (["evaluate", str(ckpt), "--dataset", "shapes", "--option", "num_images=1"],
+         "predicts 2 classes but the dataset has 5"),
+        (["evaluate", str(tmp_path / "missing"), "--dataset", "membranes"],
+         "no such file or directory"),
+    ]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    cases.append((["evaluate", str(bad), "--dataset", "membranes"], "bad.safetensors"))
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("unetlab evaluate: error:") and "\n" not in err, err
+        assert needle in err, err
+
+
+def test_train_with_missing_data_is_a_one_line_error(tmp_path, capsys):
+    args = [a for o in tiny_overrides(tmp_path / "r") for a in ("--set", o)]
+    argv = ["train", *args, "--set", "data.dataset=isbi2012", "--set", "data.options={}",
+            "--set", "data.val_options={}",
+            "--set", f"data.root={tmp_path / 'no_data'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unetlab train: error:") and "no_data" in err and "\n" not in err
+
+
+def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"run folder: {out}" in printed
+    for name in ("metrics.csv", "curves.png", "demo.json", "config.yaml",
+                 "predictions/synthetic_test_overlay.png",
+                 "predictions/synthetic_test_labels.png", "checkpoints/best/model.safetensors"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "demo.json").read_text())
+    assert 0.0 <= report["synthetic_test"]["pixel_error"] <= 1.0
+    assert "miou" in report["synthetic_val"] and "isbi2012" not in report
+
+
+def test_demo_rejects_a_nonpositive_budget(capsys):
+    assert main(["demo", "--minutes", "0"]) == 2
+    assert "--minutes must be positive" in capsys.readouterr().err
