@@ -24,18 +24,10 @@ from torch.utils.data import DataLoader
 from unetlab.data import build_dataset, build_transforms
 
 
-def _seed_worker(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if hasattr(transform, "set_seed"):
-        transform.set_seed(1000 + worker_id)
-
-
 def throughput(dataset, workers: int, images: int, batch_size: int = 4) -> float:
     """Images per second through a DataLoader (decode + augment + collate)."""
     subset = torch.utils.data.Subset(dataset, [i % len(dataset) for i in range(images)])
     loader = DataLoader(subset, batch_size=batch_size, num_workers=workers,
-                        worker_init_fn=_seed_worker if workers else None,
                         persistent_workers=False)
     start = time.perf_counter()
     seen = 0

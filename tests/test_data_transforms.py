@@ -112,3 +112,18 @@ def test_dataset_with_transform_gives_tiles():
     item = ds[0]
     assert item["image"].shape == (3, 32, 32) and item["mask"].shape == (32, 32)
     assert item["image"].dtype == torch.float32 and 0 <= item["image"].min() <= 1
+
+
+def test_workers_do_not_repeat_augmentations():
+    from torch.utils.data import DataLoader, Subset
+
+    def epochs(torch_seed):
+        torch.manual_seed(torch_seed)
+        ds = build_dataset("shapes", num_images=1, size=32,
+                           transform=build_transforms("strong", seed=3)).preload()
+        loader = DataLoader(Subset(ds, [0] * 4), batch_size=1, num_workers=2)
+        return [round(b["image"].sum().item(), 3) for _ in range(2) for b in loader]
+
+    first = epochs(0)
+    assert len(set(first)) == len(first)  # no two workers or epochs alike
+    assert epochs(0) == first  # reproducible under torch.manual_seed

@@ -22,6 +22,7 @@ Every preset parameter can be overridden by keyword (or from a YAML/dict with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -53,15 +54,37 @@ def list_presets() -> tuple[str, ...]:
 
 class SegmentationTransform:
     """A callable ``transform(image=, mask=None, weight=None) -> dict`` wrapping an
-    albumentations pipeline; ``weight`` is moved as a mask (nearest neighbour)."""
+    albumentations pipeline; ``weight`` is moved as a mask (nearest neighbour).
+
+    In a DataLoader worker the pipeline reseeds itself on first use from
+    ``torch.initial_seed()`` (different in every worker and every epoch, reproducible
+    under ``torch.manual_seed``), so workers never repeat each other's augmentations.
+    """
 
     def __init__(self, transforms: list, *, seed: int | None = None, params: dict | None = None):
         import albumentations as A
 
         self.params = dict(params or {})
+        self.seed = seed
         self.compose = A.Compose(transforms, additional_targets={"weight": "mask"}, seed=seed)
+        self._pid = os.getpid()
+
+    def _reseed_in_worker(self) -> None:
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        self._pid = pid
+        import torch
+
+        if torch.utils.data.get_worker_info() is not None:
+            import numpy as np
+
+            mixed = np.random.SeedSequence([torch.initial_seed() % (1 << 63),
+                                            0 if self.seed is None else int(self.seed)])
+            self.compose.set_random_seed(int(mixed.generate_state(1)[0]))
 
     def __call__(self, *, image, mask=None, weight=None) -> dict:
+        self._reseed_in_worker()
         data = {"image": image}
         if mask is not None:
             data["mask"] = mask
@@ -71,7 +94,8 @@ class SegmentationTransform:
         return {k: out[k] for k in data}
 
     def set_seed(self, seed: int) -> None:
-        """Reseed (e.g. per DataLoader worker) for reproducible augmentation."""
+        """Reseed explicitly (overrides the automatic per-worker seed)."""
+        self._pid = os.getpid()
         self.compose.set_random_seed(seed)
 
     def __repr__(self) -> str:
