@@ -7,8 +7,10 @@ two objects closer than a cut-off radius ``R`` get different colours; one EDT pe
 colour then gives, per pixel, the distance to the nearest object of each colour, and
 the two smallest of those are d1 and d2 wherever ``d1 + d2 < R``. Elsewhere the border
 term is below ``w0 * cutoff`` (``R = sigma * sqrt(2 ln(1 / cutoff))``), so the map
-matches the per-object computation to within ``w0 * cutoff`` everywhere, with a dozen
-EDTs instead of hundreds (see benchmarks/bench_weight_map.py).
+matches the per-object computation to within ``w0 * cutoff`` everywhere, with about ten
+EDTs instead of one per object (136 on ISBI label 00; see benchmarks/bench_weight_map.py).
+Noise-like labels with thousands of tiny objects need more colours and cost more
+(about 3 s for 17,000 objects at 512x512).
 """
 
 from __future__ import annotations
@@ -153,14 +155,31 @@ def _colour_objects(objects: np.ndarray, n: int, radius: float) -> np.ndarray:
     boxes = ndimage.find_objects(objects, max_label=n)
     lo = np.array([[s.start for s in b] for b in boxes]) - margin
     hi = np.array([[s.stop for s in b] for b in boxes]) + margin
-    conflict = np.all((lo[:, None, :] < hi[None, :, :]) & (lo[None, :, :] < hi[:, None, :]),
-                      axis=-1)
-    np.fill_diagonal(conflict, False)
-    colour = np.full(n, -1, dtype=np.int64)
-    for i in np.argsort(-conflict.sum(axis=1), kind="stable"):
-        used = set(colour[conflict[i]].tolist())
-        c = 0
-        while c in used:
-            c += 1
-        colour[i] = c
+    # sweep along axis 0: after sorting by box start, the boxes overlapping box i there
+    # (and starting after it) are a contiguous run; test the other axes on that run only
+    order = np.argsort(lo[:, 0], kind="stable")
+    lo, hi = lo[order], hi[order]
+    ends = np.searchsorted(lo[:, 0], hi[:, 0], side="left")
+    pairs_i, pairs_j = [], []
+    for i in range(n):
+        j = np.arange(i + 1, ends[i])
+        if j.size:
+            hit = np.all((lo[j, 1:] < hi[i, 1:]) & (lo[i, 1:] < hi[j, 1:]), axis=1)
+            pairs_i.append(np.full(int(hit.sum()), i))
+            pairs_j.append(j[hit])
+    a = np.concatenate(pairs_i) if pairs_i else np.zeros(0, dtype=np.int64)
+    b = np.concatenate(pairs_j) if pairs_j else np.zeros(0, dtype=np.int64)
+    src, dst = np.concatenate([a, b]), np.concatenate([b, a])
+    by_src = np.argsort(src, kind="stable")
+    src, dst = src[by_src], dst[by_src]
+    bounds = np.searchsorted(src, np.arange(n + 1))
+    degree = np.diff(bounds)
+    colour_sorted = np.full(n, -1, dtype=np.int64)
+    for i in np.argsort(-degree, kind="stable"):
+        used = colour_sorted[dst[bounds[i]:bounds[i + 1]]]
+        used = used[used >= 0]
+        taken = np.bincount(used, minlength=int(used.max()) + 2 if used.size else 1) > 0
+        colour_sorted[i] = int(np.argmin(taken))
+    colour = np.empty(n, dtype=np.int64)
+    colour[order] = colour_sorted
     return colour
