@@ -72,7 +72,9 @@ def build_datasets(cfg: Config) -> Datasets:
     from ..data import build_transforms
 
     d = cfg.data
-    transform = build_transforms(d.augment, tile_size=d.tile_size)
+    transform = None  # "none" without cropping: skip the (no-op) pipeline
+    if d.augment != "none" or d.tile_size is not None:
+        transform = build_transforms(d.augment, tile_size=d.tile_size)
     train = _build(cfg, d.split, transform)
     if len(train) == 0:
         raise UnetlabError(f"dataset {d.dataset!r} split {d.split!r} at {d.root} is empty")
