@@ -1,0 +1,195 @@
+"""Train every entry of a suite under the same setup and measure it.
+
+For each entry (see :mod:`unetlab.compare.spec`) :func:`run_suite`
+
+1. builds the training config: the shared ``base`` plus the entry's model (and loss),
+   ``train.out_dir = OUT/<suite>/<label>/run``, and trains it with
+   :class:`unetlab.training.Trainer` (same data, split, augmentation, loss, optimizer
+   and budget for every entry);
+2. evaluates the final model on the validation split (the trainer's own validation:
+   :class:`unetlab.metrics.SegmentationMetrics`);
+3. measures parameters, FLOPs and latency at the evaluation size, peak training and
+   inference memory (:mod:`unetlab.compare.measure`), training images/s (the trainer's
+   own count, data loading included) and the checkerboard score of the output logits on
+   the first validation images (:mod:`unetlab.compare.artifacts`);
+4. writes ``OUT/<suite>/<label>/result.json``. A later run finds it and does not retrain
+   the entry, unless the setup changed (a fingerprint of base, entry and eval settings).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UnetlabError
+from .spec import CompareSpec, Entry
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+METRIC_KEYS = ("miou", "mdice", "pixel_accuracy", "class_accuracy", "boundary_f1")
+
+
+def fingerprint(spec: CompareSpec, entry: Entry, device: str) -> str:
+    """A short hash of everything that decides an entry's result."""
+    blob = json.dumps({"base": spec.base, "eval": spec.eval, "entry": entry.__dict__,
+                       "device": device}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str):
+    """The resolved :class:`unetlab.config.Config` an entry trains with."""
+    from ..config import config_from_dict
+
+    data = copy.deepcopy(spec.base)
+    data["model"] = {**data.get("model", {}), "name": entry.model,
+                     "options": copy.deepcopy(entry.options)}
+    if entry.loss is not None:
+        data["loss"] = copy.deepcopy(entry.loss)
+    train = data.setdefault("train", {})
+    train["out_dir"] = str(out_dir / "run")
+    train["device"] = device
+    train.setdefault("progress", False)
+    return config_from_dict(data)
+
+
+def _final_metrics(trainer) -> dict:
+    last = trainer.history[-1] if trainer.history else {}
+    if "miou" in last and last.get("step") == trainer.step:
+        return dict(last)
+    return trainer.validate()
+
+
+def _eval_size(spec: CompareSpec, val_set) -> tuple[int, int]:
+    size = spec.eval.get("size")
+    if size is None:
+        h, w = val_set[0]["image"].shape[-2:]
+        return int(h), int(w)
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def _artifact_outputs(net, val_set, count: int, device) -> tuple[list, list]:
+    """Logits of the first ``count`` validation images (CPU) and the items."""
+    net.eval()
+    logits, items = [], []
+    with torch.no_grad():
+        for i in range(min(count, len(val_set))):
+            item = val_set[i]
+            out = net(item["image"][None].to(device)).float().cpu()[0]
+            logits.append(out)
+            items.append(item)
+    return logits, items
+
+
+def _save_crop(entry_dir: Path, item: dict, logits: torch.Tensor, palette) -> None:
+    """Input, ground truth and prediction of the first validation image, as arrays."""
+    image = item["image"].numpy()
+    np.savez_compressed(entry_dir / "crop.npz", image=image,
+                        mask=item["mask"].numpy().astype(np.int16),
+                        prediction=logits.argmax(0).numpy().astype(np.int16),
+                        palette=np.asarray(palette, dtype=np.uint8))
+
+
+def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
+              device: str = "cpu", resume: bool = True) -> tuple[dict, bool]:
+    """Train and measure one entry; returns (result row, reused from a previous run)."""
+    from ..models.profile import count_flops, count_parameters
+    from ..training import Trainer
+    from ..training.builder import select_device
+    from .artifacts import checkerboard_score
+    from .measure import measure_latency, measure_memory
+
+    entry_dir = out / suite / entry.label
+    key = fingerprint(spec, entry, device)
+    result_file = entry_dir / RESULT_FILE
+    if resume and result_file.is_file():
+        try:
+            old = json.loads(result_file.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("fingerprint") == key:
+            return old, True
+        log.info("%s: setup changed since the last run, training again", entry.label)
+    entry_dir.mkdir(parents=True, exist_ok=True)
+    cfg = entry_config(spec, entry, entry_dir, device)
+    if cfg.data.val_split is None:
+        raise UnetlabError("the comparison needs a validation split (base.data.val_split)")
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    summary = trainer.fit()
+    metrics = _final_metrics(trainer)
+    net, info, dev = trainer.net, trainer.info, select_device(device)
+    num_classes = int(info.num_classes)
+    in_ch = int(getattr(info, "in_channels", 3))
+    h, w = _eval_size(spec, trainer.val_set)
+    logits, items = _artifact_outputs(net, trainer.val_set,
+                                      int(spec.eval.get("artifact_images") or 0), dev)
+    if items and "mask" in items[0]:
+        _save_crop(entry_dir, items[0], logits[0], getattr(info, "palette", []))
+    rates = [r["images_per_s"] for r in trainer.history if r.get("images_per_s")]
+    tile = cfg.data.tile_size
+    train_hw = (tile, tile) if isinstance(tile, int) else tuple(tile or (h, w))
+    batch = int(spec.eval.get("train_batch") or cfg.data.batch_size)
+    kwargs = {"in_channels": in_ch, "num_classes": num_classes,
+              **{k: tuple(v) if isinstance(v, list) else v for k, v in entry.options.items()}}
+    memory = measure_memory({"name": entry.model, "kwargs": kwargs}, (1, in_ch, h, w),
+                            (batch, in_ch, *train_hw), device=dev,
+                            mode=str(spec.eval.get("memory", "process")))
+    names = list(getattr(info, "class_names", [])) or [str(i) for i in range(num_classes)]
+    row = {
+        "suite": suite, "label": entry.label, "model": entry.model,
+        "options": entry.options, "loss": cfg.loss.name,
+        "parameters": count_parameters(net),
+        "gflops": count_flops(net, (1, in_ch, h, w), device=dev) / 1e9,
+        "eval_size": [h, w],
+        "latency_ms": 1e3 * measure_latency(net, (1, in_ch, h, w), device=dev,
+                                            runs=int(spec.eval.get("latency_runs", 10))),
+        **memory,
+        "train_images_per_s": float(np.mean(rates)) if rates else None,
+        "train_steps": summary["steps"], "train_time_s": summary["elapsed_s"],
+        **{k: metrics.get(k) for k in METRIC_KEYS},
+        "class_names": names,
+        "iou_per_class": [metrics.get(f"iou.{i}") for i in range(num_classes)],
+        "checkerboard": (float(np.mean([checkerboard_score(x) for x in logits]))
+                         if logits else None),
+        "device": str(dev), "wall_s": time.perf_counter() - start, "fingerprint": key,
+    }
+    from ..commands._common import write_json
+
+    write_json(result_file, row)
+    return json.loads(result_file.read_text()), False
+
+
+def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
+              resume: bool = True, callback=None) -> list[dict]:
+    """Run every entry of ``suite``; write the CSV, Markdown table and plots to
+    ``OUT/<suite>/``; return the rows. ``callback(index, total, row, reused)`` is called
+    after each entry (progress display)."""
+    from .plots import plot_suite
+    from .report import write_csv, write_markdown
+
+    if suite not in spec.suites:
+        raise UnetlabError(f"{spec.source} has no {suite!r} section; it has: "
+                           f"{', '.join(spec.suites) or 'none'}")
+    out = Path(out)
+    entries = spec.suites[suite]
+    rows = []
+    for i, entry in enumerate(entries):
+        row, reused = run_entry(spec, suite, entry, out, device=device, resume=resume)
+        rows.append(row)
+        if callback is not None:
+            callback(i, len(entries), row, reused)
+    folder = out / suite
+    write_csv(rows, folder / "results.csv")
+    write_markdown(rows, folder / "results.md", title=f"unetlab compare: {suite}")
+    plot_suite(rows, folder, suite=suite)
+    return rows
