@@ -36,13 +36,20 @@ WIDE = (64, 128, 256, 512, 1024)
 TILED = (16, 32, 64, 128)
 
 
+def _sync():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _median_time(fn, repeats: int, *args, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn(*args)
     times = []
     for _ in range(repeats):
+        _sync()
         t = time.perf_counter()
         fn(*args)
+        _sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -72,38 +79,45 @@ def _basic_unet(channels, classes=2, in_channels=3):
                      features=(*channels, channels[0])).eval()
 
 
-def bench_model(sizes, repeats):
+def bench_model(sizes, repeats, device="cpu", compile=False):
     from unetlab.inference import optimize_for_inference
 
     rows = []
     for size in sizes:
-        x = torch.rand(1, 3, size, size)
-        model = _unet(WIDE)
+        x = torch.rand(1, 3, size, size, device=device)
+        model = _unet(WIDE).to(device)
         runs = {}
         with torch.no_grad():
             runs["eager"] = _median_time(model, repeats, x)
         fast = optimize_for_inference(model, backend="torch")
         runs["unetlab"] = _median_time(fast, repeats, x)
+        if compile:
+            compiled = optimize_for_inference(model, backend="torch", compile=True)
+            t = time.perf_counter()
+            compiled(x)
+            runs["compile_seconds"] = time.perf_counter() - t
+            runs["unetlab_compiled"] = _median_time(compiled, repeats, x)
         try:
             ort = optimize_for_inference(model, backend="onnxruntime")
-            runs["onnxruntime"] = _median_time(ort, repeats, x)
+            if ort.device.type == torch.device(device).type:  # not a CPU session for a GPU
+                runs["onnxruntime"] = _median_time(ort, repeats, x)
         except (ImportError, ValueError) as exc:
             print(f"onnxruntime skipped: {exc}", file=sys.stderr)
         if _monai():
-            basic = _basic_unet(WIDE)
+            basic = _basic_unet(WIDE).to(device)
             with torch.no_grad():
                 runs["monai_basicunet"] = _median_time(basic, repeats, x)
         rows.append({"size": size, "seconds": runs})
     return rows
 
 
-def bench_train(size, repeats):
+def bench_train(size, repeats, device="cpu"):
     rows = {}
-    x = torch.rand(2, 3, size, size)
-    y = torch.randint(0, 2, (2, size, size))
-    models = {"unetlab": _unet(WIDE)}
+    x = torch.rand(2, 3, size, size, device=device)
+    y = torch.randint(0, 2, (2, size, size), device=device)
+    models = {"unetlab": _unet(WIDE).to(device)}
     if _monai():
-        models["monai_basicunet"] = _basic_unet(WIDE)
+        models["monai_basicunet"] = _basic_unet(WIDE).to(device)
     for name, model in models.items():
         model.train()
         opt = torch.optim.Adam(model.parameters(), 1e-4)
@@ -140,7 +154,9 @@ def _child(args) -> None:
 
     torch.set_num_threads(args.threads)
     path = Path(args.child_image)
-    model = _unet(TILED, classes=args.classes, in_channels=1)
+    device = torch.device(args.device)
+    model = _unet(TILED, classes=args.classes, in_channels=1).to(device)
+    _sync()
     t = time.perf_counter()
     if args.child == "monai":
         from monai.inferers import sliding_window_inference
@@ -148,7 +164,8 @@ def _child(args) -> None:
         image = torch.from_numpy(tifffile.imread(str(path)).astype(np.float32) / 255.0)
         with torch.no_grad():
             out = sliding_window_inference(image[None, None], (256, 256), 4, model,
-                                           overlap=0.25, mode="gaussian")
+                                           overlap=0.25, mode="gaussian", sw_device=device,
+                                           device="cpu")
             labels = out.argmax(1)[0].to(torch.uint8).numpy()
         tifffile.imwrite(str(path.with_name("monai_labels.tif")), labels)
     else:
@@ -157,13 +174,14 @@ def _child(args) -> None:
         if args.child == "unetlab":
             model = optimize_for_inference(model)
         predict_file(model, path, path.parent / args.child, tile_size=256, overlap=0.25,
-                     blend="gaussian", batch_size=4, write_overlay=False)
+                     blend="gaussian", batch_size=4, write_overlay=False, device=device)
+    _sync()
     seconds = time.perf_counter() - t
     rss_mb = _peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": rss_mb}))
 
 
-def bench_tiled(sizes, classes, threads, runners):
+def bench_tiled(sizes, classes, threads, runners, device="cpu"):
     import numpy as np
     import tifffile
 
@@ -179,7 +197,8 @@ def bench_tiled(sizes, classes, threads, runners):
                 if runner == "monai" and not _monai():
                     continue
                 cmd = [sys.executable, __file__, "--child", runner, "--child-image", str(path),
-                       "--classes", str(classes), "--threads", str(threads)]
+                       "--classes", str(classes), "--threads", str(threads),
+                       "--device", str(device)]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if res.returncode:
                     print(res.stderr[-2000:], file=sys.stderr)
@@ -201,13 +220,15 @@ def _ratio(a, b):
 def markdown(results) -> str:
     lines = []
     if results.get("model"):
-        lines += ["| forward 1x3xSxS | eager s | unetlab s | onnxruntime s | MONAI s "
-                  "| unetlab vs eager | vs ORT | vs MONAI |", "|---|---|---|---|---|---|---|---|"]
-        for r in results["model"]:
+        lines += ["| forward 1x3xSxS | unetlab variant | eager s | unetlab s | onnxruntime s "
+                  "| MONAI s | unetlab vs eager | vs ORT | vs MONAI |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r, variant in [(r, v) for r in results["model"]
+                           for v in ("unetlab", "unetlab_compiled") if v in r["seconds"]]:
             s = r["seconds"]
-            u = s["unetlab"]
+            u = s[variant]
             lines.append(
-                f"| {r['size']} | {s['eager']:.3f} | {u:.3f} | "
+                f"| {r['size']} | {variant} | {s['eager']:.3f} | {u:.3f} | "
                 f"{s.get('onnxruntime', float('nan')):.3f} | "
                 f"{s.get('monai_basicunet', float('nan')):.3f} | {_ratio(s['eager'], u)} | "
                 f"{_ratio(s.get('onnxruntime'), u)} | {_ratio(s.get('monai_basicunet'), u)} |")
@@ -236,6 +257,8 @@ def main(argv=None) -> int:
                    help="square sizes for the forward-pass benchmark (default 256)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train", action="store_true", help="also time a training step")
+    p.add_argument("--compile", action="store_true",
+                   help="also time optimize_for_inference(compile=True) (slow to compile)")
     p.add_argument("--tiled-sizes", type=int, nargs="*", default=[1024],
                    help="square image sizes for tiled inference (default 1024)")
     p.add_argument("--classes", type=int, default=2, help="classes for tiled inference")
@@ -244,6 +267,7 @@ def main(argv=None) -> int:
                    help="tiled runners: unetlab (optimised model), eager (unetlab tiler, "
                    "plain model), monai (sliding_window_inference)")
     p.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", type=Path, default=Path("bench_inference.json"))
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-image", default=None, help=argparse.SUPPRESS)
@@ -253,18 +277,21 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     results = {"machine": {"threads": args.threads, "torch": torch.__version__,
-                           "cpu_count": os.cpu_count()}}
+                           "cpu_count": os.cpu_count(), "device": args.device}}
+    if args.device.startswith("cuda"):
+        results["machine"]["gpu"] = torch.cuda.get_device_name(0)
     if _monai():
         import monai
 
         results["machine"]["monai"] = monai.__version__
     if args.sizes:
-        results["model"] = bench_model(args.sizes, args.repeats)
+        results["model"] = bench_model(args.sizes, args.repeats, args.device, args.compile)
     if args.train:
-        results["train"] = bench_train(args.sizes[0] if args.sizes else 256, args.repeats)
+        results["train"] = bench_train(args.sizes[0] if args.sizes else 256, args.repeats,
+                                       args.device)
     if args.tiled_sizes:
         results["tiled"] = bench_tiled(args.tiled_sizes, args.classes, args.threads,
-                                       args.runners)
+                                       args.runners, args.device)
     print(markdown(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -95,3 +95,12 @@ def test_export_command_missing_checkpoint_one_line(tmp_path, capsys):
                "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("unetlab export: error:")
+
+
+@pytest.mark.slow
+def test_optimize_for_inference_compiled_matches_eager():
+    model = _model()
+    fast = optimize_for_inference(model, compile=True)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert (fast(x) - model(x)).abs().max() < 1e-4
