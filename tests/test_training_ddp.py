@@ -34,6 +34,7 @@ def _torchrun() -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run"]
 
 
+@pytest.mark.slow  # three interpreter start-ups (~10 s on an idle 2-core machine)
 def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, multi = tmp_path / "single", tmp_path / "ddp"

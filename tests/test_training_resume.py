@@ -35,6 +35,7 @@ def _env():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+@pytest.mark.slow  # three interpreter start-ups (~10 s on an idle 2-core machine)
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     subprocess.run(_cmd(ref), check=True, env=_env(), capture_output=True)

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 
 def tiny_overrides(out_dir, *, epochs=2, norm="batch", images=8, batch=4, augment="light",
-                   extra=()):
+                   boundary=False, extra=()):
     """Overrides for a U-Net (8, 16, 32) on 32x32 synthetic membranes, CPU, no bar."""
     return [
         "model.options.channels=[8,16,32]", f"model.options.norm={norm}",
@@ -16,7 +16,7 @@ def tiny_overrides(out_dir, *, epochs=2, norm="batch", images=8, batch=4, augmen
         f"data.batch_size={batch}", "loss.name=ce", "optim.name=adam", "optim.lr=0.01",
         "schedule.name=none", f"train.epochs={epochs}", "train.progress=false",
         "train.device=cpu", "train.best_metric=dice.1", f"train.out_dir={out_dir}",
-        "train.seed=0", *extra,
+        "train.seed=0", f"train.boundary_metric={str(boundary).lower()}", *extra,
     ]
 
 
