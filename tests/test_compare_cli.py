@@ -1,0 +1,96 @@
+"""``unetlab compare``: the --quick harness end to end, resume, JSON, one-line errors."""
+
+import csv
+import json
+
+import pytest
+
+from unetlab.cli import main
+
+QUICK = ["compare", "--quick", "--set", "train.max_steps=2"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread avoids oversubscribing the shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_quick_models_suite_writes_tables_json_plots_and_resumes(tmp_path, capsys):
+    out, js = tmp_path / "out", tmp_path / "summary.json"
+    assert main([*QUICK, "--out", str(out), "--json", str(js)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("trained 2 steps") == 5
+    summary = json.loads(js.read_text())
+    rows = summary["models"]
+    assert list(rows) == ["unet", "segnet_basic", "fcn8s", "resunet", "attention_unet"]
+    for row in rows.values():
+        assert row["train_steps"] == 2 and row["parameters"] > 0 and row["gflops"] > 0
+        assert 0.0 <= row["miou"] <= 1.0 and row["latency_ms"] > 0
+        assert len(row["iou_per_class"]) == 5 and row["checkerboard"] > 0
+    # parameter counts are those of the registered models with the config's options
+    from unetlab import create_model
+    from unetlab.models.profile import count_parameters
+    ref = create_model("unet", in_channels=3, num_classes=5, channels=(4, 8, 16))
+    assert rows["unet"]["parameters"] == count_parameters(ref)
+    folder = out / "models"
+    with open(folder / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["label"] for r in table] == list(rows)
+    assert "iou.triangle" in table[0]
+    assert (folder / "results.md").read_text().count("\n| ") >= 5 + 5
+    for name in ("miou_vs_latency.png", "miou_vs_parameters.png", "iou_per_class.png",
+                 "crops.png"):
+        assert (folder / name).stat().st_size > 1000
+    stamp = (folder / "unet" / "result.json").stat().st_mtime_ns
+
+    # resume: nothing is retrained, results are identical
+    assert main([*QUICK, "--out", str(out), "--json", str(js)]) == 0
+    assert capsys.readouterr().err.count("(reused)") == 5
+    assert (folder / "unet" / "result.json").stat().st_mtime_ns == stamp
+    assert json.loads(js.read_text()) == summary
+
+
+@pytest.mark.slow
+def test_quick_upsampling_and_losses_suites(tmp_path, capsys):
+    js = tmp_path / "s.json"
+    assert main([*QUICK, "--upsampling", "--losses", "--out", str(tmp_path),
+                 "--json", str(js)]) == 0
+    summary = json.loads(js.read_text())
+    assert list(summary["upsampling"]) == ["unet_transpose", "unet_bilinear", "unet_nearest",
+                                           "unet_unpool"]
+    ups = summary["upsampling"]
+    # transpose adds learnable upsampling weights; the others have none
+    assert ups["unet_transpose"]["parameters"] > ups["unet_bilinear"]["parameters"]
+    assert ups["unet_nearest"]["parameters"] == ups["unet_bilinear"]["parameters"]
+    assert [r["loss"] for r in summary["losses"].values()] == [
+        "ce", "weighted_ce", "dice", "generalized_dice", "dice_ce"]
+    assert (tmp_path / "upsampling" / "crops.png").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare"], "give --config"),
+    (["compare", "--config", "nope.yaml"], "nope.yaml not found"),
+    (["compare", "--quick", "--set", "train.epoks=3"], "train.epoks"),
+    (["compare", "--quick", "--device", "cuda:7"], "cuda"),
+])
+def test_one_line_errors(argv, message, capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unetlab compare: error:") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_missing_suite_is_an_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("base: {data: {dataset: shapes}, train: {max_steps: 1, epochs: null}}\n"
+                   "models: [{name: unet}]\n")
+    assert main(["compare", "--config", str(cfg), "--losses", "--out", str(tmp_path)]) == 2
+    assert "no losses section" in capsys.readouterr().err
