@@ -252,6 +252,7 @@ class Trainer:
                     break
                 if self._budget_reached():
                     reason = "max_steps" if self._steps_done() else "time_budget"
+                    self._validate_last_row()
                     break
                 result = self.train_epoch()
                 row = {"epoch": self.epoch + 1, "step": self.step,
@@ -272,6 +273,7 @@ class Trainer:
                     early = self._track_best(metrics)
                 self.history.append(row)
                 self.logger.log_row(row)
+                self._report(row)
                 self.save("last")
                 if result["stop"]:
                     reason = result["stop"]
@@ -355,6 +357,29 @@ class Trainer:
                                 for img in images])
         with self.autocast():
             return self.net(images)
+
+    def _validate_last_row(self) -> None:
+        """Stopping between epochs without a validation since the last training: do it
+        now so that ``best`` reflects the final weights too."""
+        if self.val_set is None or not self.history or "val_loss" in self.history[-1]:
+            return
+        metrics = self.validate()
+        self.history[-1].update(metrics)
+        self._track_best(metrics)
+        self.logger.log_row(self.history[-1])
+        self._report(self.history[-1])
+        self.save("last")
+
+    def _report(self, row: dict) -> None:
+        """One line per epoch under the progress bar (only with ``train.progress``)."""
+        if not (self.cfg.train.progress and self.dist.is_main):
+            return
+        from tqdm import tqdm
+
+        keys = ["train_loss", "val_loss", "miou", self.cfg.train.best_metric]
+        parts = [f"{k} {row[k]:.4f}" for k in dict.fromkeys(keys) if row.get(k) is not None]
+        best = " (best)" if "val_loss" in row and self.best_epoch == row["epoch"] else ""
+        tqdm.write(f"epoch {row['epoch']} step {row['step']}: {', '.join(parts)}{best}")
 
     def _track_best(self, metrics: dict) -> bool:
         """Save ``best`` on improvement; True when early stopping should happen."""
