@@ -173,6 +173,7 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     stem = path.stem
     label_path = out_dir / f"{stem}_labels.{label_format}"
     labels_mem = label_writer = prob_writer = None
+    label_dtype = np.uint8
     try:
         for lead in np.ndindex(*lead_shape) if lead_shape else [()]:
             if is_tiff:
@@ -192,16 +193,16 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                 k = values.shape[0]
                 if out.get("num_classes") is None:
                     out["num_classes"] = k
-                    dt = np.uint8 if k <= 256 else np.uint16
+                    label_dtype = np.uint8 if k <= 256 else np.uint16
                     if label_format == "tif":
-                        label_writer = _TiffWriter(label_path, (*lead_shape, *spatial), dt)
+                        label_writer = _TiffWriter(label_path, (*lead_shape, *spatial),
+                                                   label_dtype)
                     else:
-                        labels_mem = np.zeros(spatial, dtype=dt)
+                        labels_mem = np.zeros(spatial, dtype=label_dtype)
                     if probabilities:
                         prob_writer = _TiffWriter(out_dir / f"{stem}_probs.tif",
                                                   (*lead_shape, k, *spatial), np.float32)
-                lab = values.argmax(0).numpy().astype(labels_mem.dtype if labels_mem is not None
-                                                      else (np.uint8 if k <= 256 else np.uint16))
+                lab = values.argmax(0).numpy().astype(label_dtype)
                 if label_writer is not None:
                     label_writer.write((*lead, rows), lab)
                 else:
