@@ -107,7 +107,8 @@ class _TiffWriter:
 
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        out = tifffile.memmap(str(path), shape=tuple(shape), dtype=dtype)
+        out = tifffile.memmap(str(path), shape=tuple(shape), dtype=dtype,
+                              photometric="minisblack")
         out.flush()
         del out
 
