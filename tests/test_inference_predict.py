@@ -46,7 +46,7 @@ def test_streamed_tiff_equals_in_memory_prediction(tmp_path, tiny):
 
 def test_tiff_stack_predicted_slice_by_slice(tmp_path, tiny):
     stack = (np.random.default_rng(1).random((3, 40, 52)) * 255).astype(np.uint8)
-    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
     res = predict_file(tiny, tmp_path / "stack.tif", tmp_path, tile_size=32)
     labels = tifffile.imread(res["labels"])
     second = predict_tiled(tiny, stack[1][None] / 255.0, tile_size=32).argmax(0).numpy()
