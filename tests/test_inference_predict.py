@@ -96,3 +96,14 @@ def test_predict_errors_are_one_line(tmp_path, tiny, capsys):
     assert main(["predict", str(tmp_path / "corrupt.safetensors"), str(tmp_path / "gray.png"),
                  "--out", out]) == 2
     _one_line_error(capsys)
+
+
+@pytest.mark.data
+def test_predict_real_isbi_slice(tmp_path, tiny, isbi_root, capsys):
+    image = isbi_root / "test" / "image" / "00.png"
+    ckpt = unetlab.save_model(tiny, tmp_path / "m.safetensors")
+    assert main(["predict", str(ckpt), str(image), "--out", str(tmp_path),
+                 "--tile-size", "128", "--no-progress"]) == 0
+    labels = np.asarray(Image.open(tmp_path / "00_labels.png"))
+    assert labels.shape == np.asarray(Image.open(image)).shape[:2]
+    assert labels.max() < 3
