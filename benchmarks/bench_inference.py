@@ -173,6 +173,8 @@ def _child(args) -> None:
 
         if args.child == "unetlab":
             model = optimize_for_inference(model)
+        elif args.child == "onnxruntime":
+            model = optimize_for_inference(model, backend="onnxruntime")
         predict_file(model, path, path.parent / args.child, tile_size=256, overlap=0.25,
                      blend="gaussian", batch_size=4, write_overlay=False, device=device)
     _sync()
@@ -263,9 +265,10 @@ def main(argv=None) -> int:
                    help="square image sizes for tiled inference (default 1024)")
     p.add_argument("--classes", type=int, default=2, help="classes for tiled inference")
     p.add_argument("--runners", nargs="*", default=["unetlab", "eager", "monai"],
-                   choices=("unetlab", "eager", "monai"),
-                   help="tiled runners: unetlab (optimised model), eager (unetlab tiler, "
-                   "plain model), monai (sliding_window_inference)")
+                   choices=("unetlab", "onnxruntime", "eager", "monai"),
+                   help="tiled runners: unetlab (optimised model), onnxruntime (unetlab "
+                   "tiler, ONNX Runtime backend), eager (unetlab tiler, plain model), monai "
+                   "(sliding_window_inference)")
     p.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", type=Path, default=Path("bench_inference.json"))
