@@ -270,7 +270,7 @@ class Trainer:
                     metrics = self.validate()
                     self.elapsed_s += time.perf_counter() - started  # the budget counts it
                     row.update(metrics)
-                    early = self._track_best(metrics)
+                    early = self._track_best(metrics, row["epoch"])
                 self.history.append(row)
                 self.logger.log_row(row)
                 self._report(row)
@@ -365,7 +365,7 @@ class Trainer:
             return
         metrics = self.validate()
         self.history[-1].update(metrics)
-        self._track_best(metrics)
+        self._track_best(metrics, self.history[-1]["epoch"])
         self.logger.log_row(self.history[-1])
         self._report(self.history[-1])
         self.save("last")
@@ -381,7 +381,7 @@ class Trainer:
         best = " (best)" if "val_loss" in row and self.best_epoch == row["epoch"] else ""
         tqdm.write(f"epoch {row['epoch']} step {row['step']}: {', '.join(parts)}{best}")
 
-    def _track_best(self, metrics: dict) -> bool:
+    def _track_best(self, metrics: dict, epoch: int) -> bool:
         """Save ``best`` on improvement; True when early stopping should happen."""
         t = self.cfg.train
         if t.best_metric not in metrics:
@@ -392,7 +392,7 @@ class Trainer:
         better = self.best_value is None or (
             value > self.best_value if self.mode == "max" else value < self.best_value)
         if better and math.isfinite(value):
-            self.best_value, self.best_epoch = value, self.epoch
+            self.best_value, self.best_epoch = value, epoch
             self.bad_validations = 0
             self.save("best")
             return False
