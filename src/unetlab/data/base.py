@@ -234,6 +234,18 @@ class SegmentationDataset(Dataset):
                 f"in_channels={self.in_channels}, ignore_index={self.ignore_index})")
 
 
+def check_split_and_root(dataset: str, split: str, splits, root, layout: str) -> Path:
+    """One-line errors for an unknown split or a missing root; returns ``Path(root)``.
+
+    ``layout`` says what the root must hold, e.g. "the folder holding train/".
+    """
+    if split not in splits:
+        raise UnetlabError(f"{dataset}: unknown split {split!r}; choose from {tuple(splits)}")
+    if root is None:
+        raise UnetlabError(f"{dataset} needs a root ({layout})")
+    return Path(root)
+
+
 def list_images(directory, *, what: str = "images") -> list[Path]:
     """Image files in ``directory`` sorted by name; an error when it is missing or empty."""
     from ..imageio import IMAGE_SUFFIXES

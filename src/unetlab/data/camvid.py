@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset, list_images, pair_by_stem
+from .base import PairedFilesDataset, check_split_and_root, list_images, pair_by_stem
 from .mapping import MaskMapping
 
 CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
@@ -39,11 +39,8 @@ class CamVidDataset(PairedFilesDataset):
 
     def __init__(self, root, split: str = "train", transform=None, **options):
         super().__init__(transform=transform, **options)
-        if split not in SPLITS:
-            raise UnetlabError(f"camvid: unknown split {split!r}; choose from {SPLITS}")
-        if root is None:
-            raise UnetlabError("camvid needs a root (the folder holding train/ and trainannot/)")
-        root = Path(root)
+        root = check_split_and_root(
+            "camvid", split, SPLITS, root, "the folder holding train/ and trainannot/")
         if not root.is_dir():
             raise UnetlabError(f"{root}: camvid directory not found")
         self.root, self.split = root, split

@@ -5,12 +5,10 @@ the 19 train ids, everything else (void, rare classes) to 255 = ignore.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset
+from .base import PairedFilesDataset, check_split_and_root
 from .mapping import MaskMapping
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -39,11 +37,8 @@ class CityscapesDataset(PairedFilesDataset):
 
     def __init__(self, root, split: str = "train", transform=None, **options):
         super().__init__(transform=transform, **options)
-        if split not in SPLITS:
-            raise UnetlabError(f"cityscapes: unknown split {split!r}; choose from {SPLITS}")
-        if root is None:
-            raise UnetlabError("cityscapes needs a root (holding leftImg8bit/ and gtFine/)")
-        root = Path(root)
+        root = check_split_and_root(
+            "cityscapes", split, SPLITS, root, "holding leftImg8bit/ and gtFine/")
         image_dir = root / "leftImg8bit" / split
         if not image_dir.is_dir():
             raise UnetlabError(f"{image_dir}: cityscapes images directory not found")

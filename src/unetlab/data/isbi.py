@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UnetlabError
 from ..imageio import read_image
-from .base import PairedFilesDataset, list_images, pair_by_stem
+from .base import PairedFilesDataset, check_split_and_root, list_images, pair_by_stem
 from .mapping import MaskMapping
 
 SPLITS = ("train", "val", "all", "test")
@@ -45,12 +45,8 @@ class Isbi2012Dataset(PairedFilesDataset):
     def __init__(self, root, split: str = "train", transform=None, *,
                  val_slices=DEFAULT_VAL_SLICES, **options):
         super().__init__(transform=transform, **options)
-        if split not in SPLITS:
-            raise UnetlabError(f"isbi2012: unknown split {split!r}; choose from {SPLITS}")
-        if root is None:
-            raise UnetlabError("isbi2012 needs a root (the folder holding train/ or "
-                               "train-volume.tif)")
-        root = Path(root)
+        root = check_split_and_root("isbi2012", split, SPLITS, root,
+                                    "the folder holding train/ or train-volume.tif")
         if not root.is_dir():
             raise UnetlabError(f"{root}: isbi2012 directory not found")
         self.root, self.split = root, split

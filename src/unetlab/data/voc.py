@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset
+from .base import PairedFilesDataset, check_split_and_root
 from .mapping import MaskMapping
 from .palettes import voc_palette
 
@@ -33,11 +33,7 @@ class VocDataset(PairedFilesDataset):
 
     def __init__(self, root, split: str = "train", transform=None, **options):
         super().__init__(transform=transform, **options)
-        if split not in SPLITS:
-            raise UnetlabError(f"voc: unknown split {split!r}; choose from {SPLITS}")
-        if root is None:
-            raise UnetlabError("voc needs a root (VOCdevkit/VOC2012)")
-        root = _find_root(Path(root))
+        root = _find_root(check_split_and_root("voc", split, SPLITS, root, "VOCdevkit/VOC2012"))
         listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not listing.is_file():
             raise UnetlabError(f"{listing}: split list not found")
