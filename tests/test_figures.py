@@ -174,3 +174,11 @@ def test_cli_main_writes_only(tmp_path):
 
     assert main(["--out", str(tmp_path), "--only", "max_unpooling"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["max_unpooling.png"]
+
+
+def test_boundary_crop_shows_two_classes():
+    mask = np.zeros((20, 20), dtype=np.int64)
+    mask[12:15, 3:6] = 2
+    y, x = data.boundary_crop(mask, 8)
+    assert (y, x) == (8, 0)                      # centred on (12, 3), clipped at the left
+    assert set(np.unique(mask[y:y + 8, x:x + 8])) == {0, 2}

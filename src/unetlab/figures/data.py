@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._plot import new_figure, save_png, show_image
+from ._plot import draw_matrix, new_figure, save_png, show_image
 
 
 def semantic_segmentation(path):
@@ -17,15 +17,29 @@ def semantic_segmentation(path):
     overlay = (0.55 * image + 0.45 * colour).astype(np.uint8)
     fig, axes = new_figure(8.0, 2.9, ncols=4)
     show_image(axes[0, 0], image, "image (H x W x 3)")
-    show_image(axes[0, 1], mask, "label map: a class id per pixel", cmap="tab10",
-               vmin=0, vmax=9, interpolation="nearest")
+    y, x = boundary_crop(mask, 8)
+    draw_matrix(axes[0, 1], mask[y:y + 8, x:x + 8], title="label map, 8x8 crop (red box)",
+                fmt="{:.0f}", cmap="Greys", vmin=-2, vmax=12)
     show_image(axes[0, 2], colour, "the same, with the palette")
     show_image(axes[0, 3], overlay, "overlay")
+    from matplotlib.patches import Rectangle
+
+    axes[0, 2].add_patch(Rectangle((x - 0.5, y - 0.5), 8, 8, fill=False, edgecolor="red"))
     present = sorted(set(np.unique(mask).tolist()))
     names = ", ".join(f"{i} = {SHAPE_CLASSES[i]}" for i in present)
     fig.suptitle(f"Semantic segmentation: classify every pixel ({names})", fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.8, wspace=0.05)
     return save_png(fig, path, colors=48)
+
+
+def boundary_crop(mask: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of a ``size`` square crop centred on the first pixel (row-major)
+    of the least frequent class present: a crop that shows a boundary."""
+    classes, counts = np.unique(mask, return_counts=True)
+    rare = classes[np.argmin(counts)]
+    y, x = np.argwhere(mask == rare)[0]
+    limit = np.array(mask.shape) - size
+    return (int(np.clip(y - size // 2, 0, limit[0])), int(np.clip(x - size // 2, 0, limit[1])))
 
 
 def elastic_example(size: int = 128, sigma: float = 10.0, grid: int = 3, seed: int = 2):
