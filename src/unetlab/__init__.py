@@ -28,8 +28,8 @@ __all__ = [
     "save_model",
 ]
 
-_SUBMODULES = {"losses", "metrics", "data", "inference", "training", "models", "viz",
-               "config", "compare"}
+_SUBMODULES = {"losses", "metrics", "data", "inference", "training", "models", "figures",
+               "config", "compare", "plotting"}
 
 
 def __getattr__(name):

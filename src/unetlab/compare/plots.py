@@ -1,4 +1,4 @@
-"""Comparison plots (matplotlib, Agg backend, files only): accuracy vs latency,
+"""Comparison plots (matplotlib figures without pyplot, files only): accuracy vs latency,
 accuracy vs parameters, per-class IoU bars, and prediction crops side by side."""
 
 from __future__ import annotations
@@ -8,16 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plotting import subplots
+
 log = logging.getLogger(__name__)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _scatter(rows, x_key, x_label, path: Path, *, logx: bool) -> Path | None:
@@ -25,8 +18,7 @@ def _scatter(rows, x_key, x_label, path: Path, *, logx: bool) -> Path | None:
            if r.get(x_key) is not None and r.get("miou") is not None]
     if not pts:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = subplots(figsize=(6, 4.5))
     for x, y, label in pts:
         ax.scatter(x, y, s=40)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -37,7 +29,6 @@ def _scatter(rows, x_key, x_label, path: Path, *, logx: bool) -> Path | None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -48,8 +39,7 @@ def plot_per_class_iou(rows, path: Path) -> Path | None:
         names += [n for n in r.get("class_names", []) if n not in names]
     if not names or not rows:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) * max(1, len(rows) / 3)), 4.5))
+    fig, ax = subplots(figsize=(max(6, 0.9 * len(names) * max(1, len(rows) / 3)), 4.5))
     width = 0.8 / len(rows)
     x = np.arange(len(names))
     for i, r in enumerate(rows):
@@ -62,7 +52,6 @@ def plot_per_class_iou(rows, path: Path) -> Path | None:
     ax.legend(fontsize=7, ncols=min(len(rows), 4))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -82,21 +71,19 @@ def plot_crops(rows, folder: Path, path: Path) -> Path | None:
             crops.append((r["label"], np.load(file)))
     if not crops:
         return None
-    plt = _pyplot()
     first = crops[0][1]
     image = first["image"].transpose(1, 2, 0)
     image = (image - image.min()) / max(float(image.max() - image.min()), 1e-8)
     palette = first["palette"]
     panels = [("input", image.squeeze()), ("ground truth", _colour(first["mask"], palette))]
     panels += [(label, _colour(c["prediction"], palette)) for label, c in crops]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8))
+    fig, axes = subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8))
     for ax, (title, img) in zip(np.atleast_1d(axes), panels):
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

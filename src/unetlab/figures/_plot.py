@@ -12,13 +12,10 @@ DPI = 80  # pixels per inch: a figure of (w, h) inches is (w * DPI, h * DPI) pix
 
 
 def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
-    """A matplotlib figure (Agg backend, no display needed) and its axes array."""
-    import matplotlib
+    """A standalone matplotlib figure (no pyplot, no backend switch) and its axes array."""
+    from ..plotting import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), dpi=DPI, squeeze=False)
+    fig, axes = subplots(nrows, ncols, figsize=(width, height), dpi=DPI, squeeze=False)
     return fig, axes
 
 
@@ -28,14 +25,12 @@ def save_png(fig, path, colors: int = 96) -> Path:
     The pixel size is exactly ``figsize * DPI`` (no tight bounding box), so tests and
     docs can rely on it.
     """
-    import matplotlib.pyplot as plt
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
     buffer.seek(0)
     image = Image.open(buffer).convert("RGB")
     image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)

@@ -90,13 +90,10 @@ CURVE_KEYS = ("miou", "mdice", "pixel_accuracy", "boundary_f1", "pixel_error", "
 
 def plot_curves(history: list[dict], path, extra: str | None = None) -> Path:
     """Training/validation loss and the main validation metrics against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_metric) = subplots(1, 2, figsize=(10, 4))
     for key, style in (("train_loss", "-"), ("val_loss", "--")):
         pts = [(e, r[key]) for e, r in zip(epochs, history) if r.get(key) is not None]
         if pts:
@@ -117,6 +114,5 @@ def plot_curves(history: list[dict], path, extra: str | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
