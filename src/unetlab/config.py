@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UnetlabError
+from .errors import UnetlabError, read_yaml
 
 AMP_MODES = ("none", "fp16", "bf16", "auto")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -160,6 +160,22 @@ def _nearest(key: str, valid) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+
+def _number(value, kind: type, where: str):
+    """``value`` as an int or float (numeric strings accepted, booleans refused)."""
+    noun = "an integer" if kind is int else "a number"
+    if not isinstance(value, bool):
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) or (kind is float and isinstance(value, float)):
+            return kind(value)
+        if isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    raise UnetlabError(f"{where} must be {noun}, got {value!r}")
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check/convert one value against a type hint; UnetlabError naming ``where``."""
     origin = typing.get_origin(hint)
@@ -187,30 +203,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise UnetlabError(f"{where} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise UnetlabError(f"{where} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise UnetlabError(f"{where} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise UnetlabError(f"{where} must be a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise UnetlabError(f"{where} must be a number, got {value!r}")
+    if hint is int or hint is float:
+        return _number(value, hint, where)
     if hint is str:
         if isinstance(value, str):
             return value
@@ -385,18 +379,10 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
 def load_config(path=None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from the defaults when ``path`` is None), apply the
     overrides and validate. UnetlabError naming the file or key for any problem."""
-    import yaml
-
     data: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise UnetlabError(f"config file {path} not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            first = " ".join(str(exc).split())
-            raise UnetlabError(f"{path}: invalid YAML ({first})") from None
+        data = read_yaml(path, "config file")
         if not isinstance(data, dict):
             raise UnetlabError(f"{path}: the top level must be a mapping of sections")
     try:

@@ -28,7 +28,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UnetlabError
+from ..errors import UnetlabError, read_yaml
 
 SUITES = ("models", "upsampling", "losses")
 _TOP_KEYS = ("base", "eval", *SUITES)
@@ -128,15 +128,8 @@ def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
 
 def load_spec(path, *, overrides=None, data_root: str | None = None) -> CompareSpec:
     """Read a comparison YAML file (see the module docstring)."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise UnetlabError(f"comparison config {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UnetlabError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
+    data = read_yaml(path, "comparison config")
     return spec_from_dict(data, str(path), overrides=overrides, data_root=data_root)
 
 

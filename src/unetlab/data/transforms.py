@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 
-from ..errors import UnetlabError
+from ..errors import UnetlabError, read_yaml
 
 _BASE = dict(hflip=0.0, vflip=0.0, rot90=0.0, rotate=0.0, scale=(1.0, 1.0), shift=0.0,
              affine_p=0.0, elastic_p=0.0, elastic_sigma=10.0, elastic_grid=3,
@@ -204,15 +204,7 @@ def transforms_from_config(config) -> SegmentationTransform:
     """Build from a dict or a YAML file: ``{"preset": "paper", "tile_size": 256,
     "elastic_sigma": 8, ...}`` (same keys as :func:`build_transforms`)."""
     if isinstance(config, str | Path):
-        import yaml
-
-        path = Path(config)
-        if not path.is_file():
-            raise UnetlabError(f"{path}: no such transform config")
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UnetlabError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
+        config = read_yaml(config, "transform config")
     if not isinstance(config, dict):
         raise UnetlabError(f"transform config must be a mapping, got {type(config).__name__}")
     config = dict(config)
