@@ -278,12 +278,17 @@ def pair_by_stem(images: list[Path], masks: list[Path], *, mask_suffix: str = ""
             missing.append(img.name)
         else:
             pairs.append((img.stem, img, mask))
+    check_no_missing_masks(missing, where)
+    return pairs
+
+
+def check_no_missing_masks(missing: list[str], where=None) -> None:
+    """One-line error listing the first few images that have no mask (if any)."""
     if missing:
         shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5
                                           else "")
         place = f" in {where}" if where is not None else ""
         raise UnetlabError(f"{len(missing)} image(s) without a mask{place}: {shown}")
-    return pairs
 
 
 class PairedFilesDataset(SegmentationDataset):

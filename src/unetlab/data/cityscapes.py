@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset, check_split_and_root
+from .base import PairedFilesDataset, check_no_missing_masks, check_split_and_root
 from .mapping import MaskMapping
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -52,9 +52,7 @@ class CityscapesDataset(PairedFilesDataset):
             if not mask.is_file():
                 missing.append(image.name)
             samples.append((stem, image, mask))
-        if missing:
-            raise UnetlabError(f"{len(missing)} image(s) without a mask in {root / 'gtFine'}: "
-                               f"{', '.join(missing[:5])}")
+        check_no_missing_masks(missing, root / 'gtFine')
         self.root, self.split = root, split
         self._set_samples(samples)
         table = {label: TRAIN_IDS.get(label, 255) for label in range(34)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset, check_split_and_root
+from .base import PairedFilesDataset, check_no_missing_masks, check_split_and_root
 from .mapping import MaskMapping
 from .palettes import voc_palette
 
@@ -49,9 +49,7 @@ class VocDataset(PairedFilesDataset):
             if not mask.is_file():
                 missing.append(mask.name)
             samples.append((i, image, mask))
-        if missing:
-            raise UnetlabError(f"{len(missing)} image(s) without a mask in "
-                               f"{root / 'SegmentationClass'}: {', '.join(missing[:5])}")
+        check_no_missing_masks(missing, root / 'SegmentationClass')
         self.root, self.split = root, split
         self._set_samples(samples)
         self.mapping = MaskMapping(None, num_classes=21, ignore_values=(255,), ignore_index=255)
