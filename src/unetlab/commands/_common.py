@@ -45,8 +45,10 @@ def write_json(path, obj) -> Path:
 
 
 def existing_path(value: str) -> Path:
-    """argparse type: a path that must exist."""
+    """argparse type: a path that must exist (argparse prints the one-line usage error)."""
+    import argparse
+
     path = Path(value)
     if not path.exists():
-        raise UnetlabError(f"{path}: no such file or directory")
+        raise argparse.ArgumentTypeError(f"{path}: no such file or directory")
     return path
