@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -44,11 +45,14 @@ def write_json(path, obj) -> Path:
     return path
 
 
-def existing_path(value: str) -> Path:
-    """argparse type: a path that must exist (argparse prints the one-line usage error)."""
-    import argparse
+class MissingPath(UnetlabError, argparse.ArgumentTypeError):
+    """A path that does not exist: argparse shows it as the argument's error, and code
+    that calls :func:`existing_path` directly gets a UnetlabError."""
 
+
+def existing_path(value: str) -> Path:
+    """argparse type (or plain check): a path that must exist."""
     path = Path(value)
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"{path}: no such file or directory")
+        raise MissingPath(f"{path}: no such file or directory")
     return path
