@@ -319,3 +319,10 @@ class PairedFilesDataset(SegmentationDataset):
         raw = read_image(mask_path, mode=self.mask_mode)
         mask = self.mapping(raw, source=str(mask_path))
         return image, mask, f"{image_path} / {mask_path}"
+
+
+class RGBPairedDataset(PairedFilesDataset):
+    """Paired files whose images are read as RGB (CamVid, VOC, Cityscapes)."""
+
+    in_channels = 3
+    image_mode = "RGB"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset, check_split_and_root, list_images, pair_by_stem
+from .base import RGBPairedDataset, check_split_and_root, list_images, pair_by_stem
 from .mapping import MaskMapping
 
 CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
@@ -27,15 +27,12 @@ SEGNET_WEIGHTS = (0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418
 SPLITS = ("train", "val", "test", "trainval")
 
 
-class CamVidDataset(PairedFilesDataset):
+class CamVidDataset(RGBPairedDataset):
     """CamVid, 11 classes, 11 = ignore; splits ``train``, ``val``, ``test``, ``trainval``."""
 
     class_names = CLASS_NAMES
     palette = PALETTE
     ignore_index = 11
-    in_channels = 3
-    image_mode = "RGB"
-    mask_mode = None
 
     def __init__(self, root, split: str = "train", transform=None, **options):
         super().__init__(transform=transform, **options)

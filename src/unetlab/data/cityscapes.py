@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset, check_no_missing_masks, check_split_and_root
+from .base import RGBPairedDataset, check_no_missing_masks, check_split_and_root
 from .mapping import MaskMapping
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -25,15 +25,12 @@ TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
 SPLITS = ("train", "val", "test")
 
 
-class CityscapesDataset(PairedFilesDataset):
+class CityscapesDataset(RGBPairedDataset):
     """Cityscapes fine annotations, 19 classes, 255 = ignore."""
 
     class_names = CLASS_NAMES
     palette = PALETTE
     ignore_index = 255
-    in_channels = 3
-    image_mode = "RGB"
-    mask_mode = None
 
     def __init__(self, root, split: str = "train", transform=None, **options):
         super().__init__(transform=transform, **options)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UnetlabError
-from .base import PairedFilesDataset, check_no_missing_masks, check_split_and_root
+from .base import RGBPairedDataset, check_no_missing_masks, check_split_and_root
 from .mapping import MaskMapping
 from .palettes import voc_palette
 
@@ -21,15 +21,12 @@ CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 SPLITS = ("train", "val", "trainval")
 
 
-class VocDataset(PairedFilesDataset):
+class VocDataset(RGBPairedDataset):
     """PASCAL VOC 2012, 21 classes, 255 = ignore."""
 
     class_names = CLASS_NAMES
     palette = voc_palette(21)
     ignore_index = 255
-    in_channels = 3
-    image_mode = "RGB"
-    mask_mode = None
 
     def __init__(self, root, split: str = "train", transform=None, **options):
         super().__init__(transform=transform, **options)
