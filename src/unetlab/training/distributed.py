@@ -9,6 +9,7 @@ Only rank 0 writes files.
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -56,9 +57,17 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(synchronize: bool = True) -> None:
+    """Leave the process group. With ``synchronize`` every rank first waits for the
+    others, so no rank tears down its gloo pairs while a peer still talks to it (a rank
+    that exits early can otherwise abort with "terminate called without an active
+    exception"). After a failure, skip the barrier: the other ranks may never reach it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if synchronize:
+        dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device):

@@ -500,7 +500,12 @@ def net_dims(net) -> int:
 def train(cfg: Config, *, resume: bool = False) -> dict:
     """Build a :class:`Trainer` for ``cfg`` and run it; returns the summary dict."""
     trainer = Trainer(cfg, resume=resume)
+    finished = False
     try:
-        return trainer.fit()
+        summary = trainer.fit()
+        finished = True
+        return summary
     finally:
-        distributed.cleanup()
+        # drop the DDP wrapper (its reducer holds gloo/NCCL work) before the group goes
+        del trainer
+        distributed.cleanup(synchronize=finished)
