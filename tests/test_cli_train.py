@@ -12,7 +12,7 @@ import unetlab
 from training_helpers import tiny_overrides
 from unetlab.cli import main
 from unetlab.data import build_dataset
-from unetlab.metrics import SegmentationMetrics, pixel_error
+from unetlab.metrics import SegmentationMetrics, challenge_scores, pixel_error
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +45,39 @@ def test_evaluate_matches_metrics_computed_by_hand(trained, tmp_path, capsys):
     model = unetlab.load_model(ckpt)
     ds = build_dataset("membranes", split="val", num_images=3, size=32)
     ref = SegmentationMetrics(2)
-    errors = []
+    errors, probs = [], []
     with torch.no_grad():
         for i in range(3):
-            pred = model(ds[i]["image"][None]).argmax(1)
+            logits = model(ds[i]["image"][None])
+            pred = logits.argmax(1)
             ref.update(pred, ds[i]["mask"][None])
             errors.append(pixel_error(pred[0], ds[i]["mask"]))
+            probs.append(torch.softmax(logits[0], 0)[1])
     expected = ref.compute()
+    board = challenge_scores(torch.stack(probs), torch.stack([ds[i]["mask"] for i in range(3)]))
+    assert result["challenge_pixel_error"] == pytest.approx(board["pixel_error"], abs=1e-6)
+    assert result["challenge_rand_error"] == pytest.approx(board["rand_error"], abs=1e-6)
+    assert "ISBI leaderboard" in printed
     assert result["miou"] == pytest.approx(expected["miou"])
     assert result["dice"] == pytest.approx(expected["dice"])
     assert result["pixel_error"] == pytest.approx(sum(errors) / 3)  # equal-size images
     rows = list(csv.DictReader(open(per_image)))
     assert [float(r["pixel_error"]) for r in rows] == pytest.approx(errors)
+
+
+def test_evaluate_with_tta_on_any_image_size(tmp_path, capsys):
+    # same-padding 5-level model (pooling factor 16), whole-image TTA of 30-px images:
+    # neither 30 nor the overlap-tile default 572 is a multiple of 16
+    path = tmp_path / "deep.safetensors"
+    unetlab.save_model(unetlab.create_model("unet", in_channels=1, num_classes=2,
+                                            channels=(4, 4, 8, 8, 8)), path)
+    js = tmp_path / "tta.json"
+    argv = ["evaluate", str(path), "--dataset", "membranes",
+            "--split", "val", "--option", "num_images=2", "--option", "size=30", "--tta",
+            "--json", str(js)]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads(js.read_text())
+    assert 0.0 <= result["pixel_error"] <= 1.0 and 0.0 <= result["challenge_pixel_error"] <= 1.0
 
 
 def test_evaluate_errors_are_one_line(trained, tmp_path, capsys):

@@ -135,3 +135,86 @@ def test_hd95_per_class_rules():
     hd = hausdorff95_per_class(pred, target, 3, ignore_index=255)
     assert hd[2] is None
     assert hd[1] is not None and 0 < hd[1] <= 2.0
+
+
+# ---- the leaderboard's threshold-swept scores (challenge_scores) ---------------------
+
+def _brute_force_challenge(prob, target, thresholds):
+    """The Fiji code's definition written pair by pair: binarise P(cell) > t, pool counts
+    over the stack, keep the best F-score of each measure."""
+    best_pixel, best_rand = 0.0, 0.0
+    for t in thresholds:
+        tp = fp = fn = 0
+        ptp = pfp = pfn = 0
+        for p_img, t_img in zip(prob, target):
+            pred_cell, true_cell = (1 - p_img) > t, t_img == 0
+            tp += int((pred_cell & true_cell).sum())
+            fp += int((pred_cell & ~true_cell).sum())
+            fn += int((~pred_cell & true_cell).sum())
+            true_lab = ndimage.label(true_cell)[0].ravel()
+            pred_lab = ndimage.label(pred_cell)[0].ravel()
+            inside = np.flatnonzero(true_lab > 0)
+            for x in range(len(inside)):
+                for y in range(x + 1, len(inside)):
+                    i, j = inside[x], inside[y]
+                    same_true = true_lab[i] == true_lab[j]
+                    same_pred = pred_lab[i] > 0 and pred_lab[i] == pred_lab[j]
+                    ptp += same_true and same_pred
+                    pfp += same_pred and not same_true
+                    pfn += same_true and not same_pred
+
+        def f(a, b, c):
+            p = a / (a + b) if a + b else 0.0
+            r = a / (a + c) if a + c else 0.0
+            return 2 * p * r / (p + r) if p + r else 0.0
+
+        best_pixel, best_rand = max(best_pixel, f(tp, fp, fn)), max(best_rand, f(ptp, pfp, pfn))
+    return 1 - best_pixel, 1 - best_rand
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_challenge_scores_match_pairwise_definition(seed):
+    from unetlab.metrics import challenge_scores
+
+    rng = np.random.default_rng(seed)
+    target = (rng.random((2, 7, 8)) < 0.35).astype(np.uint8)
+    prob = np.clip(target * 0.6 + rng.random(target.shape) * 0.5, 0, 1)
+    thresholds = (0.2, 0.5, 0.8)
+    got = challenge_scores(prob, target, thresholds)
+    want = _brute_force_challenge(prob, target, thresholds)
+    assert got["pixel_error"] == pytest.approx(want[0], abs=1e-12)
+    assert got["rand_error"] == pytest.approx(want[1], abs=1e-12)
+    assert got["pixel_threshold"] in thresholds and got["rand_threshold"] in thresholds
+
+
+def test_challenge_scores_perfect_and_best_threshold():
+    from unetlab.metrics import ChallengeScores, challenge_scores
+
+    target = np.zeros((6, 6), np.uint8)
+    target[:, 3] = 1                                   # a membrane splits two cells
+    perfect = challenge_scores(target.astype(float), target)
+    assert perfect["pixel_error"] == 0 and perfect["rand_error"] == 0
+    # a timid model (P(membrane) 0.3 on the membrane) is perfect only at threshold 0.7+:
+    # the sweep finds it, a fixed 0.5 cut would merge the two cells
+    timid = challenge_scores(target * 0.3, target)
+    assert timid["pixel_error"] == 0 and timid["rand_error"] == 0
+    assert timid["pixel_threshold"] >= 0.7
+    assert pixel_error((target * 0.3 > 0.5).astype(int), target) > 0.1
+    # accumulating image by image equals one call on the stack
+    rng = np.random.default_rng(0)
+    stack = (rng.random((3, 9, 9)) < 0.3).astype(np.uint8)
+    prob = rng.random(stack.shape)
+    acc = ChallengeScores()
+    for p, t in zip(prob, stack):
+        acc.update(torch.from_numpy(p), torch.from_numpy(t))
+    assert acc.compute() == pytest.approx(challenge_scores(prob, stack))
+
+
+def test_challenge_scores_reject_bad_input():
+    from unetlab.metrics import challenge_scores
+
+    target = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        challenge_scores(np.full((4, 4), 2.0), target)
+    with pytest.raises(ValueError, match="shape"):
+        challenge_scores(np.zeros((4, 5)), target)

@@ -2,7 +2,9 @@
 
 Used by ``unetlab evaluate`` and ``unetlab demo``. Binary data (two classes, class 1 =
 membrane, no ignore label) also gets the ISBI 2012 measures ``pixel_error`` and
-``rand_error`` (mean over images).
+``rand_error`` (mean over images) of the label map, and the leaderboard's own
+threshold-swept ``challenge_pixel_error`` / ``challenge_rand_error`` of the probability
+map (the definitions the U-Net paper's Table 1 uses; see ``unetlab.metrics.isbi``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ def predict_logits(model, image: torch.Tensor, *, tile_size=None, device="cpu",
     valid = getattr(model, "padding", "same") == "valid"
     if tile_size or valid or tta:
         from ..inference import predict_tiled
+        from ..inference.tiling import model_geometry
 
-        size = tile_size or 572
+        if tile_size or valid:
+            size = tile_size or 572
+        else:  # test-time augmentation of the whole image: one tile that covers it
+            align = model_geometry(model)[2]
+            size = tuple(-(-s // align) * align for s in image.shape[1:])
         return predict_tiled(model, image, tile_size=size, tta=tta, device=device).float()
     with torch.no_grad():
         return model(image[None].to(device))[0].float().cpu()
@@ -54,7 +61,7 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     binary data), "per_image": [{"name", "pixel_accuracy", "miou", "mdice", ...}],
     "class_names": [...]}``.
     """
-    from ..metrics import SegmentationMetrics, pixel_error, rand_error
+    from ..metrics import ChallengeScores, SegmentationMetrics, pixel_error, rand_error
 
     k = int(dataset.num_classes)
     ignore = getattr(dataset, "ignore_index", None)
@@ -62,6 +69,7 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     model = model.to(device).eval()
     total = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
     rows, rand = [], []
+    challenge = ChallengeScores() if binary else None
     indices = range(len(dataset))
     if progress:
         from tqdm import tqdm
@@ -80,6 +88,7 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
         row = {"name": item.get("name", str(i)), "pixel_accuracy": m["pixel_accuracy"],
                "miou": m["miou"], "mdice": m["mdice"], "boundary_f1": m["boundary_f1"]}
         if binary:
+            challenge.update(torch.softmax(logits, 0)[1], mask)
             row["pixel_error"] = pixel_error(pred, mask)
             row["rand_error"] = rand_error(pred, mask)
             row["membrane_dice"] = m["dice"][1]
@@ -92,6 +101,7 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     if binary:
         metrics["pixel_error"] = 1.0 - metrics["pixel_accuracy"]
         metrics["rand_error"] = float(np.mean(rand)) if rand else None
+        metrics.update({f"challenge_{k}": v for k, v in challenge.compute().items()})
     return {"metrics": metrics, "per_image": rows,
             "class_names": list(getattr(dataset, "class_names", [])) or
             [str(c) for c in range(k)]}
@@ -118,4 +128,8 @@ def format_table(result: dict) -> str:
     if "pixel_error" in m:
         lines.append(f"pixel error {f(m['pixel_error']).strip()}   "
                      f"Rand error {f(m['rand_error']).strip()}")
+    if "challenge_pixel_error" in m:
+        lines.append(f"ISBI leaderboard (best threshold): pixel error "
+                     f"{f(m['challenge_pixel_error']).strip()}   Rand error "
+                     f"{f(m['challenge_rand_error']).strip()}")
     return "\n".join(lines)
