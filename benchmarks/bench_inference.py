@@ -4,7 +4,8 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
 
 1. ``model``: one forward pass of the classic U-Net (64..1024, batch norm, 3 -> 2
    classes) at each ``--sizes``: eager PyTorch, ``optimize_for_inference`` (torch
-   backend), ONNX Runtime on the exported model, MONAI ``BasicUNet`` with the same widths.
+   backend; ``--bf16`` adds its bfloat16 variant), ONNX Runtime on the exported model,
+   MONAI ``BasicUNet`` with the same widths.
 2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
    loop, unetlab U-Net vs MONAI BasicUNet.
 3. ``tiled``: an image of each ``--tiled-sizes`` (a TIFF on disk) segmented with tile 256,
@@ -79,7 +80,7 @@ def _basic_unet(channels, classes=2, in_channels=3):
                      features=(*channels, channels[0])).eval()
 
 
-def bench_model(sizes, repeats, device="cpu", compile=False):
+def bench_model(sizes, repeats, device="cpu", compile=False, bf16=False):
     from unetlab.inference import optimize_for_inference
 
     rows = []
@@ -97,6 +98,13 @@ def bench_model(sizes, repeats, device="cpu", compile=False):
             compiled(x)
             runs["compile_seconds"] = time.perf_counter() - t
             runs["unetlab_compiled"] = _median_time(compiled, repeats, x)
+        if bf16:
+            half = optimize_for_inference(model, backend="torch", precision="bf16")
+            runs["unetlab_bf16"] = _median_time(half, repeats, x)
+            with torch.no_grad():
+                ref, got = model(x), half(x)
+            runs["bf16_max_abs_diff"] = float((got - ref).abs().max())
+            runs["bf16_argmax_agreement"] = float((got.argmax(1) == ref.argmax(1)).float().mean())
         try:
             ort = optimize_for_inference(model, backend="onnxruntime")
             if ort.device.type == torch.device(device).type:  # not a CPU session for a GPU
@@ -173,6 +181,8 @@ def _child(args) -> None:
 
         if args.child == "unetlab":
             model = optimize_for_inference(model)
+        elif args.child == "unetlab_bf16":
+            model = optimize_for_inference(model, precision="bf16")
         elif args.child == "onnxruntime":
             model = optimize_for_inference(model, backend="onnxruntime")
         predict_file(model, path, path.parent / args.child, tile_size=256, overlap=0.25,
@@ -226,7 +236,8 @@ def markdown(results) -> str:
                   "| MONAI s | unetlab vs eager | vs ORT | vs MONAI |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r, variant in [(r, v) for r in results["model"]
-                           for v in ("unetlab", "unetlab_compiled") if v in r["seconds"]]:
+                           for v in ("unetlab", "unetlab_compiled", "unetlab_bf16")
+                           if v in r["seconds"]]:
             s = r["seconds"]
             u = s[variant]
             lines.append(
@@ -261,11 +272,13 @@ def main(argv=None) -> int:
     p.add_argument("--train", action="store_true", help="also time a training step")
     p.add_argument("--compile", action="store_true",
                    help="also time optimize_for_inference(compile=True) (slow to compile)")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time optimize_for_inference(precision='bf16') and its error")
     p.add_argument("--tiled-sizes", type=int, nargs="*", default=[1024],
                    help="square image sizes for tiled inference (default 1024)")
     p.add_argument("--classes", type=int, default=2, help="classes for tiled inference")
     p.add_argument("--runners", nargs="*", default=["unetlab", "eager", "monai"],
-                   choices=("unetlab", "onnxruntime", "eager", "monai"),
+                   choices=("unetlab", "unetlab_bf16", "onnxruntime", "eager", "monai"),
                    help="tiled runners: unetlab (optimised model), onnxruntime (unetlab "
                    "tiler, ONNX Runtime backend), eager (unetlab tiler, plain model), monai "
                    "(sliding_window_inference)")
@@ -288,7 +301,8 @@ def main(argv=None) -> int:
 
         results["machine"]["monai"] = monai.__version__
     if args.sizes:
-        results["model"] = bench_model(args.sizes, args.repeats, args.device, args.compile)
+        results["model"] = bench_model(args.sizes, args.repeats, args.device, args.compile,
+                                       args.bf16)
     if args.train:
         results["train"] = bench_train(args.sizes[0] if args.sizes else 256, args.repeats,
                                        args.device)

@@ -80,6 +80,21 @@ def test_evaluate_with_tta_on_any_image_size(tmp_path, capsys):
     assert 0.0 <= result["pixel_error"] <= 1.0 and 0.0 <= result["challenge_pixel_error"] <= 1.0
 
 
+def test_evaluate_in_bf16_measures_what_it_costs(trained, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "best"
+    opts = ["--dataset", "membranes", "--split", "val", "--option", "num_images=2",
+            "--option", "size=32"]
+    out = {}
+    for precision in ("fp32", "bf16"):
+        js = tmp_path / f"{precision}.json"
+        assert main(["evaluate", str(ckpt), *opts, "--precision", precision,
+                     "--json", str(js)]) == 0
+        out[precision] = json.loads(js.read_text())
+    assert out["bf16"]["pixel_error"] == pytest.approx(out["fp32"]["pixel_error"], abs=0.02)
+    assert main(["evaluate", str(ckpt), *opts, "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "CUDA" in capsys.readouterr().err
+
+
 def test_evaluate_errors_are_one_line(trained, tmp_path, capsys):
     ckpt = trained / "checkpoints" / "best"
     cases = [

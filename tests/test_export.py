@@ -54,6 +54,32 @@ def test_optimize_for_inference_keeps_the_contract(backend):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # untouched
 
 
+def test_optimize_for_inference_bf16_is_close_to_fp32():
+    model = _model()
+    x = torch.rand(2, 1, 48, 44)
+    ref = optimize_for_inference(model)(x)
+    fast = optimize_for_inference(model, precision="bf16")
+    y = fast(x)
+    assert y.dtype == torch.float32 and y.shape == ref.shape  # the contract: fp32 logits
+    assert not torch.equal(y, ref)  # it did run in bfloat16
+    assert (y - ref).abs().max() < 0.05 * ref.abs().max()
+    assert (y.argmax(1) == ref.argmax(1)).float().mean() > 0.99
+    # the tiler accepts it like any model
+    from unetlab.inference import predict_tiled
+
+    tiled = predict_tiled(fast, x[0], tile_size=32)
+    assert tiled.shape == ref.shape[1:] and tiled.dtype == torch.float32
+
+
+def test_optimize_rejects_precisions_it_cannot_run():
+    with pytest.raises(ValueError, match="bf16"):
+        optimize_for_inference(_model(), precision="int8")
+    with pytest.raises(ValueError, match="CUDA"):
+        optimize_for_inference(_model(), precision="fp16", device="cpu")
+    with pytest.raises(ValueError, match="backend='torch'"):
+        optimize_for_inference(_model(), backend="onnxruntime", precision="bf16")
+
+
 def test_optimize_rejects_unknown_backend():
     with pytest.raises(ValueError, match="onnxruntime"):
         optimize_for_inference(_model(), backend="tensorrt")

@@ -73,6 +73,13 @@ def test_predict_command_png(tmp_path, tiny, capsys):
     rc = main(["predict", str(ckpt), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
                "--tile-size", "32", "--tta", "--no-progress"])
     assert rc == 0
+    # bf16 gives (nearly) the same label map
+    rc = main(["predict", str(ckpt), str(tmp_path / "a.png"), "--out", str(tmp_path / "b"),
+               "--tile-size", "32", "--tta", "--no-progress", "--precision", "bf16"])
+    assert rc == 0
+    same = (np.asarray(Image.open(tmp_path / "b" / "a_labels.png")) ==
+            np.asarray(Image.open(tmp_path / "o" / "a_labels.png"))).mean()
+    assert same > 0.98
     lab = Image.open(tmp_path / "o" / "a_labels.png")
     assert lab.mode == "P" and lab.size == (70, 50)
     assert lab.getpalette()[:9] == [0, 0, 0, 255, 0, 0, 0, 0, 255]
@@ -92,6 +99,11 @@ def test_predict_errors_are_one_line(tmp_path, tiny, capsys):
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "gray.png")
     assert main(["predict", str(rgb), str(tmp_path / "gray.png"), "--out", out]) == 2
     assert "expects 3" in _one_line_error(capsys)
+    for extra, needle in ((["--backend", "eager", "--precision", "bf16"], "--backend torch"),
+                          (["--precision", "fp16", "--device", "cpu"], "CUDA")):
+        assert main(["predict", str(ckpt), str(tmp_path / "gray.png"), "--out", out,
+                     *extra]) == 2
+        assert needle in _one_line_error(capsys)
     (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 20)
     assert main(["predict", str(tmp_path / "corrupt.safetensors"), str(tmp_path / "gray.png"),
                  "--out", out]) == 2

@@ -30,6 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "eager"),
                    help="torch: folded batch norm + channels-last; eager: the model as is")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="bf16: about 2x faster on CPUs with AVX512-BF16/AMX and on recent "
+                   "GPUs (logits within ~1%%); fp16: CUDA only (default: fp32)")
     p.add_argument("--probabilities", action="store_true",
                    help="also write per-class probability maps (float32 TIFF)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -76,8 +79,14 @@ def run(args) -> int:
         raise UnetlabError("--device cuda: no CUDA device is available")
     model = load_model(args.checkpoint, map_location=device)
     meta = read_metadata(args.checkpoint)
+    if args.backend == "eager" and args.precision != "fp32":
+        raise UnetlabError(f"--precision {args.precision} needs --backend torch")
     if args.backend != "eager":
-        model = optimize_for_inference(model, backend=args.backend, device=device)
+        try:
+            model = optimize_for_inference(model, backend=args.backend, device=device,
+                                           precision=args.precision)
+        except ValueError as exc:
+            raise UnetlabError(str(exc)) from None
     palette = resolve_palette(meta, int(getattr(model, "num_classes", 2)))
     results = {}
     for f in files:

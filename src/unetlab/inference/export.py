@@ -20,6 +20,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _GEOMETRY = ("in_channels", "num_classes", "spatial_dims", "padding", "levels",
@@ -73,7 +74,8 @@ class InferenceModel:
 
 def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels_last: bool = True,
                            fold_bn: bool = True, compile: bool = False, device=None,
-                           num_threads: int | None = None) -> InferenceModel:
+                           num_threads: int | None = None,
+                           precision: str = "fp32") -> InferenceModel:
     """A faster callable with ``model``'s contract; ``model`` itself is left unchanged.
 
     ``backend="torch"``: a copy in eval mode with batch norm folded into the preceding
@@ -82,10 +84,19 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     weight freezing (the first call of each input shape compiles: tens of seconds).
     ``backend="onnxruntime"``: the model exported to ONNX (batch norm folded, dynamic
     batch and spatial size) and run by ONNX Runtime (CPU, or CUDA when available).
+
+    ``precision`` (torch backend): ``"fp32"``; ``"bf16"`` runs weights and activations in
+    bfloat16 (about 2x faster on CPUs with AVX512-BF16 or AMX, and on recent GPUs; logits
+    differ from fp32 in the third significant digit); ``"fp16"`` on CUDA only. The
+    returned logits are always float32.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not valid; choose one of {list(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not valid; choose one of "
+                         f"{list(PRECISIONS)}")
     device = torch.device(device) if device is not None else _device_of(model)
+    dtype = _check_precision(precision, backend, device)
     net = copy.deepcopy(model).eval().to(device)
     if fold_bn:
         fold_batch_norm(net)
@@ -95,16 +106,42 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims) if channels_last else None
     if fmt is not None:
         net = net.to(memory_format=fmt)
+    if dtype is not None:
+        net = net.to(dtype)
     fn = torch.compile(net, dynamic=False) if compile else net
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with _compile_settings(compile), torch.inference_mode():
-            x = x.to(device, non_blocking=True)
+            x = x.to(device, dtype=dtype or x.dtype, non_blocking=True)
             if fmt is not None and x.dim() == dims + 2:
                 x = x.contiguous(memory_format=fmt)
-            return fn(x)
+            y = fn(x)
+            return y.float() if dtype is not None else y
 
     return InferenceModel(run, backend="torch", device=device, source=model)
+
+
+def _check_precision(precision: str, backend: str, device: torch.device):
+    """The torch dtype for ``precision`` (None for fp32), or a ValueError saying why not."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return None
+    if backend != "torch":
+        raise ValueError(f"precision={precision!r} needs backend='torch' (the ONNX Runtime "
+                         "backend runs fp32)")
+    if dtype is torch.float16 and device.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16'")
+    if device.type == "cpu" and not _native_cpu_bf16():
+        log.warning("this CPU has no native bfloat16 (AVX512-BF16 or AMX): precision='bf16' "
+                    "will be emulated and may be slower than fp32")
+    return dtype
+
+
+def _native_cpu_bf16() -> bool:
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported",
+                                                      "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def _compile_settings(enabled: bool):

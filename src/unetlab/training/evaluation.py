@@ -66,7 +66,8 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     k = int(dataset.num_classes)
     ignore = getattr(dataset, "ignore_index", None)
     binary = k == 2 and ignore is None
-    model = model.to(device).eval()
+    if isinstance(model, torch.nn.Module):  # an optimize_for_inference callable is ready
+        model = model.to(device).eval()
     total = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
     rows, rand = [], []
     challenge = ChallengeScores() if binary else None
