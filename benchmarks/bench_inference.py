@@ -121,14 +121,13 @@ def bench_model(sizes, repeats, device="cpu", compile=False, bf16=False):
     return rows
 
 
-def _trainer_step(size, device, amp):
+def _trainer_step(size, device, amp, out):
     """``Trainer.train_step`` itself (the loop ``unetlab train`` runs) on a batch of 2 RGB
     images: U-Net 64..1024 + batch norm, Adam, cross-entropy, ``train.channels_last``
     (8% faster for this wide U-Net on a 2-core CPU; not the default, as it slows FCNs)."""
     from unetlab.config import load_config
     from unetlab.training import Trainer
 
-    out = tempfile.mkdtemp(prefix="bench_trainer_")
     cfg = load_config(None, [
         f"model.options.channels={list(WIDE)}", "model.options.norm=batch",
         "data.dataset=shapes", "data.options.num_images=2", f"data.options.size={size}",
@@ -138,7 +137,7 @@ def _trainer_step(size, device, amp):
         f"train.amp={amp}", f"train.out_dir={out}", "train.boundary_metric=false",
         "train.channels_last=true"])
     trainer = Trainer(cfg)
-    batch = next(iter(trainer._loader()))
+    batch = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=2)))
     trainer.model.train()
     return lambda: trainer.train_step(batch, first=True, last=True)
 
@@ -164,10 +163,11 @@ def bench_train(size, repeats, device="cpu", bf16=False):
                 opt.step()
 
             rows[name + ("_bf16" if half else "")] = _median_time(step, repeats)
-    rows["unetlab_trainer"] = _median_time(_trainer_step(size, device, "none"), repeats)
-    if bf16:
-        rows["unetlab_trainer_bf16"] = _median_time(_trainer_step(size, device, "bf16"),
-                                                    repeats)
+    for amp in ("none", "bf16") if bf16 else ("none",):
+        with tempfile.TemporaryDirectory() as out:
+            step = _trainer_step(size, device, amp, out)
+            rows["unetlab_trainer" + ("_bf16" if amp == "bf16" else "")] = \
+                _median_time(step, repeats)
     return {"size": size, "batch": 2, "seconds": rows}
 
 
