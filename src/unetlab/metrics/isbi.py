@@ -77,11 +77,11 @@ def rand_error(pred, target, *, count_self_pairs: bool = True):
     return float(np.mean(errors)) if errors else None
 
 
-def _square_sums(pred_membrane: np.ndarray, true_membrane: np.ndarray):
-    """``(sum n_ij^2, sum a_i^2, sum b_j^2, n)`` over the pixels inside true cells, with
-    predicted membrane pixels as singletons; ``None`` when the target has no cell."""
-    true_regions, _ = ndimage.label(~true_membrane)
-    pred_regions, n_pred = ndimage.label(~pred_membrane)
+def _square_sums(pred_cell: np.ndarray, true_regions: np.ndarray):
+    """``(sum n_ij^2, sum a_i^2, sum b_j^2, n)`` over the pixels inside true cells
+    (``true_regions`` > 0, the labelled true cells), with predicted membrane pixels as
+    singletons; ``None`` when the target has no cell."""
+    pred_regions, n_pred = ndimage.label(pred_cell)
     fg = true_regions > 0
     n = int(fg.sum())
     if n == 0:
@@ -103,7 +103,7 @@ def _f_score(tp: float, fp: float, fn: float) -> float:
 
 
 def _rand_error_2d(pred_membrane: np.ndarray, true_membrane: np.ndarray, self_pairs: bool):
-    sums = _square_sums(pred_membrane, true_membrane)
+    sums = _square_sums(~pred_membrane, ndimage.label(~true_membrane)[0])
     if sums is None:
         return None
     s_ab, s_a, s_b, n = sums
@@ -148,13 +148,14 @@ class ChallengeScores:
             raise ValueError("membrane_prob must hold probabilities in [0, 1]")
         cell_prob = 1.0 - prob.astype(np.float64)
         true_cell = ~true
+        true_regions = [ndimage.label(c)[0] for c in true_cell]  # the same at every threshold
         for k, t in enumerate(self.thresholds):
             pred_cell = cell_prob > t
             self.counts[k, 0] += float((pred_cell & true_cell).sum())
             self.counts[k, 1] += float((pred_cell & ~true_cell).sum())
             self.counts[k, 2] += float((~pred_cell & true_cell).sum())
-            for p_img, t_img in zip(pred_cell, true):
-                sums = _square_sums(~p_img, t_img)
+            for p_img, regions in zip(pred_cell, true_regions):
+                sums = _square_sums(p_img, regions)
                 if sums is None:
                     continue
                 s_ab, s_a, s_b, n = sums
