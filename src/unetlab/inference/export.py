@@ -59,8 +59,9 @@ def _copy_geometry(src, dst) -> None:
 class InferenceModel:
     """A callable with the model's contract: tensor in, logits tensor out (no grad)."""
 
-    def __init__(self, run, *, backend: str, device, source: nn.Module):
+    def __init__(self, run, *, backend: str, device, source: nn.Module, module=None):
         self._run = run
+        self.module = module  # the optimised copy (torch backend), for inspection
         self.backend = backend
         self.device = torch.device(device)
         _copy_geometry(source, self)
@@ -75,7 +76,8 @@ class InferenceModel:
 def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels_last: bool = True,
                            fold_bn: bool = True, compile: bool = False, device=None,
                            num_threads: int | None = None,
-                           precision: str = "fp32") -> InferenceModel:
+                           precision: str = "fp32",
+                           winograd: bool | None = None) -> InferenceModel:
     """A faster callable with ``model``'s contract; ``model`` itself is left unchanged.
 
     ``backend="torch"``: a copy in eval mode with batch norm folded into the preceding
@@ -89,6 +91,11 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     bfloat16 (about 2x faster on CPUs with AVX512-BF16 or AMX, and on recent GPUs; logits
     differ from fp32 in the third significant digit); ``"fp16"`` on CUDA only. The
     returned logits are always float32.
+
+    ``winograd`` (torch backend, fp32, CPU): 3x3 convolutions with many channels on small
+    maps use Winograd F(2x2, 3x3) (:mod:`unetlab.inference.winograd`; decided per call
+    from the input's shape, exact to float rounding). ``None`` (default) turns it on for
+    fp32 on the CPU without ``compile``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not valid; choose one of {list(BACKENDS)}")
@@ -108,6 +115,12 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
         net = net.to(memory_format=fmt)
     if dtype is not None:
         net = net.to(dtype)
+    if winograd is None:
+        winograd = device.type == "cpu" and dtype is None and not compile
+    if winograd:
+        from .winograd import apply_winograd
+
+        apply_winograd(net)
     fn = torch.compile(net, dynamic=False) if compile else net
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +131,7 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
             y = fn(x)
             return y.float() if dtype is not None else y
 
-    return InferenceModel(run, backend="torch", device=device, source=model)
+    return InferenceModel(run, backend="torch", device=device, source=model, module=net)
 
 
 def _check_precision(precision: str, backend: str, device: torch.device):
