@@ -89,19 +89,28 @@ def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias=None, padding: int = 
     xp = F.pad(x, (padding, 2 * tw + 2 - w - padding, padding, 2 * th + 2 - h - padding))
     xp = xp.permute(0, 2, 3, 1)                                # (N, Hp, Wp, C) view
     v = x.new_empty(16, n, th, tw, c)
-    rows = _input_transform(*(xp[:, i:i + 2 * th:2] for i in range(4)))
-    for i, row in enumerate(rows):
-        cols = _input_transform(*(row[:, :, j:j + 2 * tw:2] for j in range(4)))
-        for j, col in enumerate(cols):
-            v[4 * i + j] = col
+    rows = _input_transform(*(xp[:, i:i + 2 * th:2] for i in range(4)))   # B^T d
+    for i, row in enumerate(rows):                                          # (B^T d) B
+        a = [row[:, :, j:j + 2 * tw:2] for j in range(4)]
+        torch.sub(a[0], a[2], out=v[4 * i])
+        torch.add(a[1], a[2], out=v[4 * i + 1])
+        torch.sub(a[2], a[1], out=v[4 * i + 2])
+        torch.sub(a[1], a[3], out=v[4 * i + 3])
     m = torch.bmm(v.view(16, -1, c), u).view(4, 4, n, th, tw, k)   # channel mixing
-    s0, s1 = m[0] + m[1] + m[2], m[1] - m[2] - m[3]                 # A^T M
+    if bias is not None:  # A^T e1 e1^T A is all ones: the bias enters through m[1][1]
+        m[1, 1] += bias.to(m.dtype)
+    s0 = m[0] + m[1]                                                # A^T M
+    s0 += m[2]
+    s1 = m[1] - m[2]
+    s1 -= m[3]
     y = x.new_empty(n, th, 2, tw, 2, k)
     for r, s in enumerate((s0, s1)):                                # (A^T M) A
-        y[:, :, r, :, 0] = s[0] + s[1] + s[2]
-        y[:, :, r, :, 1] = s[1] - s[2] - s[3]
-    if bias is not None:
-        y += bias.to(y.dtype)
+        out = y[:, :, r, :, 0]
+        torch.add(s[0], s[1], out=out)
+        out += s[2]
+        out = y[:, :, r, :, 1]
+        torch.sub(s[1], s[2], out=out)
+        out -= s[3]
     y = y.view(n, 2 * th, 2 * tw, k)
     if (2 * th, 2 * tw) != (out_h, out_w):
         y = y[:, :out_h, :out_w].contiguous()
