@@ -194,6 +194,8 @@ def test_challenge_scores_perfect_and_best_threshold():
     target[:, 3] = 1                                   # a membrane splits two cells
     perfect = challenge_scores(target.astype(float), target)
     assert perfect["pixel_error"] == 0 and perfect["rand_error"] == 0
+    half = challenge_scores(torch.from_numpy(target).to(torch.bfloat16), target)  # any dtype
+    assert half == perfect
     # a timid model (P(membrane) 0.3 on the membrane) is perfect only at threshold 0.7+:
     # the sweep finds it, a fixed 0.5 cut would merge the two cells
     timid = challenge_scores(target * 0.3, target)

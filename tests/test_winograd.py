@@ -69,7 +69,7 @@ def test_optimize_for_inference_uses_winograd_on_deep_layers(padding):
     x = torch.rand(1, 1, size, size)
     fast = optimize_for_inference(model)
     used = []
-    for m in fast.module.modules():
+    for m in fast.net.modules():
         if isinstance(m, WinogradConv2d):
             m.register_forward_hook(lambda mod, inp, out: used.append(mod.use_winograd(inp[0])))
     with torch.no_grad():
@@ -78,6 +78,34 @@ def test_optimize_for_inference_uses_winograd_on_deep_layers(padding):
     assert any(used) and not all(used)  # the bottom layers only
     assert (got - ref).abs().max() < 1e-4 * max(1.0, float(ref.abs().max()))
     off = optimize_for_inference(model, winograd=False)
-    assert not any(isinstance(m, WinogradConv2d) for m in off.module.modules())
+    assert not any(isinstance(m, WinogradConv2d) for m in off.net.modules())
     assert not any(isinstance(m, WinogradConv2d)
-                   for m in optimize_for_inference(model, precision="bf16").module.modules())
+                   for m in optimize_for_inference(model, precision="bf16").net.modules())
+
+
+def test_winograd_follows_weight_changes_and_refuses_what_it_cannot_run():
+    conv = nn.Conv2d(32, 32, 3, padding=1)
+    wino = WinogradConv2d(conv)
+    x = torch.randn(1, 32, 4, 4)
+    with torch.inference_mode():
+        assert wino.use_winograd(x)
+        wino(x)
+    with torch.no_grad():
+        conv.weight.mul_(-2.0)  # in place, after the transformed weights were made
+    with torch.inference_mode():
+        assert torch.allclose(wino(x), conv(x), atol=1e-5)
+        conv.load_state_dict({"weight": torch.randn(32, 32, 3, 3), "bias": torch.zeros(32)})
+        assert torch.allclose(wino(x), conv(x), atol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not wino.use_winograd(x)
+        conv.to(torch.bfloat16)
+        assert not wino.use_winograd(x)  # bf16 weights: the ordinary (erroring) path
+
+
+def test_apply_winograd_twice_changes_nothing():
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+    apply_winograd(apply_winograd(model))
+    assert isinstance(model[0], WinogradConv2d) and type(model[0].conv) is nn.Conv2d
+    with torch.inference_mode():
+        x = torch.randn(1, 16, 4, 4)
+        assert torch.allclose(model(x), torch.relu(model[0].conv(x)), atol=1e-5)

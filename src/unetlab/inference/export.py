@@ -61,7 +61,7 @@ class InferenceModel:
 
     def __init__(self, run, *, backend: str, device, source: nn.Module, module=None):
         self._run = run
-        self.module = module  # the optimised copy (torch backend), for inspection
+        self.net = module  # the optimised copy (torch backend), for inspection
         self.backend = backend
         self.device = torch.device(device)
         _copy_geometry(source, self)

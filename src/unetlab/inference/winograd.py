@@ -48,20 +48,27 @@ class WinogradConv2d(nn.Module):
         self.conv = conv
         self.padding = int(conv.padding[0])
         self.ratio = float(ratio)
-        self._u = None  # the transformed weights, made on first use (16/9 of the weights)
+        # the transformed weights (16/9 of the weights), made on first use and remade
+        # whenever the weights change (in place, by load_state_dict, .to())
+        self._u, self._u_key = None, None
 
     def use_winograd(self, x: torch.Tensor) -> bool:
+        """Winograd only for plain fp32 CPU inference where it is the faster algorithm;
+        autograd, autocast, other dtypes and devices get the ordinary convolution."""
         n, c, h, w = x.shape
-        return (x.dtype == torch.float32 and x.device.type == "cpu"
-                and not torch.is_grad_enabled() and min(h, w) + 2 * self.padding > 2
+        return (x.dtype == torch.float32 and self.conv.weight.dtype == torch.float32
+                and x.device.type == "cpu" and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled("cpu")
+                and min(h, w) + 2 * self.padding > 2
                 and c * self.conv.out_channels >= self.ratio * n * h * w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.use_winograd(x):
             return self.conv(x)
         weight = self.conv.weight
-        if self._u is None or self._u.device != weight.device:
-            self._u = transform_weight(weight.detach().float())
+        key = (weight.device, weight.data_ptr(), weight._version)
+        if self._u_key != key:
+            self._u, self._u_key = transform_weight(weight.detach()), key
         return winograd_conv2d(x, self._u, self.conv.bias, self.padding)
 
 
@@ -121,6 +128,8 @@ def apply_winograd(model: nn.Module, ratio: float = RATIO) -> nn.Module:
     """Replace (in place) every supported Conv2d of ``model`` by a
     :class:`WinogradConv2d` that picks the faster algorithm per call. Returns ``model``."""
     for parent in list(model.modules()):
+        if isinstance(parent, WinogradConv2d):  # already converted: leave its conv alone
+            continue
         for name, child in list(parent.named_children()):
             if supports(child):
                 setattr(parent, name, WinogradConv2d(child, ratio))

@@ -137,8 +137,8 @@ class ChallengeScores:
         self.counts = np.zeros((len(self.thresholds), 6), dtype=np.float64)
 
     def update(self, membrane_prob, target) -> None:
-        prob = membrane_prob.detach().cpu().numpy() if hasattr(membrane_prob, "detach") \
-            else np.asarray(membrane_prob)
+        prob = membrane_prob.detach().float().cpu().numpy() \
+            if hasattr(membrane_prob, "detach") else np.asarray(membrane_prob)
         prob = prob[None] if prob.ndim == 2 else prob
         true = _binary_stack(target, "target")
         if prob.shape != true.shape:

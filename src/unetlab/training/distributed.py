@@ -64,10 +64,13 @@ def cleanup(synchronize: bool = True) -> None:
     exception"). After a failure, skip the barrier: the other ranks may never reach it."""
     if not (dist.is_available() and dist.is_initialized()):
         return
+    gc.collect()  # free what the caller dropped (the Trainer holds reference cycles)
     if synchronize:
-        dist.barrier()
+        try:
+            dist.barrier()
+        except RuntimeError as exc:  # a peer died after the last collective
+            log.warning("ranks did not meet before leaving the process group: %s", exc)
     dist.destroy_process_group()
-    gc.collect()
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device):

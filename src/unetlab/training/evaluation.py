@@ -30,9 +30,9 @@ def predict_logits(model, image: torch.Tensor, *, tile_size=None, device="cpu",
 
         if tile_size or valid:
             size = tile_size or 572
-        else:  # test-time augmentation of the whole image: one tile that covers it
-            align = model_geometry(model)[2]
-            size = tuple(-(-s // align) * align for s in image.shape[1:])
+        else:  # test-time augmentation of the whole image: one square tile that covers
+            align = model_geometry(model)[2]  # it (square, so the 90-degree turns apply)
+            size = -(-max(image.shape[1:]) // align) * align
         return predict_tiled(model, image, tile_size=size, tta=tta, device=device).float()
     with torch.no_grad():
         return model(image[None].to(device))[0].float().cpu()

@@ -506,6 +506,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
         finished = True
         return summary
     finally:
-        # drop the DDP wrapper (its reducer holds gloo/NCCL work) before the group goes
+        # drop the DDP wrapper (its reducer holds gloo/NCCL work) before the group goes;
+        # cleanup() collects the Trainer's reference cycles first
         del trainer
         distributed.cleanup(synchronize=finished)
