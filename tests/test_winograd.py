@@ -17,8 +17,14 @@ from unetlab.inference.winograd import (
 )
 
 
+def close(got, ref, rel=5e-5):
+    """Winograd F(4x4, 3x3) in fp32 is exact to about 1e-5 of the output's scale."""
+    return bool((got - ref).abs().max() <= rel * ref.abs().max())
+
+
 @pytest.mark.parametrize("padding", [0, 1])
-@pytest.mark.parametrize("shape", [(1, 5, 8, 8), (2, 3, 7, 10), (3, 4, 9, 5), (1, 2, 3, 3)])
+@pytest.mark.parametrize("shape", [(1, 5, 8, 8), (2, 3, 7, 10), (3, 4, 9, 5), (1, 2, 3, 3),
+                                   (1, 512, 9, 7)])
 def test_winograd_equals_conv2d(shape, padding):
     g = torch.Generator().manual_seed(sum(shape) + padding)
     n, c, h, w = shape
@@ -30,7 +36,7 @@ def test_winograd_equals_conv2d(shape, padding):
         got = winograd_conv2d(x.contiguous(memory_format=layout), transform_weight(weight),
                               bias, padding)
         assert got.shape == ref.shape
-        assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
+        assert close(got, ref)
 
 
 def test_winograd_module_dispatches_by_shape_and_mode():
@@ -40,7 +46,7 @@ def test_winograd_module_dispatches_by_shape_and_mode():
     big_map = torch.randn(1, 64, 32, 32)      # 64 * 64 < 12 * 1024: oneDNN's convolution
     with torch.inference_mode():
         assert wino.use_winograd(small_map) and not wino.use_winograd(big_map)
-        assert torch.allclose(wino(small_map), conv(small_map), atol=1e-5)
+        assert close(wino(small_map), conv(small_map))
         assert torch.allclose(wino(big_map), conv(big_map), atol=1e-6)
     # with autograd on it is the ordinary convolution, gradients and all
     assert not wino.use_winograd(small_map)
@@ -93,9 +99,9 @@ def test_winograd_follows_weight_changes_and_refuses_what_it_cannot_run():
     with torch.no_grad():
         conv.weight.mul_(-2.0)  # in place, after the transformed weights were made
     with torch.inference_mode():
-        assert torch.allclose(wino(x), conv(x), atol=1e-5)
+        assert close(wino(x), conv(x))
         conv.load_state_dict({"weight": torch.randn(32, 32, 3, 3), "bias": torch.zeros(32)})
-        assert torch.allclose(wino(x), conv(x), atol=1e-4)
+        assert close(wino(x), conv(x))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert not wino.use_winograd(x)
         conv.to(torch.bfloat16)
@@ -108,4 +114,4 @@ def test_apply_winograd_twice_changes_nothing():
     assert isinstance(model[0], WinogradConv2d) and type(model[0].conv) is nn.Conv2d
     with torch.inference_mode():
         x = torch.randn(1, 16, 4, 4)
-        assert torch.allclose(model(x), torch.relu(model[0].conv(x)), atol=1e-5)
+        assert close(model(x), torch.relu(model[0].conv(x)))
