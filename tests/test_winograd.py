@@ -40,12 +40,14 @@ def test_winograd_equals_conv2d(shape, padding):
 
 
 def test_winograd_module_dispatches_by_shape_and_mode():
-    conv = nn.Conv2d(64, 64, 3, padding=1)
-    wino = WinogradConv2d(conv, ratio=12)
-    small_map = torch.randn(1, 64, 8, 8)      # 64 * 64 >= 12 * 64: Winograd
-    big_map = torch.randn(1, 64, 32, 32)      # 64 * 64 < 12 * 1024: oneDNN's convolution
+    conv = nn.Conv2d(256, 256, 3, padding=1)
+    wino = WinogradConv2d(conv, ratio=4)
+    small_map = torch.randn(1, 256, 8, 8)      # 256 * 256 >= 4 * 64: Winograd
+    big_map = torch.randn(1, 256, 160, 160)    # 256 * 256 < 4 * 25600: oneDNN's convolution
+    narrow = WinogradConv2d(nn.Conv2d(64, 64, 3, padding=1))
     with torch.inference_mode():
         assert wino.use_winograd(small_map) and not wino.use_winograd(big_map)
+        assert not narrow.use_winograd(torch.randn(1, 64, 2, 2))  # too few channels
         assert close(wino(small_map), conv(small_map))
         assert torch.allclose(wino(big_map), conv(big_map), atol=1e-6)
     # with autograd on it is the ordinary convolution, gradients and all
@@ -90,9 +92,9 @@ def test_optimize_for_inference_uses_winograd_on_deep_layers(padding):
 
 
 def test_winograd_follows_weight_changes_and_refuses_what_it_cannot_run():
-    conv = nn.Conv2d(32, 32, 3, padding=1)
+    conv = nn.Conv2d(128, 128, 3, padding=1)
     wino = WinogradConv2d(conv)
-    x = torch.randn(1, 32, 4, 4)
+    x = torch.randn(1, 128, 4, 4)
     with torch.inference_mode():
         assert wino.use_winograd(x)
         wino(x)
@@ -100,7 +102,7 @@ def test_winograd_follows_weight_changes_and_refuses_what_it_cannot_run():
         conv.weight.mul_(-2.0)  # in place, after the transformed weights were made
     with torch.inference_mode():
         assert close(wino(x), conv(x))
-        conv.load_state_dict({"weight": torch.randn(32, 32, 3, 3), "bias": torch.zeros(32)})
+        conv.load_state_dict({"weight": torch.randn(128, 128, 3, 3), "bias": torch.zeros(128)})
         assert close(wino(x), conv(x))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert not wino.use_winograd(x)

@@ -10,9 +10,11 @@ transforms (small fixed matrices applied to every tile) and some float accuracy:
 It pays off where channel mixing dominates: many channels on a small feature map. On
 2 CPU cores (fp32, oneDNN's direct convolution as the baseline): 1024->1024 on 16x16
 maps 2.3x faster, 512->512 on 32x32 2.2x, 256->256 on 64x64 1.8x, 256->256 on 128x128
-1.3x; 256->128 and 128->128 on 128x128 no faster. :class:`WinogradConv2d` therefore
-decides per call, from the input's shape: Winograd when
-``in_channels * out_channels >= ratio * N * H * W``, the ordinary convolution otherwise.
+1.3x; 256->128 and 128->128 on 128x128 no faster; 128->128 on 32x32 1.4x for one map,
+0.7x for a batch of 4; 64->64 never faster. :class:`WinogradConv2d` therefore decides
+per call, from the input's shape: Winograd when ``in_channels * out_channels >= ratio *
+N * H * W`` (ratio 4 for layers of 256 channels or more, 16 for 128-255, never below
+128), the ordinary convolution otherwise.
 
     G   (6x3): weights   U = G g G^T
     B^T (6x6): inputs    V = B^T d B
@@ -39,8 +41,10 @@ _KA = torch.kron(_AT, _AT).float()   # (16, 36)
 _ONES = 7  # tile position (1, 1): column 1 of A^T is all ones, so a bias added to M there
 #            reaches all 16 outputs of the tile
 
-#: Winograd when in_channels * out_channels >= RATIO * (pixels of the batch)
+#: Winograd when in_channels * out_channels >= RATIO * (pixels of the batch) for layers of
+#: 256+ channels, 4 * RATIO for 128-255 channels, never below MIN_CHANNELS
 RATIO = 4
+MIN_CHANNELS = 128
 
 
 class WinogradConv2d(nn.Module):
@@ -63,11 +67,14 @@ class WinogradConv2d(nn.Module):
         """Winograd only for plain fp32 CPU inference where it is the faster algorithm;
         autograd, autocast, other dtypes and devices get the ordinary convolution."""
         n, c, h, w = x.shape
+        k = self.conv.out_channels
+        # narrower layers need more channel mixing per pixel to pay for the transforms
+        ratio = self.ratio if min(c, k) >= 256 else 4 * self.ratio
         return (x.dtype == torch.float32 and self.conv.weight.dtype == torch.float32
                 and x.device.type == "cpu" and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu")
-                and min(h, w) + 2 * self.padding > 2
-                and c * self.conv.out_channels >= self.ratio * n * h * w)
+                and min(h, w) + 2 * self.padding > 2 and min(c, k) >= MIN_CHANNELS
+                and c * k >= ratio * n * h * w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.use_winograd(x):
