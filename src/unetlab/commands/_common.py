@@ -16,6 +16,22 @@ def add_json_argument(parser) -> None:
                         help="also write the results as JSON to PATH")
 
 
+def add_precision_argument(parser, help: str) -> None:
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help=help)
+
+
+def optimized(model, **options):
+    """``optimize_for_inference(model, **options)`` with its ValueErrors (an impossible
+    precision, backend or device) as one-line UnetlabErrors."""
+    from ..inference import optimize_for_inference
+
+    try:
+        return optimize_for_inference(model, **options)
+    except ValueError as exc:
+        raise UnetlabError(str(exc)) from None
+
+
 def to_jsonable(obj):
     """Tensors, numpy values, paths and non-finite floats to plain JSON values."""
     if hasattr(obj, "tolist"):

@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 
 from ..errors import UnetlabError
-from ._common import add_json_argument, existing_path, write_json
+from ._common import add_json_argument, add_precision_argument, existing_path, optimized, write_json
 
 
 def add_parser(subparsers) -> None:
@@ -34,9 +34,8 @@ def add_parser(subparsers) -> None:
                    help="predict with overlapping tiles of this size (default: whole image)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips, 90°)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="run the model in this precision (see unetlab predict --help); "
-                   "measures what bf16 costs in accuracy")
+    add_precision_argument(p, "run the model in this precision (see unetlab predict "
+                           "--help); measures what bf16 costs in accuracy")
     p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
     p.add_argument("--per-image-csv", type=Path, default=None, metavar="PATH",
                    help="also write one row of metrics per image")
@@ -74,12 +73,7 @@ def run(args) -> int:
                             **parse_options(args.options))
     check_compatible(model, dataset, str(args.checkpoint))
     if args.precision != "fp32":
-        from ..inference import optimize_for_inference
-
-        try:
-            model = optimize_for_inference(model, device=device, precision=args.precision)
-        except ValueError as exc:
-            raise UnetlabError(str(exc)) from None
+        model = optimized(model, device=device, precision=args.precision)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
                             boundary=not args.no_boundary, tta=args.tta, progress=True)
     result.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_json_argument, write_json
+from ._common import add_json_argument, add_precision_argument, optimized, write_json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,9 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "eager"),
                    help="torch: folded batch norm + channels-last; eager: the model as is")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="bf16: about 2x faster on CPUs with AVX512-BF16/AMX and on recent "
-                   "GPUs (logits within ~1%%); fp16: CUDA only (default: fp32)")
+    add_precision_argument(p, "bf16: about 2x faster on CPUs with AVX512-BF16/AMX and on "
+                           "recent GPUs (logits within ~1%%); fp16: CUDA only (default: fp32)")
     p.add_argument("--probabilities", action="store_true",
                    help="also write per-class probability maps (float32 TIFF)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -64,7 +63,7 @@ def run(args) -> int:
     import torch
 
     from ..errors import UnetlabError
-    from ..inference import optimize_for_inference, predict_file
+    from ..inference import predict_file
     from ..inference.palette import resolve_palette
     from ..models.serialization import load_model, read_metadata
 
@@ -82,11 +81,8 @@ def run(args) -> int:
     if args.backend == "eager" and args.precision != "fp32":
         raise UnetlabError(f"--precision {args.precision} needs --backend torch")
     if args.backend != "eager":
-        try:
-            model = optimize_for_inference(model, backend=args.backend, device=device,
-                                           precision=args.precision)
-        except ValueError as exc:
-            raise UnetlabError(str(exc)) from None
+        model = optimized(model, backend=args.backend, device=device,
+                          precision=args.precision)
     palette = resolve_palette(meta, int(getattr(model, "num_classes", 2)))
     results = {}
     for f in files:
