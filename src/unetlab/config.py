@@ -401,14 +401,6 @@ def dump_config(cfg: Config) -> str:
 
 def save_config(cfg: Config, path) -> Path:
     """Write the resolved config as YAML, atomically."""
-    import os
+    from ._io import atomic_write_text
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(dump_config(cfg))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, dump_config(cfg))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 from pathlib import Path
 
+from .._io import to_jsonable, write_json  # noqa: F401  (re-exported for the commands)
 from ..errors import UnetlabError
 
 
@@ -30,35 +28,6 @@ def optimized(model, **options):
         return optimize_for_inference(model, **options)
     except ValueError as exc:
         raise UnetlabError(str(exc)) from None
-
-
-def to_jsonable(obj):
-    """Tensors, numpy values, paths and non-finite floats to plain JSON values."""
-    if hasattr(obj, "tolist"):
-        obj = obj.tolist()
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UnetlabError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
 
 
 class MissingPath(UnetlabError, argparse.ArgumentTypeError):

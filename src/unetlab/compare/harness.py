@@ -163,7 +163,7 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
                          if logits else None),
         "device": str(dev), "wall_s": time.perf_counter() - start, "fingerprint": key,
     }
-    from ..commands._common import write_json
+    from .._io import write_json
 
     write_json(result_file, row)
     return json.loads(result_file.read_text()), False

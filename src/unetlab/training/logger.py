@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from pathlib import Path
+
+from .._io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,15 @@ def write_csv(path, rows: list[dict]) -> Path:
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _fmt(row.get(k)) for k in keys})
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _fmt(row.get(k)) for k in keys})
+
+    return atomic_write(path, write)
 
 
 def _fmt(value):
@@ -111,8 +113,4 @@ def plot_curves(history: list[dict], path, extra: str | None = None) -> Path:
     if ax_metric.lines:
         ax_metric.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
