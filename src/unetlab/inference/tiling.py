@@ -60,11 +60,10 @@ def model_geometry(model) -> tuple[str, int, int]:
 
     Unknown callables are treated as same-padding models with no alignment constraint.
     """
-    padding = getattr(model, "padding", "same")
-    padding = padding if padding in ("same", "valid") else "same"
-    levels = int(getattr(model, "levels", 1) or 1)
-    align = int(getattr(model, "size_multiple", 2 ** (levels - 1)) or 1)
-    return padding, levels, align
+    from ..models.geometry import geometry_of
+
+    geo = geometry_of(model)
+    return geo.padding, geo.levels, geo.divisor
 
 
 def plan_axis(size: int, tile: int, overlap: float, *, padding: str = "same", levels: int = 1,

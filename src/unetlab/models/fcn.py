@@ -18,6 +18,7 @@ from torch import nn
 
 from . import layers
 from .blocks import check_input, conv_norm_act
+from .geometry import Geometry
 from .registry import register_model
 from .segnet import VGG16_STAGES
 from .unet import _pad_to_multiple
@@ -85,6 +86,11 @@ class FCN(nn.Module):
         if stride == 8:
             self.score_pool3 = _zero(conv(w[2][-1], num_classes, 1))
             self.upscore_pool4 = _upscore(spatial_dims, num_classes, 2)
+
+    def geometry(self) -> Geometry:
+        """Size rules of this network (read by the tiler, export and the model card):
+        inputs are padded to a multiple of 32 (five poolings)."""
+        return Geometry(spatial_dims=self.spatial_dims, divisor=32, levels=6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.spatial_dims)

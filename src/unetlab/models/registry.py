@@ -88,6 +88,11 @@ def create_model(
     model = builder(
         in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **options
     )
+    if not callable(getattr(model, "geometry", None)):
+        from .geometry import Geometry
+
+        geo = Geometry(spatial_dims=spatial_dims)  # a plain network: no size constraint
+        model.geometry = lambda: geo
     resolved = {k: options.get(k, v) for k, v in valid.items()}
     model.unetlab_config = {
         "name": name,

@@ -13,6 +13,7 @@ from torch import nn
 
 from . import layers
 from .blocks import check_input, conv_norm_act
+from .geometry import Geometry
 from .registry import register_model
 from .unet import _pad_to_multiple
 
@@ -69,6 +70,11 @@ class SegNet(nn.Module):
         self.classifier = layers.conv(spatial_dims)(
             prev, num_classes, classifier_kernel, padding=classifier_kernel // 2)
         self.size_multiple = 2 ** len(stages)
+
+    def geometry(self) -> Geometry:
+        """Size rules of this network (read by the tiler, export and the model card)."""
+        return Geometry(spatial_dims=self.spatial_dims, divisor=self.size_multiple,
+                        levels=len(self.encoder) + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.spatial_dims)

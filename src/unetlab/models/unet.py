@@ -36,6 +36,7 @@ from .blocks import (
     center_crop,
     check_input,
 )
+from .geometry import Geometry, valid_margin
 from .registry import register_model
 
 BLOCKS = ("double_conv", "residual")
@@ -130,6 +131,13 @@ class UNet(nn.Module):
     @property
     def size_multiple(self) -> int:
         return 2 ** (self.levels - 1)
+
+    def geometry(self) -> Geometry:
+        """Size rules of this network (read by the tiler, export and the model card)."""
+        valid = self.padding == "valid"
+        return Geometry(spatial_dims=self.spatial_dims, divisor=self.size_multiple,
+                        padding=self.padding, levels=self.levels,
+                        margin=valid_margin(self.levels) if valid else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.spatial_dims)
