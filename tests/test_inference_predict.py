@@ -66,8 +66,10 @@ def test_overlay_and_default_palette():
 
 
 def test_predict_command_png(tmp_path, tiny, capsys):
-    ckpt = unetlab.save_model(tiny, tmp_path / "m.safetensors",
-                              metadata={"palette": [[0, 0, 0], [255, 0, 0], [0, 0, 255]]})
+    from unetlab.card import build_card
+
+    card = build_card(tiny, palette=[[0, 0, 0], [255, 0, 0], [0, 0, 255]])
+    ckpt = unetlab.save_model(tiny, tmp_path / "m.safetensors", card=card)
     Image.fromarray((np.random.default_rng(2).random((50, 70)) * 255).astype(np.uint8)).save(
         tmp_path / "a.png")
     rc = main(["predict", str(ckpt), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),

@@ -62,10 +62,11 @@ def _collect(inputs) -> list[Path]:
 def run(args) -> int:
     import torch
 
+    from ..card import palette_of
     from ..errors import UnetlabError
     from ..inference import predict_file
-    from ..inference.palette import resolve_palette
-    from ..models.serialization import load_model, read_metadata
+    from ..models.serialization import load_model
+    from ..preprocess import Preprocessing
 
     if not args.checkpoint.exists():
         raise UnetlabError(f"{args.checkpoint}: no such checkpoint")
@@ -77,19 +78,20 @@ def run(args) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UnetlabError("--device cuda: no CUDA device is available")
     model = load_model(args.checkpoint, map_location=device)
-    meta = read_metadata(args.checkpoint)
+    card = model.unetlab_card  # what the model was trained to see, and its classes
     if args.backend == "eager" and args.precision != "fp32":
         raise UnetlabError(f"--precision {args.precision} needs --backend torch")
     if args.backend != "eager":
         model = optimized(model, backend=args.backend, device=device,
                           precision=args.precision)
-    palette = resolve_palette(meta, int(getattr(model, "num_classes", 2)))
+    palette = palette_of(card)
+    preprocessing = Preprocessing.from_card(card)
     results = {}
     for f in files:
         res = predict_file(model, f, args.out, tile_size=args.tile_size, overlap=args.overlap,
                            blend=args.blend, tta=args.tta or False, batch_size=args.batch_size,
                            probabilities=args.probabilities, palette=palette,
-                           normalize=meta.get("normalize"), device=device,
+                           preprocessing=preprocessing, device=device,
                            progress=not args.no_progress)
         results[str(f)] = res
         print(f"{f}: {res['labels']}" + (f", {res['overlay']}" if res["overlay"] else ""))

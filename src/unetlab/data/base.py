@@ -17,45 +17,11 @@ from torch.utils.data import Dataset
 
 from ..errors import UnetlabError
 from ..imageio import read_image
+from ..preprocess import Preprocessing, to_tensor, to_unit
 
 log = logging.getLogger(__name__)
 
 CACHE_LIMIT_BYTES = 1 << 30  # cache="auto" keeps decoded data in memory up to 1 GiB
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _normalization(normalize, channels: int):
-    if normalize is None or normalize is False:
-        return None
-    if normalize == "imagenet":
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if channels == 1:
-            mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
-    elif isinstance(normalize, dict) and {"mean", "std"} <= set(normalize):
-        mean, std = normalize["mean"], normalize["std"]
-    elif isinstance(normalize, list | tuple) and len(normalize) == 2:
-        mean, std = normalize
-    else:
-        raise UnetlabError(f"normalize={normalize!r}: expected None, 'imagenet', "
-                           "{'mean': [...], 'std': [...]} or (mean, std)")
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float32), (channels,)).copy()
-    std = np.broadcast_to(np.asarray(std, dtype=np.float32), (channels,)).copy()
-    if (std <= 0).any():
-        raise UnetlabError(f"normalize: std must be positive, got {std.tolist()}")
-    return torch.from_numpy(mean)[:, None, None], torch.from_numpy(std)[:, None, None]
-
-
-def image_to_unit(image: np.ndarray) -> np.ndarray:
-    """uint8 stays uint8 (scaled at the end, cheaper to augment); other integer types
-    become float32 divided by their maximum; floats stay float32."""
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.bool_:
-        return image.astype(np.uint8) * 255
-    if np.issubdtype(image.dtype, np.integer):
-        return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
-    return image.astype(np.float32, copy=False)
 
 
 def compact_labels(mask: np.ndarray) -> np.ndarray:
@@ -93,6 +59,9 @@ class SegmentationDataset(Dataset):
     ignore_index: int | None = None
     in_channels: int = 1
     has_masks: bool = True
+    input_scaling: str = "dtype"   # see unetlab.preprocess
+    channel_names: tuple[str, ...] | None = None
+    card_extensions: dict | None = None  # merged into the model card by the trainer
 
     def __init__(self, *, transform=None, cache="auto", normalize=None, weight_map=False,
                  w0: float = 10.0, sigma: float = 5.0, weight_class_weights=None):
@@ -107,8 +76,7 @@ class SegmentationDataset(Dataset):
         self.weight_class_weights = weight_class_weights
         self.names: list[str] = []
         self._cache: dict[int, tuple] = {}
-        self._norm = None
-        self._norm_ready = False
+        self._prep: Preprocessing | None = None
 
     # -- to implement -------------------------------------------------------------
     def _load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -141,7 +109,7 @@ class SegmentationDataset(Dataset):
         if hit is not None:
             return hit
         image, mask, source = self._load_raw(index)
-        image = image_to_unit(np.asarray(image))
+        image = to_unit(np.asarray(image), self.input_scaling)
         if mask is not None:
             if mask.shape[:2] != image.shape[:2]:
                 raise UnetlabError(
@@ -206,28 +174,20 @@ class SegmentationDataset(Dataset):
         return item
 
     def _image_tensor(self, image: np.ndarray) -> torch.Tensor:
-        if isinstance(image, torch.Tensor):  # a transform that already made tensors
-            tensor = image.float()
+        if isinstance(image, torch.Tensor):
+            channels = image.shape[0]
         else:
-            image = np.asarray(image)
-            if image.ndim == 2:
-                image = image[:, :, None]
-            # numpy, single-threaded: torch's intra-op threads would compete with the
-            # model in the main process (10x slower items on a loaded 2-core machine)
-            chw = image.transpose(2, 0, 1)
-            array = np.empty(chw.shape, dtype=np.float32)  # a copy: the cache stays intact
-            if image.dtype == np.uint8:
-                np.multiply(chw, np.float32(1.0 / 255.0), out=array, casting="unsafe")
-            else:
-                array[...] = chw
-            tensor = torch.from_numpy(array)
-        if not self._norm_ready:
-            self._norm = _normalization(self.normalize, tensor.shape[0])
-            self._norm_ready = True
-        if self._norm is not None:
-            mean, std = self._norm
-            tensor = (tensor - mean) / std
-        return tensor
+            channels = 1 if np.ndim(image) == 2 else np.shape(image)[-1]
+        return to_tensor(image, self.preprocessing(channels))
+
+    def preprocessing(self, channels: int | None = None) -> Preprocessing:
+        """This dataset's :class:`~unetlab.preprocess.Preprocessing` (what the model card
+        records): the scaling and the normalisation for ``channels`` channels."""
+        channels = int(channels or self.in_channels)
+        if self._prep is None or self._prep.channels != channels:
+            self._prep = Preprocessing(channels=channels, scaling=self.input_scaling,
+                                       normalize=self.normalize)
+        return self._prep
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes, "

@@ -18,12 +18,12 @@ import numpy as np
 
 from ..errors import UnetlabError
 from ..imageio import TIFF_SUFFIXES, read_image, read_tiff_memmap, write_image
+from ..preprocess import Preprocessing
 from .palette import overlay as make_overlay
 from .tiling import as_channels_first, iter_bands, plan_tiles
 
 log = logging.getLogger(__name__)
 
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 MAX_OVERLAY_PIXELS = 4096 * 4096
 
 
@@ -65,39 +65,6 @@ def _layout(shape, in_channels: int, spatial_dims: int, path) -> tuple[tuple, in
                        f"{spatial_dims}-D model with {in_channels} channel(s)")
 
 
-def _scale_for(dtype) -> float:
-    if dtype == np.uint8:
-        return 1 / 255.0
-    if dtype == np.uint16:
-        return 1 / 65535.0
-    return 1.0
-
-
-def make_preprocess(dtype, normalize=None):
-    """In-place map of a float32 ``(C, ...)`` band: intensities to [0, 1] by dtype, then
-    ``normalize`` (None, ``"imagenet"`` or ``{"mean": [...], "std": [...]}``)."""
-    scale = _scale_for(dtype)
-    mean = std = None
-    if normalize == "imagenet":
-        mean, std = IMAGENET
-    elif isinstance(normalize, dict) and {"mean", "std"} <= set(normalize):
-        mean, std = normalize["mean"], normalize["std"]
-    elif normalize not in (None, False):
-        raise ValueError(f"normalize={normalize!r}: expected None, 'imagenet' or "
-                         "{'mean': [...], 'std': [...]}")
-
-    def prep(band: np.ndarray) -> np.ndarray:
-        if scale != 1.0:
-            band *= scale
-        if mean is not None:
-            shape = (-1,) + (1,) * (band.ndim - 1)
-            band -= np.asarray(mean, dtype=np.float32).reshape(shape)
-            band /= np.asarray(std, dtype=np.float32).reshape(shape)
-        return band
-
-    return prep
-
-
 class _TiffWriter:
     """A TIFF created at full size, then written band by band through a memory map that
     is opened only for each write (dirty pages leave the resident set)."""
@@ -125,7 +92,7 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                  blend: str = "gaussian", tta=False, batch_size: int = 4,
                  probabilities: bool = False, palette=None, normalize=None, margin: int = 0,
                  device=None, label_format: str | None = None, write_overlay: bool = True,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, preprocessing=None) -> dict:
     """Predict one image file and write ``<stem>_labels.{png,tif}``, ``<stem>_overlay.png``
     (2-D images up to 16 Mpx) and, with ``probabilities=True``, ``<stem>_probs.tif``
     (float32, classes first). Returns ``{"labels", "overlay", "probabilities"}`` paths
@@ -133,6 +100,8 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
 
     ``model``: an ``nn.Module`` in eval mode or an :class:`InferenceModel`; it needs
     ``in_channels`` and ``spatial_dims`` attributes (every unetlab model has them).
+    ``preprocessing``: a :class:`unetlab.preprocess.Preprocessing` (from the model card:
+    ``Preprocessing.from_card(card)``); without it, dtype scaling and ``normalize``.
     """
     path, out_dir = Path(path), Path(out_dir)
     in_channels = int(getattr(model, "in_channels", 1))
@@ -162,7 +131,9 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     if label_format == "png" and (lead_shape or spatial_dims > 2):
         raise ValueError(f"{path}: a stack or volume needs label_format='tif'")
 
-    prep = make_preprocess(dtype, normalize)
+    if preprocessing is None:
+        preprocessing = Preprocessing(channels=in_channels, normalize=normalize)
+    prep = preprocessing.band_function(dtype)
     plans = plan_tiles(spatial, tile_size, overlap, model=model, margin=margin)
     n_tiles = int(np.prod([len(p.starts) for p in plans])) * int(np.prod(lead_shape or (1,)))
     bar = None

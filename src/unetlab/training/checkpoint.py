@@ -99,11 +99,12 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 
 def save_checkpoint(path, *, model, optimizer=None, state: dict | None = None,
-                    model_metadata: dict | None = None) -> Path:
+                    model_metadata: dict | None = None, card: dict | None = None) -> Path:
     """Write a checkpoint folder at ``path`` atomically.
 
     ``state``: JSON-able training state (epoch, step, config, scheduler, scaler, ...).
-    ``model_metadata``: extra model metadata (``class_names``, ``palette``).
+    ``model_metadata``: extra model metadata; ``card``: the model card
+    (:func:`unetlab.card.card_for_dataset`), stored with the weights.
     A full disk or any other OSError becomes a one-line UnetlabError; the previous
     checkpoint at ``path`` is then left untouched.
     """
@@ -115,7 +116,7 @@ def save_checkpoint(path, *, model, optimizer=None, state: dict | None = None,
     try:
         tmp.mkdir()
         net = model.module if hasattr(model, "module") else model
-        save_model(net, tmp / MODEL_FILE, metadata=model_metadata)
+        save_model(net, tmp / MODEL_FILE, metadata=model_metadata, card=card)
         full_state = {"format_version": FORMAT_VERSION, **(state or {})}
         if optimizer is not None:
             tensors, rest = flatten_optimizer_state(optimizer.state_dict())

@@ -289,7 +289,7 @@ class Trainer:
                    "best_epoch": self.best_epoch,
                    "last": self.history[-1] if self.history else None}
         if self.dist.is_main:
-            from ..commands._common import write_json
+            from .._io import write_json
 
             write_json(self.out_dir / "summary.json", summary)
         distributed.barrier(self.dist)
@@ -427,16 +427,25 @@ class Trainer:
         if self.dist.is_main:
             path = save_checkpoint(
                 self.ckpt_dir / which, model=self.net, optimizer=self.optimizer,
-                state=self._state(), model_metadata=self._model_metadata())
+                state=self._state(), card=self.card())
             if which == "last":
                 self.last_good = path
         distributed.barrier(self.dist)
 
-    def _model_metadata(self) -> dict:
-        palette = getattr(self.info, "palette", None)
-        return {"class_names": list(getattr(self.info, "class_names", ())),
-                "palette": np.asarray(palette).tolist() if palette is not None else [],
-                "dataset": self.cfg.data.dataset, "epoch": self.epoch, "step": self.step}
+    def card(self) -> dict:
+        """The model card of the weights as they are now: the dataset's classes and
+        preprocessing, the model's geometry, and a summary of the training so far."""
+        from .. import __version__
+        from ..card import card_for_dataset
+
+        t = self.cfg.train
+        training = {"dataset": self.cfg.data.dataset, "split": self.cfg.data.split,
+                    "epoch": self.epoch, "steps": self.step,
+                    "elapsed_s": round(self.elapsed_s + self._running_s(), 1),
+                    "best_metric": t.best_metric, "best_value": self.best_value,
+                    "best_epoch": self.best_epoch, "seed": t.seed,
+                    "unetlab_version": __version__}
+        return card_for_dataset(self.net, self.info, training=training)
 
     def _state(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
