@@ -30,9 +30,12 @@ def test_a_run_writes_everything_and_the_best_model_loads(tmp_path):
     best = max(float(r["dice.1"]) for r in rows)
     assert summary["best_value"] == pytest.approx(best, abs=1e-5)
     model = unetlab.load_model(out / "checkpoints" / "best")
-    meta = unetlab.models.serialization.read_metadata(out / "checkpoints" / "best")
-    assert meta["class_names"] == ["cell", "membrane"] or len(meta["class_names"]) == 2
-    assert len(meta["palette"]) == 2
+    card = model.unetlab_card
+    assert card == unetlab.card.read_card(out / "checkpoints" / "best")
+    assert len(card["classes"]["names"]) == 2 and len(card["classes"]["palette"]) == 2
+    assert card["training"]["steps"] == 2 * card["training"]["epoch"]  # best: epoch 1 or 2
+    assert card["training"]["best_value"] == pytest.approx(best, abs=1e-5)
+    assert card["geometry"] == model.geometry().to_dict()
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
     saved = load_config(out / "config.yaml")
     assert saved.train.epochs == 2 and saved.model.options["channels"] == [8, 16, 32]

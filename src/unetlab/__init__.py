@@ -28,7 +28,8 @@ __all__ = [
     "save_model",
 ]
 
-_SUBMODULES = {"losses", "metrics", "data", "inference", "training", "models", "figures",
+_SUBMODULES = {"losses", "metrics", "data", "inference", "training", "models", "figures", "card",
+               "preprocess",
                "config", "compare", "plotting"}
 
 
