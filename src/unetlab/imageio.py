@@ -6,20 +6,27 @@ Every failure is a :class:`UnetlabError` naming the file.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._headers import check_png_data, tiff_header
 from .errors import UnetlabError
+from .limits import check_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-def read_image(path, *, mode: str | None = None) -> np.ndarray:
+def read_image(path, *, mode: str | None = None, allow_nonfinite: bool = False) -> np.ndarray:
     """Read an image as ``(H, W)`` or ``(H, W, C)`` array, dtype preserved.
 
     ``mode``: a Pillow mode to convert to ("L", "RGB", "P" to keep the palette indices).
+    The size the header declares is checked against :func:`unetlab.limits.max_pixels`
+    before decoding; a PNG whose data stops early, a damaged file and (unless
+    ``allow_nonfinite``) NaN or infinite values in a float image are one-line errors.
     """
     path = Path(path)
     if not path.is_file():
@@ -27,17 +34,37 @@ def read_image(path, *, mode: str | None = None) -> np.ndarray:
     if path.suffix.lower() in TIFF_SUFFIXES:
         import tifffile
 
+        shape, pixels = tiff_header(path)
+        check_pixels(path, shape, pixels)
         try:
             arr = tifffile.imread(str(path))
+        except MemoryError:
+            raise UnetlabError(f"{path}: not enough memory to decode {shape}") from None
         except Exception as exc:  # tifffile raises many types for damaged files
-            raise UnetlabError(f"{path}: unreadable TIFF ({exc})") from None
+            raise UnetlabError(f"{path}: unreadable TIFF ({' '.join(str(exc).split())})") \
+                from None
         if mode == "L" and arr.ndim == 3 and arr.shape[-1] in (3, 4):
             arr = arr[..., :3].mean(-1).astype(arr.dtype)
-        return arr
-    from PIL import Image, UnidentifiedImageError
+    else:
+        arr = _read_pillow(path, mode)
+    if not allow_nonfinite:
+        check_finite(arr, path)
+    return arr
 
+
+def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    bomb_limit, truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     try:
+        # our own limit replaces Pillow's (checked below, from the header); a truncated
+        # file is always an error, whatever another library set globally
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
         with Image.open(path) as img:
+            width, height = img.size
+            check_pixels(path, (height, width), width * height)
+            if img.format == "PNG":
+                check_png_data(path)
             img.load()
             if mode is not None and img.mode != mode:
                 if mode == "P":
@@ -46,23 +73,45 @@ def read_image(path, *, mode: str | None = None) -> np.ndarray:
             return np.asarray(img)
     except UnetlabError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UnetlabError(f"{path}: unreadable or truncated image ({exc})") from None
+    except MemoryError:
+        raise UnetlabError(f"{path}: not enough memory to decode the image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            struct.error, zlib.error, IndexError, TypeError, KeyError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise UnetlabError(f"{path}: unreadable or truncated image ({message})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = bomb_limit, truncated
+
+
+def check_finite(array: np.ndarray, source) -> np.ndarray:
+    """``array`` unchanged, or a one-line error naming ``source`` when a float array
+    holds NaN or infinite values (a model would turn them into NaN probabilities)."""
+    if array.dtype.kind in "fc" and array.size and not np.isfinite(array).all():
+        bad = ~np.isfinite(array)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise UnetlabError(
+            f"{source}: {int(bad.sum()):,} NaN or infinite pixel value(s) (first at index "
+            f"{first}); replace them (e.g. with 0 or the image mean) before using the image")
+    return array
 
 
 def read_tiff_memmap(path) -> np.ndarray:
-    """Memory-map an uncompressed TIFF (falls back to reading it into memory)."""
+    """Memory-map an uncompressed TIFF (falls back to reading it into memory).
+
+    The pixel limit applies here too (the header is checked before mapping)."""
     import tifffile
 
     path = Path(path)
     if not path.is_file():
         raise UnetlabError(f"{path}: no such image file")
+    shape, pixels = tiff_header(path)
+    check_pixels(path, shape, pixels)
     try:
         return tifffile.memmap(str(path), mode="r")
-    except ValueError:  # compressed or tiled: not memory-mappable
+    except ValueError:  # compressed, tiled or short: not memory-mappable
         return read_image(path)
     except Exception as exc:
-        raise UnetlabError(f"{path}: unreadable TIFF ({exc})") from None
+        raise UnetlabError(f"{path}: unreadable TIFF ({' '.join(str(exc).split())})") from None
 
 
 def write_image(path, array: np.ndarray, palette: np.ndarray | None = None) -> Path:
