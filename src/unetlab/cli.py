@@ -14,6 +14,7 @@ import sys
 
 from . import __version__
 from .commands import COMMANDS
+from .limits import pixel_limit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.run(args) or 0)
+        with pixel_limit(getattr(args, "max_pixels", None)):  # --max-pixels
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print(f"unetlab {args.command}: interrupted", file=sys.stderr)
         return 130

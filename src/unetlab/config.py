@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -52,7 +53,9 @@ class DataConfig:
     the training split held out (its last items, so the choice is reproducible), or null
     for no validation. ``val_items`` (optional) lists explicit item indices of the
     training split to hold out instead. ``batch_size`` is the global batch: with N
-    distributed processes each takes ``batch_size / N``.
+    distributed processes each takes ``batch_size / N``. ``max_pixels``: the largest
+    image (pixels per channel) decoded before refusing it (null: the default of
+    :mod:`unetlab.limits`, 2**28).
     """
 
     dataset: str = "membranes"
@@ -67,6 +70,7 @@ class DataConfig:
     num_workers: int = 0
     options: dict = field(default_factory=dict)
     val_options: dict = field(default_factory=dict)
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -168,12 +172,16 @@ def _number(value, kind: type, where: str):
         if kind is int and isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, int) or (kind is float and isinstance(value, float)):
-            return kind(value)
-        if isinstance(value, str):
+            number = kind(value)
+        else:
             try:
-                return kind(value)
+                number = kind(value) if isinstance(value, str) else None
             except ValueError:
-                pass
+                number = None
+        if number is not None:
+            if kind is float and not math.isfinite(number):
+                raise UnetlabError(f"{where} must be a finite number, got {value!r}")
+            return number
     raise UnetlabError(f"{where} must be {noun}, got {value!r}")
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -291,6 +299,7 @@ def validate(cfg: Config) -> None:
         "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
         "train.num_threads": cfg.train.num_threads, "data.tile_size": cfg.data.tile_size,
         "model.in_channels": cfg.model.in_channels, "model.num_classes": cfg.model.num_classes,
+        "data.max_pixels": cfg.data.max_pixels,
     }
     for where, value in {**positive, **optional_positive}.items():
         if value is not None and value <= 0:
@@ -305,6 +314,10 @@ def validate(cfg: Config) -> None:
         raise UnetlabError(f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
     if len(cfg.optim.betas) != 2:
         raise UnetlabError(f"optim.betas must be two numbers, got {cfg.optim.betas!r}")
+    for i, item in enumerate(cfg.data.val_items or []):
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise UnetlabError(f"data.val_items[{i}] must be an item index (an integer), got "
+                               f"{item!r}")
     vs = cfg.data.val_split
     if isinstance(vs, float) and not 0.0 < vs < 1.0:
         raise UnetlabError(f"data.val_split as a fraction must be in (0, 1), got {vs}")

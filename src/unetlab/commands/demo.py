@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a tiny run (~20 s) that checks that everything works")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (default: refuse)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     add_json_argument(p)
     p.set_defaults(run=run)
@@ -77,7 +79,7 @@ def run(args) -> int:
         raise UnetlabError(f"--minutes must be positive, got {args.minutes}")
     cfg = demo_config(out, minutes=args.minutes, quick=args.quick, seed=args.seed,
                       device=args.device)
-    summary = train(cfg)
+    summary = train(cfg, overwrite=args.overwrite)
     model = load_model(out / "checkpoints" / "best")
 
     report = {"run_folder": str(out), "training": summary}

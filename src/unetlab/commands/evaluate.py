@@ -12,7 +12,15 @@ import csv
 from pathlib import Path
 
 from ..errors import UnetlabError
-from ._common import add_json_argument, add_precision_argument, existing_path, optimized, write_json
+from ._common import (
+    add_json_argument,
+    add_max_pixels_argument,
+    add_precision_argument,
+    existing_path,
+    optimized,
+    safe_name,
+    write_json,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -37,6 +45,7 @@ def add_parser(subparsers) -> None:
     add_precision_argument(p, "run the model in this precision (see unetlab predict "
                            "--help); measures what bf16 costs in accuracy")
     p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
+    add_max_pixels_argument(p)
     p.add_argument("--per-image-csv", type=Path, default=None, metavar="PATH",
                    help="also write one row of metrics per image")
     add_json_argument(p)
@@ -51,7 +60,11 @@ def parse_options(items: list[str]) -> dict:
         if "=" not in item:
             raise UnetlabError(f"--option {item!r} must look like key=value")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise UnetlabError(f"--option {item!r}: not a plain YAML value "
+                               f"({' '.join(str(exc).split())})") from None
     return out
 
 
@@ -62,6 +75,8 @@ def run(args) -> int:
     from ..training.evaluation import check_compatible, evaluate_model, format_table
 
     existing_path(args.checkpoint)
+    if args.json is None:  # the default file name holds the split: keep it in the folder
+        safe_name(args.split, "--split")
     device = select_device(args.device)
     try:
         model = load_model(args.checkpoint, map_location=device)

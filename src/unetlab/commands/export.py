@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_json_argument, write_json
+from ._common import add_json_argument, check_new_file, check_not_input, write_json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,7 +16,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path,
                    help="a model file (.safetensors) or a training-run folder")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    p.add_argument("--out", type=Path, required=True, help="output file")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output file (never the checkpoint; an existing file only with "
+                   "--overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it already exists")
     p.add_argument("--check-size", type=int, default=None,
                    help="spatial size of the check input (default: twice the export size)")
     add_json_argument(p)
@@ -37,6 +41,8 @@ def run(args) -> int:
 
     if not args.checkpoint.exists():
         raise UnetlabError(f"{args.checkpoint}: no such checkpoint")
+    check_not_input(args.out, [args.checkpoint])
+    check_new_file(args.out, args.overwrite)
     model = load_model(args.checkpoint)
     example = _example_input(model)
     if args.format == "onnx":

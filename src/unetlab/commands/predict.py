@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_json_argument, add_precision_argument, optimized, write_json
+from ._common import (
+    add_json_argument,
+    add_max_pixels_argument,
+    add_precision_argument,
+    optimized,
+    write_json,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="also write per-class probability maps (float32 TIFF)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_max_pixels_argument(p)
     add_json_argument(p)
     p.set_defaults(run=run)
     return p

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from ._common import add_json_argument, write_json
+from ._common import add_json_argument, add_max_pixels_argument, write_json
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder (train.out_dir)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the run folder from checkpoints/last")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a run folder that holds an earlier one, removing "
+                   "the earlier run's outputs (default: refuse)")
+    add_max_pixels_argument(p)
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config and exit")
     add_json_argument(p)
@@ -43,6 +47,8 @@ def resolve_config(args):
     overrides = list(args.overrides)
     if args.out is not None:
         overrides.append(f"train.out_dir={args.out}")
+    if args.max_pixels is not None:
+        overrides.append(f"data.max_pixels={args.max_pixels}")
     path = args.config
     if path is None and args.resume and args.out is not None:
         saved = Path(args.out) / "config.yaml"
@@ -59,7 +65,11 @@ def run(args) -> int:
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
-    summary = train(cfg, resume=args.resume)
+    if args.resume and args.overwrite:
+        from ..errors import UnetlabError
+
+        raise UnetlabError("--resume continues the run; --overwrite replaces it: choose one")
+    summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0
     if args.json is not None:

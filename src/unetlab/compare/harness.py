@@ -124,7 +124,7 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
     if cfg.data.val_split is None:
         raise UnetlabError("the comparison needs a validation split (base.data.val_split)")
     start = time.perf_counter()
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)  # this entry's own folder: retrained on purpose
     summary = trainer.fit()
     metrics = _final_metrics(trainer)
     net, info, dev = trainer.net, trainer.info, select_device(device)

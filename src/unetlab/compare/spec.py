@@ -25,12 +25,14 @@ An entry may also carry ``loss: {name, options}`` to replace the base loss.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UnetlabError, read_yaml
 
 SUITES = ("models", "upsampling", "losses")
+_LABEL = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_.+=, -]{0,99}")
 _TOP_KEYS = ("base", "eval", *SUITES)
 _EVAL_DEFAULTS = {"size": None, "latency_runs": 10, "memory": "process",
                   "artifact_images": 4, "train_batch": None}
@@ -68,6 +70,13 @@ def _entry(raw, where: str) -> Entry:
                  options=dict(raw.get("options") or {}), loss=raw.get("loss"))
 
 
+def _check_label(label: str, where: str) -> None:
+    """A label names the entry's folder under ``OUT/<suite>/``: it must stay there."""
+    if not _LABEL.fullmatch(label) or label in (".", ".."):
+        raise UnetlabError(f"{where}: label {label!r} cannot name a folder inside --out; use "
+                           "letters, digits, '.', '_' and '-' (no '/', '\\' or '..')")
+
+
 def _suite(name: str, raw, where: str) -> list[Entry]:
     if name == "models":
         if not isinstance(raw, list) or not raw:
@@ -92,6 +101,8 @@ def _suite(name: str, raw, where: str) -> list[Entry]:
                                            "options": dict(item.get("options") or {})}))
         if not entries:
             raise UnetlabError(f"{where}.{key} is empty")
+    for e in entries:
+        _check_label(e.label, where)
     labels = [e.label for e in entries]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UnetlabError
-from ..imageio import read_image
+from ..imageio import check_finite, read_image
 from ..preprocess import Preprocessing, to_tensor, to_unit
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class SegmentationDataset(Dataset):
         if hit is not None:
             return hit
         image, mask, source = self._load_raw(index)
-        image = to_unit(np.asarray(image), self.input_scaling)
+        image = check_finite(to_unit(np.asarray(image), self.input_scaling), source)
         if mask is not None:
             if mask.shape[:2] != image.shape[:2]:
                 raise UnetlabError(

@@ -32,8 +32,11 @@ class FolderDataset(PairedFilesDataset):
         images, masks: sub-directory names (default ``images``, ``masks``).
         mapping: ``{raw mask value or colour: class id}``; colours as ``(r, g, b)`` or
             ``"#rrggbb"``. Without it the raw values are class ids ``0..num_classes-1``;
-            with neither ``mapping`` nor ``num_classes`` nor ``class_names``, the values
-            found in the masks are numbered in sorted order (e.g. 0/255 -> 0/1).
+            with neither ``mapping`` nor ``num_classes`` nor ``class_names``, grey masks
+            must hold class ids ``0..K-1`` or one binary pair ``0/X`` (e.g. 0/255 -> 0/1,
+            the same X in every mask); any other value (one stray pixel of 7, 0/65535
+            masks mixed with 0/255 ones) is an error listing the values and the files.
+            Colour masks without a mapping are numbered in sorted colour order.
         ignore_values: raw values mapped to ``ignore_index`` (default 255 when declared).
         class_names, palette: optional metadata (default ``class0..``, a fixed palette).
         image_mode: ``"L"``, ``"RGB"`` or None (keep the file's channels).
@@ -52,6 +55,9 @@ class FolderDataset(PairedFilesDataset):
         if not root.is_dir():
             raise UnetlabError(f"{root}: data directory not found")
         base = root / split if (root / split / images).is_dir() else root
+        # False when ROOT/<split> is absent and the images of ROOT itself are used: the
+        # trainer then holds out part of the training images instead (data/splits.py)
+        self.split_found = base != root
         image_files = list_images(base / images, what="images")
         mask_files = list_images(base / masks, what="masks")
         self._set_samples(pair_by_stem(image_files, mask_files, mask_suffix=mask_suffix,
@@ -82,11 +88,24 @@ class FolderDataset(PairedFilesDataset):
         else:
             self.in_channels = modes[image_mode]
 
+    def _load_raw(self, index):
+        image, mask, source = super()._load_raw(index)
+        if self.image_mode is None:
+            channels = 1 if image.ndim == 2 else int(image.shape[-1])
+            if image.ndim not in (2, 3) or channels != self.in_channels:
+                raise UnetlabError(
+                    f"{self.samples[index][1]}: image of shape {tuple(image.shape)} has "
+                    f"{channels} channel(s), but this folder's images have {self.in_channels} "
+                    f"(like the first, {self.samples[0][1].name}); convert it, or set "
+                    "image_mode to 'L' or 'RGB' to convert every image")
+        return image, mask, source
+
     def _infer_mapping(self, ignore_values) -> dict:
         from .mapping import _encode_rgb, _parse_key
 
         ignored = {_parse_key(v) for v in ignore_values}
         values: set = set()
+        grey: dict[int, list] = {}  # value -> [(file, pixels), ...]
         rgb = False
         for _, _, mask_path in self.samples:
             raw = read_image(mask_path)
@@ -98,10 +117,49 @@ class FolderDataset(PairedFilesDataset):
                 values |= {((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in codes.tolist()}
             else:
                 raw = raw[..., 0] if raw.ndim == 3 else raw
-                values |= set(np.unique(raw).tolist())
+                found, counts = np.unique(raw, return_counts=True)
+                for v, c in zip(found.tolist(), counts.tolist()):
+                    grey.setdefault(v, []).append((mask_path, c))
+                values |= set(found.tolist())
         if rgb:
             values = {v if isinstance(v, tuple) else (v, v, v) for v in values}
+        else:
+            check_undeclared_values({v: f for v, f in grey.items() if v not in ignored})
         found = sorted(values - ignored)
         log.info("folder dataset: no mapping declared; mask values %s -> classes 0..%d",
                  found, len(found) - 1)
         return {v: i for i, v in enumerate(found)}
+
+
+def check_undeclared_values(where: dict) -> None:
+    """Undeclared grey mask values must be class ids ``0..K-1`` or one binary pair
+    ``0/X``; otherwise a one-line error listing the unexpected values and their files.
+
+    ``where``: ``{value: [(mask file, pixel count), ...]}`` over the whole split.
+    """
+    values = sorted(where)
+    if not values or values == list(range(len(values))) or \
+            (len(values) == 2 and values[0] == 0):
+        return
+    run = 0
+    while run in where:
+        run += 1
+    if run >= 2:
+        expected = set(range(run))
+    else:  # a binary mask: 0 and the non-zero value found in the most files
+        nonzero = [v for v in values if v != 0]
+        expected = {0, max(nonzero, key=lambda v: (len(where[v]), -v))}
+    parts = []
+    for v in values:
+        if v in expected:
+            continue
+        files = where[v]
+        pixels = sum(c for _, c in files)
+        shown = ", ".join(str(f) for f, _ in files[:3]) + \
+            (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
+        parts.append(f"{v} ({pixels:,} pixel(s) in {shown})")
+    raise UnetlabError(
+        f"undeclared mask values: {'; '.join(parts[:5])}"
+        f"{f' (+{len(parts) - 5} more values)' if len(parts) > 5 else ''}; the others are "
+        f"{sorted(expected)}. Fix the masks, or declare the classes (mapping, num_classes "
+        "or class_names; --option mapping={0: 0, 255: 1} on the command line)")

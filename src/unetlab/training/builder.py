@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..config import Config
+from ..data.splits import fallback_holdout, holdout_indices, holdout_items
 from ..errors import UnetlabError
 
 log = logging.getLogger(__name__)
@@ -80,19 +81,22 @@ def build_datasets(cfg: Config) -> Datasets:
         raise UnetlabError(f"dataset {d.dataset!r} split {d.split!r} at {d.root} is empty")
     info = train
     val = None
-    if d.val_items is not None or isinstance(d.val_split, float):
-        n = len(train)
-        if d.val_items is not None:
-            held = sorted({int(i) % n for i in d.val_items})
-        else:
-            held = list(range(n - max(1, round(n * d.val_split)), n))
-        if len(held) >= n:
-            raise UnetlabError(f"data.val_split/val_items hold out all {n} training items")
-        keep = [i for i in range(n) if i not in set(held)]
-        val = Subset(_build(cfg, d.split, None, d.val_options), held)
-        train = Subset(train, keep)
+    split = None
+    if d.val_items is not None:
+        split = holdout_items(len(train), d.val_items)
+    elif isinstance(d.val_split, float):
+        split = holdout_indices(len(train), d.val_split)
     elif isinstance(d.val_split, str) and d.val_split:
         val = _build(cfg, d.val_split, None, d.val_options)
+        if getattr(val, "split_found", True) is False and \
+                getattr(train, "split_found", False) is False:
+            # no ROOT/<val_split> folder: val would be the training images themselves;
+            # hold some out instead (a single image: say that val is the training image)
+            split = fallback_holdout(len(train), f"{d.dataset} data at {d.root}")
+    if split is not None:
+        keep, held = split
+        val = Subset(_build(cfg, d.split, None, d.val_options), held)
+        train = Subset(train, keep)
     return Datasets(train=train, val=val, info=info)
 
 

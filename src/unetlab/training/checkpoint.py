@@ -167,8 +167,11 @@ def load_checkpoint(path, *, model=None, optimizer=None, restore_rng_state: bool
         raise UnetlabError(f"{path} is not a training checkpoint (no {STATE_FILE})")
     try:
         state = json.loads(state_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnetlabError(f"{state_file} is corrupt ({exc})") from None
+    if not isinstance(state, dict):
+        raise UnetlabError(f"{state_file} is corrupt (expected a JSON object, got "
+                           f"{type(state).__name__})")
     if model is not None:
         net = model.module if hasattr(model, "module") else model
         _load_weights(path / MODEL_FILE, net, map_location)
@@ -176,11 +179,18 @@ def load_checkpoint(path, *, model=None, optimizer=None, restore_rng_state: bool
         tensors = _read_tensors(path / OPTIMIZER_FILE, map_location)
         try:
             optimizer.load_state_dict(unflatten_optimizer_state(tensors, state["optimizer"]))
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise UnetlabError(f"{path}: optimizer state does not fit this model "
-                               f"({' '.join(str(exc).split())})") from None
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError,
+                IndexError) as exc:
+            raise UnetlabError(f"{path}: optimizer state does not fit this model or "
+                               f"{state_file} was edited ({' '.join(str(exc).split())})") \
+                from None
     if restore_rng_state and "rng" in state:
-        restore_rng(_read_tensors(path / RNG_FILE, "cpu"), state["rng"])
+        tensors = _read_tensors(path / RNG_FILE, "cpu")
+        try:
+            restore_rng(tensors, state["rng"])
+        except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as exc:
+            raise UnetlabError(f"{state_file}: corrupt random-generator state "
+                               f"({' '.join(str(exc).split())})") from None
     return state
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -82,8 +83,10 @@ def write_csv(path, rows: list[dict]) -> Path:
 
 
 def _fmt(value):
+    """A CSV cell: floats to 6 significant digits; None, NaN and inf as an empty field
+    (the JSON files write null for them)."""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.6g}" if math.isfinite(value) else ""
     return "" if value is None else value
 
 

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from ..config import Config, config_to_dict, save_config
 from ..errors import UnetlabError
+from ..limits import pixel_limit
 from . import builder, distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .logger import RunLogger
@@ -86,11 +87,41 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
     return out
 
 
+RUN_OUTPUTS = ("config.yaml", "metrics.csv", "curves.png", "summary.json", "checkpoints",
+               "tensorboard")
+
+
+def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an earlier one (its best model, metrics.csv, ...)
+    unless ``overwrite``; with it, the earlier run's outputs are removed first, so no
+    stale best checkpoint or curve survives into the new run."""
+    if resume or not out_dir.is_dir():
+        return
+    earlier = [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
+    if not earlier:
+        return
+    if not overwrite:
+        raise UnetlabError(f"{out_dir} already holds a run ({', '.join(earlier)}); continue it "
+                           "with --resume, choose another --out, or pass --overwrite to "
+                           "replace it")
+    import shutil
+
+    for name in earlier:
+        target = out_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    log.warning("%s: removed the earlier run's %s (--overwrite)", out_dir, ", ".join(earlier))
+
+
 class Trainer:
     """Train a segmentation model as ``cfg`` says; ``resume=True`` continues the run in
-    ``cfg.train.out_dir`` from its last checkpoint."""
+    ``cfg.train.out_dir`` from its last checkpoint. A new run into a folder that holds an
+    earlier run is refused unless ``overwrite=True`` (which removes the earlier run's
+    outputs first)."""
 
-    def __init__(self, cfg: Config, *, resume: bool = False):
+    def __init__(self, cfg: Config, *, resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
         t = cfg.train
         if t.num_threads:
@@ -102,9 +133,14 @@ class Trainer:
         self.amp_dtype = builder.resolve_amp(t.amp, self.device)
         self.out_dir = Path(t.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        # every rank checks before any can write (DDP's constructor syncs them); only
+        # rank 0 removes an earlier run
+        if self.dist.is_main or not overwrite:
+            check_run_folder(self.out_dir, resume=resume, overwrite=overwrite)
         seed_everything(t.seed)
 
-        data = builder.build_datasets(cfg)
+        with pixel_limit(cfg.data.max_pixels):  # datasets may read headers and masks now
+            data = builder.build_datasets(cfg)
         self.train_set, self.val_set, self.info = data.train, data.val, data.info
         self.num_classes = int(self.info.num_classes)
         world = self.dist.world_size
@@ -134,6 +170,7 @@ class Trainer:
         # Progress of the run (all of it is saved in checkpoints).
         self.epoch = 0            # epoch in progress (0-based)
         self.batch_in_epoch = 0   # micro-batches of that epoch already done
+        self.epoch_loss = [0.0, 0]  # loss sum and batch count of that epoch so far
         self.step = 0             # optimizer steps done
         self.elapsed_s = 0.0      # training time over all sessions of the run
         self.best_value: float | None = None
@@ -202,7 +239,9 @@ class Trainer:
         if self.batch_in_epoch == 0:
             _seed_transform(self.train_set, t.seed * 100_003 + self.epoch)
         loader = self._loader()
-        total_loss, seen, n = 0.0, 0, 0
+        if self.batch_in_epoch == 0:
+            self.epoch_loss = [0.0, 0]
+        seen = 0
         self._epoch_start = start = time.perf_counter()
         bar = self._progress(len(loader))
         stop = None
@@ -212,8 +251,7 @@ class Trainer:
             last = (k + 1) % t.accumulate == 0 or k + 1 == self.batches_per_epoch
             value = self.train_step(batch, first=first, last=last)
             self.batch_in_epoch += 1
-            total_loss += value
-            n += 1
+            self.epoch_loss = [self.epoch_loss[0] + value, self.epoch_loss[1] + 1]
             seen += batch["image"].shape[0] * self.dist.world_size
             if bar is not None:
                 rate = seen / max(time.perf_counter() - start, 1e-9)
@@ -233,6 +271,7 @@ class Trainer:
         self.elapsed_s += took
         self._epoch_start = None
         complete = self.batch_in_epoch >= self.batches_per_epoch
+        total_loss, n = self.epoch_loss  # every batch of the epoch, across a resume
         return {"train_loss": total_loss / max(n, 1), "images_per_s": seen / max(took, 1e-9),
                 "complete": complete, "stop": stop}
 
@@ -242,6 +281,10 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train until epochs / max_steps / time budget / early stopping; return a summary."""
+        with pixel_limit(self.cfg.data.max_pixels):
+            return self._fit()
+
+    def _fit(self) -> dict:
         t = self.cfg.train
         if self.dist.is_main:
             save_config(self.cfg, self.out_dir / "config.yaml")
@@ -449,6 +492,7 @@ class Trainer:
 
     def _state(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                "epoch_loss": list(self.epoch_loss),
                 "elapsed_s": self.elapsed_s + self._running_s(), "best_value": self.best_value,
                 "best_epoch": self.best_epoch, "bad_validations": self.bad_validations,
                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
@@ -460,16 +504,41 @@ class Trainer:
             raise UnetlabError(f"cannot resume: no checkpoint at {path}")
         state = load_checkpoint(path, model=self.net, optimizer=self.optimizer,
                                 map_location=self.device)
-        self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
-        self.step, self.elapsed_s = state["step"], state["elapsed_s"]
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise UnetlabError(f"{path / 'state.json'}: edited or corrupt training state "
+                               f"({type(exc).__name__}: {detail}); start a new run or restore "
+                               "the file") from None
+        self.last_good = path
+        log.info("resumed %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    def _restore(self, state: dict) -> None:
+        counters = {k: state[k] for k in ("epoch", "batch_in_epoch", "step")}
+        for key, value in counters.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        elapsed = state["elapsed_s"]
+        if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) \
+                or not math.isfinite(elapsed) or elapsed < 0:
+            raise ValueError(f"elapsed_s must be a non-negative number, got {elapsed!r}")
+        history = state["history"]
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            raise ValueError("history must be a list of rows")
+        loss = state.get("epoch_loss") or [0.0, 0]
+        if not (isinstance(loss, list) and len(loss) == 2
+                and all(isinstance(v, int | float) for v in loss)):
+            raise ValueError(f"epoch_loss must be [sum, count], got {loss!r}")
+        self.epoch, self.batch_in_epoch = counters["epoch"], counters["batch_in_epoch"]
+        self.step, self.elapsed_s = counters["step"], float(elapsed)
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
-        self.bad_validations = state["bad_validations"]
+        self.bad_validations = int(state["bad_validations"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.history = list(state["history"])
-        self.last_good = path
-        log.info("resumed %s at epoch %d, step %d", path, self.epoch, self.step)
+        self.history = list(history)
+        self.epoch_loss = [float(loss[0]), int(loss[1])]
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -506,9 +575,9 @@ def net_dims(net) -> int:
     return int(getattr(net, "spatial_dims", 2))
 
 
-def train(cfg: Config, *, resume: bool = False) -> dict:
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Build a :class:`Trainer` for ``cfg`` and run it; returns the summary dict."""
-    trainer = Trainer(cfg, resume=resume)
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     finished = False
     try:
         summary = trainer.fit()
