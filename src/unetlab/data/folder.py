@@ -158,6 +158,8 @@ def check_undeclared_values(where: dict) -> None:
         shown = ", ".join(str(f) for f, _ in files[:3]) + \
             (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
         parts.append(f"{v} ({pixels:,} pixel(s) in {shown})")
+    if not parts:  # e.g. only the value 1: a subset of a binary 0/1 mask
+        return
     raise UnetlabError(
         f"undeclared mask values: {'; '.join(parts[:5])}"
         f"{f' (+{len(parts) - 5} more values)' if len(parts) > 5 else ''}; the others are "

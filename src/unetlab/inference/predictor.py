@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnetlabError
-from ..imageio import TIFF_SUFFIXES, read_image, read_tiff_memmap, write_image
+from ..imageio import TIFF_SUFFIXES, check_finite, read_image, read_tiff_memmap, write_image
 from ..preprocess import Preprocessing
 from .palette import overlay as make_overlay
 from .tiling import as_channels_first, iter_bands, plan_tiles
@@ -47,7 +47,7 @@ class _TiffSource:
 
     def __getitem__(self, key):
         arr = self._array if self._array is not None else read_tiff_memmap(self.path)
-        return np.array(self._view(arr)[key])
+        return check_finite(np.array(self._view(arr)[key]), self.path)  # no NaN logits
 
 
 def _layout(shape, in_channels: int, spatial_dims: int, path) -> tuple[tuple, int | None]:
