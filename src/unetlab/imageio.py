@@ -83,15 +83,18 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = bomb_limit, truncated
 
 
-def check_finite(array: np.ndarray, source) -> np.ndarray:
+def check_finite(array: np.ndarray, source, origin: tuple = ()) -> np.ndarray:
     """``array`` unchanged, or a one-line error naming ``source`` when a float array
-    holds NaN or infinite values (a model would turn them into NaN probabilities)."""
+    holds NaN or infinite values (a model would turn them into NaN probabilities).
+    ``origin``: where ``array`` starts in the whole image (for the reported index)."""
     if array.dtype.kind in "fc" and array.size and not np.isfinite(array).all():
         bad = ~np.isfinite(array)
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        for axis, start in enumerate(origin[: len(first)]):
+            first[axis] += int(start or 0)
         raise UnetlabError(
             f"{source}: {int(bad.sum()):,} NaN or infinite pixel value(s) (first at index "
-            f"{first}); replace them (e.g. with 0 or the image mean) before using the image")
+            f"{tuple(first)}); replace them (e.g. with 0 or the image mean) before using it")
     return array
 
 

@@ -47,7 +47,9 @@ class _TiffSource:
 
     def __getitem__(self, key):
         arr = self._array if self._array is not None else read_tiff_memmap(self.path)
-        return check_finite(np.array(self._view(arr)[key]), self.path)  # no NaN logits
+        band = np.array(self._view(arr)[key])
+        origin = [k.start if isinstance(k, slice) else 0 for k in key]
+        return check_finite(band, self.path, origin)  # NaN pixels would give NaN logits
 
 
 def _layout(shape, in_channels: int, spatial_dims: int, path) -> tuple[tuple, int | None]:
