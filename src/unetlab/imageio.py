@@ -63,9 +63,9 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
         with Image.open(path) as img:
             width, height = img.size
             check_pixels(path, (height, width), width * height)
-            if img.format == "PNG":
-                check_png_data(path)
             img.load()
+            if img.format == "PNG" and _rows_may_be_missing(img):
+                check_png_data(path)  # Pillow fills the rows of a short stream with 0
             if mode is not None and img.mode != mode:
                 if mode == "P":
                     raise UnetlabError(f"{path}: expected a palette image, got mode {img.mode}")
@@ -81,6 +81,16 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
         raise UnetlabError(f"{path}: unreadable or truncated image ({message})") from None
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = bomb_limit, truncated
+
+
+def _rows_may_be_missing(img) -> bool:
+    """Whether a decoded PNG may hold rows Pillow filled with 0 because its data ended
+    early: rows are decoded top to bottom, so a non-zero last row proves the data was
+    complete (interlaced files are always checked)."""
+    width, height = img.size
+    if img.info.get("interlace") or width == 0 or height == 0:
+        return True
+    return not img.crop((0, height - 1, width, height)).getbbox(alpha_only=False)
 
 
 def check_finite(array: np.ndarray, source, origin: tuple = ()) -> np.ndarray:
