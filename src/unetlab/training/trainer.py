@@ -102,8 +102,8 @@ def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         return
     if not overwrite:
         raise UnetlabError(f"{out_dir} already holds a run ({', '.join(earlier)}); continue it "
-                           "with --resume, choose another --out, or pass --overwrite to "
-                           "replace it")
+                           "with --resume, choose another --out, or pass --overwrite "
+                           "(overwrite=True in Python) to replace it")
     import shutil
 
     for name in earlier:
