@@ -196,3 +196,13 @@ def test_train_max_pixels_reaches_the_datasets(tmp_path, capsys):
             "--out", str(tmp_path / "run"), "--max-pixels", "100"]
     err = _cli_error(capsys, argv)
     assert "16 x 16 (256 pixels)" in err and "over the limit of 100" in err
+
+
+def test_evaluate_refuses_a_png_bomb_in_the_data(run_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    write_image(data / "masks" / "a.png", np.eye(8, dtype=np.uint8))
+    (data / "images").mkdir()
+    (data / "images" / "a.png").write_bytes(png_bytes(50000, 50000, grey_rows(8, 1)))
+    err = _cli_error(capsys, ["evaluate", str(run_dir / "checkpoints" / "best"), "--dataset",
+                              "folder", "--data", str(data), "--json", str(tmp_path / "e.json")])
+    assert "images/a.png" in err and "50000 x 50000" in err and "--max-pixels" in err
