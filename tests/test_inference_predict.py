@@ -96,11 +96,13 @@ def test_predict_errors_are_one_line(tmp_path, tiny, capsys):
     (tmp_path / "bad.png").write_bytes(b"not a png at all")
     assert main(["predict", str(ckpt), str(tmp_path / "bad.png"), "--out", out]) == 2
     assert "bad.png" in _one_line_error(capsys)
+    out = str(tmp_path / "o2")
     rgb = unetlab.save_model(unetlab.create_model("unet", in_channels=3, num_classes=2,
                                                   channels=(4, 8)), tmp_path / "rgb.safetensors")
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "gray.png")
     assert main(["predict", str(rgb), str(tmp_path / "gray.png"), "--out", out]) == 2
     assert "expects 3" in _one_line_error(capsys)
+    out = str(tmp_path / "o3")
     for extra, needle in ((["--backend", "eager", "--precision", "bf16"], "--backend torch"),
                           (["--precision", "fp16", "--device", "cpu"], "CUDA")):
         assert main(["predict", str(ckpt), str(tmp_path / "gray.png"), "--out", out,

@@ -41,7 +41,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tile-size", type=int, default=None,
                    help="predict with overlapping tiles of this size (default: whole image)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips, 90°)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda or auto (default); under torchrun cuda = one GPU per process")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process (default: all cores, divided by "
+                   "the processes on the node under torchrun)")
     add_precision_argument(p, "run the model in this precision (see unetlab predict "
                            "--help); measures what bf16 costs in accuracy")
     p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
@@ -69,15 +73,29 @@ def parse_options(items: list[str]) -> dict:
 
 
 def run(args) -> int:
-    from .. import load_model
-    from ..data import build_dataset
+    from ..inference import distributed as D
     from ..training.builder import select_device
-    from ..training.evaluation import check_compatible, evaluate_model, format_table
 
     existing_path(args.checkpoint)
     if args.json is None:  # the default file name holds the split: keep it in the folder
         safe_name(args.split, "--split")
-    device = select_device(args.device)
+    info, device = D.start(str(select_device(args.device)), args.threads)
+    ok = False
+    try:
+        _run(args, info, device)
+        ok = True
+    finally:
+        D.stop(info, ok)
+    return 0
+
+
+def _run(args, info, device) -> None:
+    """Every process measures its share of the images (all of them without torchrun);
+    rank 0 prints and writes the results."""
+    from .. import load_model
+    from ..data import build_dataset
+    from ..training.evaluation import check_compatible, evaluate_model, format_table
+
     try:
         model = load_model(args.checkpoint, map_location=device)
     except UnetlabError:
@@ -90,7 +108,10 @@ def run(args) -> int:
     if args.precision != "fp32":
         model = optimized(model, device=device, precision=args.precision)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
-                            boundary=not args.no_boundary, tta=args.tta, progress=True)
+                            boundary=not args.no_boundary, tta=args.tta,
+                            progress=info.is_main, dist_info=info if info.enabled else None)
+    if not info.is_main:
+        return
     result.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset,
                    "data": str(args.data) if args.data else None, "split": args.split,
                    "num_images": len(dataset)})
@@ -109,4 +130,3 @@ def run(args) -> int:
             writer.writeheader()
             writer.writerows(rows)
         print(f"saved {args.per_image_csv}")
-    return 0

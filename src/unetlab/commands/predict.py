@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import UnetlabError
 from ._common import (
     add_json_argument,
     add_max_pixels_argument,
@@ -19,7 +20,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "predict", help="segment images (any size) with a trained model",
         description="Predict label maps with overlap-tile inference. Writes "
         "<name>_labels.png (.tif for TIFF inputs, stacks and volumes), <name>_overlay.png "
-        "and, with --probabilities, <name>_probs.tif into --out.")
+        "and, with --probabilities, <name>_probs.tif into --out, mirroring the inputs' "
+        "paths under the folders given, and a manifest (predict_manifest.json). Nothing "
+        "existing is replaced without --overwrite. Runs across processes and machines "
+        "under torchrun (docs/inference.md).")
     p.add_argument("checkpoint", type=Path,
                    help="a model file (.safetensors) or a training-run folder")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
@@ -40,68 +44,242 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                            "recent GPUs (logits within ~1%%); fp16: CUDA only (default: fp32)")
     p.add_argument("--probabilities", action="store_true",
                    help="also write per-class probability maps (float32 TIFF)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:1, ... (under torchrun: cuda = one GPU per process)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_max_pixels_argument(p)
+    p.add_argument("--recursive", action="store_true",
+                   help="also predict the images in subfolders (outputs mirror them)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (inputs are never replaced)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip the inputs the manifest in --out records as complete")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process (default: all cores, divided by "
+                   "the processes on the node under torchrun)")
+    p.add_argument("--split-above", type=int, default=None, metavar="PIXELS",
+                   help="under torchrun, predict an image of more pixels in row bands "
+                   "across all processes (default: one process's fair share)")
     add_json_argument(p)
     p.set_defaults(run=run)
     return p
 
 
-def _collect(inputs) -> list[Path]:
-    from ..errors import UnetlabError
-    from ..imageio import IMAGE_SUFFIXES
-
-    files = []
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(f for f in item.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise UnetlabError(f"{item}: no images ({', '.join(IMAGE_SUFFIXES)}) in folder")
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise UnetlabError(f"{item}: no such file or directory")
-    return files
 
 
 def run(args) -> int:
-    import torch
-
-    from ..card import palette_of
-    from ..errors import UnetlabError
-    from ..inference import predict_file
-    from ..models.serialization import load_model
-    from ..preprocess import Preprocessing
+    from ..inference import distributed as D
 
     if not args.checkpoint.exists():
         raise UnetlabError(f"{args.checkpoint}: no such checkpoint")
-    files = _collect(args.inputs)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise UnetlabError(f"--device {args.device!r} is not a valid device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnetlabError("--device cuda: no CUDA device is available")
-    model = load_model(args.checkpoint, map_location=device)
-    card = model.unetlab_card  # what the model was trained to see, and its classes
     if args.backend == "eager" and args.precision != "fp32":
         raise UnetlabError(f"--precision {args.precision} needs --backend torch")
+    info, device = D.start(args.device, args.threads)
+    ok = False
+    try:
+        failed, total = _run(args, info, device)
+        ok = True
+    finally:
+        D.stop(info, ok)
+    if not failed:
+        return 0
+    if not info.is_main:
+        return 1
+    first = failed[0]
+    raise UnetlabError(f"{len(failed)} of {total} input(s) failed, the others were written "
+                       f"(see {args.out / 'predict_manifest.json'}); {first['input']}: "
+                       f"{first['error']}")
+
+
+def _settings(args) -> dict:
+    return {"checkpoint": str(args.checkpoint), "tile_size": args.tile_size,
+            "overlap": args.overlap, "blend": args.blend, "tta": args.tta,
+            "backend": args.backend, "precision": args.precision,
+            "probabilities": args.probabilities}
+
+
+def _model_dims(checkpoint) -> int:
+    """The model's spatial dims from its card (the header only: nothing is built)."""
+    from ..card import read_card
+
+    try:
+        return int(read_card(checkpoint, warn=False)["architecture"]["spatial_dims"])
+    except UnetlabError:
+        raise
+    except ValueError as exc:
+        raise UnetlabError(str(exc)) from None
+
+
+def _plan(args, world: int) -> dict:
+    """Rank 0: every input, its outputs and its process; refuses before any work."""
+    from ..inference import manifest as M
+    from ..inference.distributed import shard_by_pixels
+    from ..inference.outputs import collect_inputs, image_pixels, plan_outputs, prepare_folders
+
+    out, settings = args.out, _settings(args)
+    if out.exists() and not out.is_dir():
+        raise UnetlabError(f"--out {out}: exists and is not a folder")
+    previous = M.read_previous(out) if args.resume else None
+    if previous is not None:
+        M.check_same_settings(previous, settings, out / M.MANIFEST)
+    elif (out / M.MANIFEST).exists() and not args.overwrite:
+        raise UnetlabError(f"{out / M.MANIFEST} exists: an earlier prediction wrote to this "
+                           "folder; pass --resume to continue it or --overwrite to redo it")
+    old = {e["input"]: e for e in (previous or {}).get("inputs", [])}
+    items = collect_inputs(args.inputs, recursive=args.recursive, exclude=out)
+    reusable = [p for e in old.values() for p in (e.get("planned") or {}).values() if p]
+    plan = plan_outputs(items, out, spatial_dims=_model_dims(args.checkpoint),
+                        probabilities=args.probabilities, overwrite=args.overwrite,
+                        reusable=reusable)
+    prepare_folders(plan, out)
+    entries, todo = [], []
+    for i, p in enumerate(plan):
+        before = old.get(str(p.path))
+        planned = {k: str(v) if v is not None else None for k, v in p.outputs.items()}
+        if before is not None and before.get("planned") == planned and M.is_complete(before):
+            entries.append(before)
+            continue
+        entries.append({"input": str(p.path), "key": p.key, "pixels": image_pixels(p.path),
+                        "status": "pending", "rank": None, "outputs": None,
+                        "planned": planned, "error": None, "seconds": None})
+        todo.append(i)
+    pixels = [entries[i]["pixels"] for i in todo]
+    limit = args.split_above if args.split_above is not None else \
+        (sum(p or 1 for p in pixels) / world if world > 1 else None)
+    split = [i for i in todo if world > 1 and limit is not None and
+             (entries[i]["pixels"] or 0) > limit]
+    rest = [i for i in todo if i not in set(split)]
+    ranks = shard_by_pixels([entries[i]["pixels"] for i in rest], world)
+    for i in split:
+        entries[i]["rank"] = "all"
+    for i, r in zip(rest, ranks):
+        entries[i]["rank"] = r
+    for journal in M.journals(out):  # their records are in the entries now
+        journal.unlink()
+    doc = {"schema": SCHEMA_VERSION, "command": "predict", "settings": settings,
+           "world_size": world, "inputs": entries, "counts": M.summarize(entries)}
+    write_json(out / M.MANIFEST, doc)
+    skipped = len(plan) - len(todo)
+    if skipped:
+        print(f"resuming: {skipped} of {len(plan)} inputs already complete")
+    return {"doc": doc, "stems": [str(p.stem) for p in plan], "split": split,
+            "shards": [[i for i, r in zip(rest, ranks) if r == k] for k in range(world)]}
+
+
+SCHEMA_VERSION = 1
+
+
+def _run(args, info, device) -> tuple[list, int]:
+    """Predict this rank's share; returns every rank's failed records and the number of
+    inputs."""
+    import time
+
+    from ..card import palette_of
+    from ..inference import bands, predict_file
+    from ..inference import distributed as D
+    from ..inference import manifest as M
+    from ..models.serialization import load_model
+    from ..preprocess import Preprocessing
+
+    payload = None
+    if info.is_main:
+        try:
+            payload = _plan(args, info.world_size)
+        except UnetlabError as exc:
+            payload = {"error": str(exc)}
+    payload = D.broadcast(payload, info)
+    if "error" in payload:
+        raise UnetlabError(payload["error"])
+    model = load_model(args.checkpoint, map_location=device)
+    card = model.unetlab_card  # what the model was trained to see, and its classes
     if args.backend != "eager":
         model = optimized(model, backend=args.backend, device=device,
                           precision=args.precision)
     palette = palette_of(card)
-    preprocessing = Preprocessing.from_card(card)
-    results = {}
-    for f in files:
-        res = predict_file(model, f, args.out, tile_size=args.tile_size, overlap=args.overlap,
-                           blend=args.blend, tta=args.tta or False, batch_size=args.batch_size,
-                           probabilities=args.probabilities, palette=palette,
-                           preprocessing=preprocessing, device=device,
-                           progress=not args.no_progress)
-        results[str(f)] = res
-        print(f"{f}: {res['labels']}" + (f", {res['overlay']}" if res["overlay"] else ""))
-    if args.json:
-        write_json(args.json, {"checkpoint": args.checkpoint, "outputs": results})
-    return 0
+    entries, stems = payload["doc"]["inputs"], payload["stems"]
+    options = dict(tile_size=args.tile_size, overlap=args.overlap, blend=args.blend,
+                   tta=args.tta or False, batch_size=args.batch_size,
+                   probabilities=args.probabilities,
+                   preprocessing=Preprocessing.from_card(card), device=device)
+    tag = f"[rank {info.rank}] " if info.enabled else ""
+    records = []
+
+    def finish(i, res, err, t0):
+        entry = entries[i]
+        record = {"input": entry["input"], "status": "failed" if err else "complete",
+                  "rank": entry["rank"], "error": err, "seconds": round(time.time() - t0, 3),
+                  "outputs": None if err else
+                  {k: str(res[k]) if res.get(k) else None
+                   for k in ("labels", "overlay", "probabilities")}}
+        if err:
+            _discard(entry["planned"])
+            print(f"{tag}{entry['input']}: FAILED: {err}")
+        else:
+            print(f"{tag}{entry['input']}: {res['labels']}"
+                  + (f", {res['overlay']}" if res["overlay"] else ""))
+        M.append_journal(args.out, info.rank, record)
+        records.append(record)
+
+    for i in payload["split"]:  # every rank predicts a band of rows of each
+        t0, stem, path = time.time(), Path(stems[i]), Path(entries[i]["input"])
+        err = None
+        if info.is_main:
+            _, err = _attempt(bands.create_outputs, model, path, stem,
+                              probabilities=args.probabilities)
+        errors = D.gather(err, info)
+        if not any(errors):
+            _, err = _attempt(bands.predict_rows, model, path, stem, info.rank,
+                              info.world_size, **options)
+            errors = D.gather(err, info)
+        if info.is_main:
+            res, err = None, next((e for e in errors if e), None)
+            if err is None:
+                res, err = _attempt(bands.finish_outputs, model, path, stem,
+                                    probabilities=args.probabilities, palette=palette)
+            if err:
+                bands.discard_partial(stem)
+            finish(i, res, err, t0)
+    for i in payload["shards"][info.rank]:
+        t0, entry = time.time(), entries[i]
+        res, err = _attempt(predict_file, model, Path(entry["input"]), args.out,
+                            stem=Path(stems[i]).relative_to(args.out), palette=palette,
+                            progress=not args.no_progress, **options)
+        finish(i, res, err, t0)
+    everything = [r for rs in D.gather(records, info) for r in rs]
+    failed = sum(r["status"] == "failed" for r in everything)
+    if info.is_main:
+        by_input = {r["input"]: r for r in everything}
+        for entry in entries:
+            entry.update(by_input.get(entry["input"], {}))
+        doc = {**payload["doc"], "inputs": entries, "counts": M.summarize(entries)}
+        write_json(args.out / M.MANIFEST, doc)
+        for journal in M.journals(args.out):
+            journal.unlink()
+        if args.json:
+            write_json(args.json, {"checkpoint": args.checkpoint,
+                                   "outputs": {e["input"]: e["outputs"] for e in entries},
+                                   "failed": {e["input"]: e["error"] for e in entries
+                                              if e["status"] == "failed"}})
+        print(f"manifest: {args.out / M.MANIFEST} ({doc['counts']['complete']} complete, "
+              f"{failed} failed)")
+    return [r for r in everything if r["status"] == "failed"], len(entries)
+
+
+def _attempt(fn, *args, **kwargs) -> tuple:
+    """``(fn(*args, **kwargs), None)``, or ``(None, the error in one line)``: a failing
+    input is recorded as failed and the run goes on."""
+    try:
+        return fn(*args, **kwargs), None
+    except (UnetlabError, ValueError, OSError, RuntimeError, MemoryError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, UnetlabError):
+            message = f"{type(exc).__name__}: {message}"
+        return None, message
+
+
+def _discard(planned: dict) -> None:
+    """Remove what a failed input left half-written (planned outputs are ours to
+    replace: they were free, ours from the resumed run, or --overwrite was given)."""
+    for p in (planned or {}).values():
+        if p:
+            Path(p).unlink(missing_ok=True)

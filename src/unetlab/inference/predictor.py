@@ -90,52 +90,96 @@ class _TiffWriter:
         del out
 
 
+class _Input:
+    """One input file opened for prediction: its layout, channels and label format."""
+
+    def __init__(self, model, path, label_format: str | None = None):
+        path = self.path = Path(path)
+        in_channels = int(getattr(model, "in_channels", 1))
+        spatial_dims = self.spatial_dims = int(getattr(model, "spatial_dims", 2))
+        self.is_tiff = path.suffix.lower() in TIFF_SUFFIXES
+        self.array = None
+        if self.is_tiff:
+            probe = read_tiff_memmap(path)
+            shape, self.dtype = probe.shape, probe.dtype
+            del probe
+        else:
+            self.array = read_image(path)
+            shape, self.dtype = self.array.shape, self.array.dtype
+        self.lead_shape, self.channel_axis = _layout(shape, in_channels, spatial_dims, path)
+        lead_shape, channel_axis = self.lead_shape, self.channel_axis
+        n_channels = shape[channel_axis] if channel_axis is not None else 1
+        self.take = None
+        if n_channels == in_channels + 1 and in_channels in (1, 3):  # drop alpha
+            self.take = slice(0, in_channels)
+        elif n_channels != in_channels:
+            raise UnetlabError(f"{path}: image has {n_channels} channel(s), the model expects "
+                               f"{in_channels}")
+        self.spatial = tuple(s for i, s in enumerate(shape[len(lead_shape):], len(lead_shape))
+                             if i != channel_axis)
+        label_format = label_format or ("tif" if self.is_tiff or lead_shape or spatial_dims > 2
+                                        else "png")
+        if label_format not in ("png", "tif"):
+            raise ValueError(f"label_format={label_format!r} is not valid; choose 'png' or "
+                             "'tif'")
+        if label_format == "png" and (lead_shape or spatial_dims > 2):
+            raise ValueError(f"{path}: a stack or volume needs label_format='tif'")
+        self.label_format = label_format
+
+    def leads(self):
+        """The indices of the slices (one ``()`` for a single image or volume)."""
+        return np.ndindex(*self.lead_shape) if self.lead_shape else [()]
+
+    def source(self, lead):
+        """The channels-first image of one slice, read lazily from a TIFF."""
+        if self.is_tiff:
+            source = _TiffSource(self.path, lead, self.channel_axis)
+        else:
+            array = self.array
+            source = as_channels_first(
+                np.moveaxis(array, self.channel_axis, 0) if self.channel_axis is not None
+                else array, self.spatial_dims)
+        return _ChannelSlice(source, self.take) if self.take is not None else source
+
+    def outputs(self, stem: Path, probabilities: bool) -> dict:
+        """``{"labels", "overlay", "probabilities"}`` paths for the output ``stem``."""
+        overlay = not self.lead_shape and self.spatial_dims == 2 and \
+            int(np.prod(self.spatial)) <= MAX_OVERLAY_PIXELS
+        return {"labels": stem.with_name(f"{stem.name}_labels.{self.label_format}"),
+                "overlay": stem.with_name(f"{stem.name}_overlay.png") if overlay else None,
+                "probabilities": stem.with_name(f"{stem.name}_probs.tif")
+                if probabilities else None}
+
+
+def _write_overlay(inp: _Input, labels, palette, path: Path) -> Path:
+    image = np.asarray(read_image(inp.path))
+    if image.ndim == 3 and inp.take is not None:
+        image = image[..., inp.take]
+    return write_image(path, make_overlay(image, labels, palette))
+
+
 def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                  blend: str = "gaussian", tta=False, batch_size: int = 4,
                  probabilities: bool = False, palette=None, normalize=None, margin: int = 0,
                  device=None, label_format: str | None = None, write_overlay: bool = True,
-                 progress: bool = False, preprocessing=None) -> dict:
+                 progress: bool = False, preprocessing=None,
+                 stem: str | Path | None = None) -> dict:
     """Predict one image file and write ``<stem>_labels.{png,tif}``, ``<stem>_overlay.png``
     (2-D images up to 16 Mpx) and, with ``probabilities=True``, ``<stem>_probs.tif``
     (float32, classes first). Returns ``{"labels", "overlay", "probabilities"}`` paths
     (None where not written), ``"shape"`` and ``"num_classes"``.
 
+    ``stem``: the outputs' name without the suffixes, relative to ``out_dir`` (default:
+    the input's file name without its extension; :mod:`.outputs` plans unique ones).
     ``model``: an ``nn.Module`` in eval mode or an :class:`InferenceModel`; it needs
     ``in_channels`` and ``spatial_dims`` attributes (every unetlab model has them).
     ``preprocessing``: a :class:`unetlab.preprocess.Preprocessing` (from the model card:
     ``Preprocessing.from_card(card)``); without it, dtype scaling and ``normalize``.
     """
     path, out_dir = Path(path), Path(out_dir)
-    in_channels = int(getattr(model, "in_channels", 1))
-    spatial_dims = int(getattr(model, "spatial_dims", 2))
-    is_tiff = path.suffix.lower() in TIFF_SUFFIXES
-    if is_tiff:
-        probe = read_tiff_memmap(path)
-        shape, dtype = probe.shape, probe.dtype
-        del probe
-    else:
-        array = read_image(path)
-        shape, dtype = array.shape, array.dtype
-    lead_shape, channel_axis = _layout(shape, in_channels, spatial_dims, path)
-    n_channels = shape[channel_axis] if channel_axis is not None else 1
-    take = None
-    if n_channels == in_channels + 1 and in_channels in (1, 3):  # drop alpha
-        take = slice(0, in_channels)
-    elif n_channels != in_channels:
-        raise UnetlabError(f"{path}: image has {n_channels} channel(s), the model expects "
-                           f"{in_channels}")
-    spatial = tuple(s for i, s in enumerate(shape[len(lead_shape):], len(lead_shape))
-                    if i != channel_axis)
-    label_format = label_format or ("tif" if is_tiff or lead_shape or spatial_dims > 2
-                                    else "png")
-    if label_format not in ("png", "tif"):
-        raise ValueError(f"label_format={label_format!r} is not valid; choose 'png' or 'tif'")
-    if label_format == "png" and (lead_shape or spatial_dims > 2):
-        raise ValueError(f"{path}: a stack or volume needs label_format='tif'")
-
-    if preprocessing is None:
-        preprocessing = Preprocessing(channels=in_channels, normalize=normalize)
-    prep = preprocessing.band_function(dtype)
+    inp = _Input(model, path, label_format)
+    lead_shape, spatial = inp.lead_shape, inp.spatial
+    prep = _band_preprocess(model, inp, preprocessing, normalize)
     plans = plan_tiles(spatial, tile_size, overlap, model=model, margin=margin)
     n_tiles = int(np.prod([len(p.starts) for p in plans])) * int(np.prod(lead_shape or (1,)))
     bar = None
@@ -144,21 +188,13 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
 
         bar = tqdm(total=n_tiles, desc=path.name, unit="tile", leave=False)
     out = {"labels": None, "overlay": None, "probabilities": None, "shape": list(spatial)}
-    stem = path.stem
-    label_path = out_dir / f"{stem}_labels.{label_format}"
+    paths = inp.outputs(out_dir / (stem if stem is not None else path.stem), probabilities)
+    label_path = paths["labels"]
     labels_mem = label_writer = prob_writer = None
     label_dtype = np.uint8
     try:
-        for lead in np.ndindex(*lead_shape) if lead_shape else [()]:
-            if is_tiff:
-                source = _TiffSource(path, lead, channel_axis)
-            else:
-                source = as_channels_first(
-                    np.moveaxis(array, channel_axis, 0) if channel_axis is not None else array,
-                    spatial_dims)
-            if take is not None:
-                source = _ChannelSlice(source, take)
-            bands = iter_bands(model, source, plans, blend=blend, tta=tta,
+        for lead in inp.leads():
+            bands = iter_bands(model, inp.source(lead), plans, blend=blend, tta=tta,
                                batch_size=batch_size,
                                output="probabilities", margin=margin, device=device,
                                progress=bar.update if bar is not None else None,
@@ -167,14 +203,14 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                 k = values.shape[0]
                 if out.get("num_classes") is None:
                     out["num_classes"] = k
-                    label_dtype = np.uint8 if k <= 256 else np.uint16
-                    if label_format == "tif":
+                    label_dtype = _label_dtype(k)
+                    if inp.label_format == "tif":
                         label_writer = _TiffWriter(label_path, (*lead_shape, *spatial),
                                                    label_dtype)
                     else:
                         labels_mem = np.zeros(spatial, dtype=label_dtype)
                     if probabilities:
-                        prob_writer = _TiffWriter(out_dir / f"{stem}_probs.tif",
+                        prob_writer = _TiffWriter(paths["probabilities"],
                                                   (*lead_shape, k, *spatial), np.float32)
                 lab = values.argmax(0).numpy().astype(label_dtype)
                 if label_writer is not None:
@@ -194,20 +230,28 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     out["labels"] = label_path
     if prob_writer is not None:
         out["probabilities"] = prob_writer.path
-    if write_overlay and not lead_shape and spatial_dims == 2 and \
-            int(np.prod(spatial)) <= MAX_OVERLAY_PIXELS:
+    if write_overlay and paths["overlay"] is not None:
         import tifffile
 
         labels = labels_mem if labels_mem is not None else tifffile.imread(str(label_path))
-        image = np.asarray(read_image(path))
-        if image.ndim == 3 and take is not None:
-            image = image[..., take]
-        out["overlay"] = write_image(out_dir / f"{stem}_overlay.png",
-                                     make_overlay(image, labels, pal))
+        out["overlay"] = _write_overlay(inp, labels, pal, paths["overlay"])
     elif write_overlay:
         log.info("%s: no overlay for a stack, a volume or an image over %d pixels", path,
                  MAX_OVERLAY_PIXELS)
     return out
+
+
+def _band_preprocess(model, inp: _Input, preprocessing=None, normalize=None):
+    """The in-place map of each input band: the card's ``preprocessing`` if given, else
+    dtype scaling and ``normalize``."""
+    if preprocessing is None:
+        preprocessing = Preprocessing(channels=int(getattr(model, "in_channels", 1)),
+                                      normalize=normalize)
+    return preprocessing.band_function(inp.dtype)
+
+
+def _label_dtype(num_classes: int):
+    return np.uint8 if num_classes <= 256 else np.uint16
 
 
 class _ChannelSlice:

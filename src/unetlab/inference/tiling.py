@@ -281,14 +281,17 @@ def run_batch(model: Model, batch: torch.Tensor, transforms, output: str,
 
 def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str = "gaussian",
                tta=False, batch_size: int = 4, output: str = "logits", margin: int = 0,
-               device=None, progress=None,
-               preprocess=None) -> Iterator[tuple[slice, torch.Tensor]]:
+               device=None, progress=None, preprocess=None,
+               rows: tuple[int, int] | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ``(rows, values)``: finished output rows along the first spatial axis (a
     slice of ``range(size)``) and their blended values ``(K, len(rows), *rest)``.
 
     ``image``: ``(C, *spatial)`` numpy array or memory map (read band by band).
     ``progress``: an optional callable ``progress(n_tiles_done)``; ``preprocess``: an
     optional in-place map applied to each float32 input band (e.g. intensity scaling).
+    ``rows``: ``(start, stop)`` to compute only these output rows (see :func:`split_rows`):
+    only the tiles that reach them run, in the same order and batches as for the whole
+    image, so the values are bit-identical to those rows of a whole-image run.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r} is not valid; choose one of {list(OUTPUTS)}")
@@ -309,9 +312,14 @@ def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str =
     rest_out_len = [p.starts[-1] + p.out_tile - p.starts[0] for p in rest]
     grid = list(itertools.product(*(range(len(p.starts)) for p in rest)))
 
+    r0, r1 = (0, first.size) if rows is None else rows
+    # Tiles whose output reaches [r0, r1); rows of a band start only get values from tiles
+    # at or after the first one, so starting there adds the same terms in the same order.
+    todo = [b for b, s in enumerate(first.starts) if s < r1 and s + first.out_tile > r0]
     acc = wsum = None
-    acc_lo = first.starts[0]
-    for b, start in enumerate(first.starts):
+    acc_lo = first.starts[todo[0]] if todo else 0
+    for b in todo:
+        start = first.starts[b]
         band = read_region(image, [start - first.context, *rest_lo],
                            [first.in_tile, *rest_len])
         if preprocess is not None:
@@ -352,7 +360,7 @@ def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str =
         # Rows before the next band's start are final.
         nxt = first.starts[b + 1] if b + 1 < len(first.starts) else start + first.out_tile
         done = nxt - acc_lo
-        lo, hi = max(acc_lo, 0), min(nxt, first.size)
+        lo, hi = max(acc_lo, 0, r0), min(nxt, first.size, r1)
         if hi > lo:
             crop = (slice(lo - acc_lo, hi - acc_lo),
                     *(slice(-p.starts[0], -p.starts[0] + p.size) for p in rest))
@@ -365,6 +373,18 @@ def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str =
         acc[:, max(keep, 0):] = 0
         wsum[max(keep, 0):] = 0
         acc_lo = nxt
+
+
+def split_rows(plan: AxisPlan, parts: int) -> list[tuple[int, int]]:
+    """Split the output rows ``[0, plan.size)`` into ``parts`` contiguous ranges that
+    begin on tile starts (empty ranges where there are fewer tiles than parts): each part
+    then recomputes only the one band of tiles that overlaps it from above."""
+    if parts < 1:
+        raise ValueError(f"parts must be positive, got {parts}")
+    n = len(plan.starts)
+    cuts = [0] + [min(plan.size, max(0, plan.starts[i * n // parts])) for i in range(1, parts)]
+    cuts.append(plan.size)
+    return [(cuts[i], max(cuts[i], cuts[i + 1])) for i in range(parts)]
 
 
 def _edge(plan: AxisPlan, k: int) -> tuple[bool, bool]:

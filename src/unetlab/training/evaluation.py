@@ -9,6 +9,7 @@ map (the definitions the U-Net paper's Table 1 uses; see ``unetlab.metrics.isbi`
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -54,50 +55,60 @@ def check_compatible(model, dataset, checkpoint="the model") -> None:
 
 
 def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bool = True,
-                   tta: bool = False, progress: bool = False) -> dict:
+                   tta: bool = False, progress: bool = False, dist_info=None) -> dict:
     """Run ``model`` over ``dataset`` and measure it.
 
     Returns ``{"metrics": SegmentationMetrics.compute() (+ pixel_error, rand_error for
     binary data), "per_image": [{"name", "pixel_accuracy", "miou", "mdice", ...}],
     "class_names": [...]}``.
+
+    ``dist_info`` (a :class:`~unetlab.training.distributed.DistInfo` of a torchrun job):
+    each process measures every ``world_size``-th image; the per-image metric states are
+    gathered and added in image order on every process, so the result is identical to a
+    one-process run's (a float64 sum depends on its order; a reduction of per-rank partial
+    sums would differ in the last digits).
     """
-    from ..metrics import ChallengeScores, SegmentationMetrics, pixel_error, rand_error
+    from ..inference.distributed import gather
+    from ..metrics import ChallengeScores, SegmentationMetrics
 
     k = int(dataset.num_classes)
     ignore = getattr(dataset, "ignore_index", None)
     binary = k == 2 and ignore is None
     if isinstance(model, torch.nn.Module):  # an optimize_for_inference callable is ready
         model = model.to(device).eval()
-    total = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
-    rows, rand = [], []
-    challenge = ChallengeScores() if binary else None
-    indices = range(len(dataset))
+    rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
+    indices = range(rank, len(dataset), world)
     if progress:
         from tqdm import tqdm
 
         indices = tqdm(indices, desc="evaluating", unit="img", leave=False)
-    for i in indices:
-        item = dataset[i]
-        logits = predict_logits(model, item["image"], tile_size=tile_size, device=device,
-                                tta=tta)
-        pred = logits.argmax(0).cpu()
-        mask = item["mask"]
-        one = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
-        one.update(pred[None], mask[None])
+    measure = functools.partial(_measure, model=model, dataset=dataset, k=k, ignore=ignore,
+                                binary=binary, boundary=boundary, tile_size=tile_size,
+                                device=device, tta=tta)
+    if world == 1:
+        records = [measure(i) for i in indices]
+    else:  # an error on one rank must not leave the others waiting in the gather
+        try:
+            mine = [measure(i) for i in indices]
+        except Exception as exc:  # re-raised below, on every rank
+            mine = " ".join(str(exc).split()) or type(exc).__name__
+        parts = gather(mine, dist_info)
+        failed = next((p for p in parts if isinstance(p, str)), None)
+        if failed is not None:
+            raise UnetlabError(failed)
+        records = sorted((r for part in parts for r in part), key=lambda r: r[0])
+    if not records:
+        raise UnetlabError("the dataset is empty: nothing to evaluate")
+    total = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
+    challenge = ChallengeScores() if binary else None
+    rows, rand = [], []
+    for _, one, row, counts in records:
         total.merge(one)
-        m = one.compute()
-        row = {"name": item.get("name", str(i)), "pixel_accuracy": m["pixel_accuracy"],
-               "miou": m["miou"], "mdice": m["mdice"], "boundary_f1": m["boundary_f1"]}
+        rows.append(row)
         if binary:
-            challenge.update(torch.softmax(logits, 0)[1], mask)
-            row["pixel_error"] = pixel_error(pred, mask)
-            row["rand_error"] = rand_error(pred, mask)
-            row["membrane_dice"] = m["dice"][1]
+            challenge.counts += counts
             if row["rand_error"] is not None:
                 rand.append(row["rand_error"])
-        rows.append(row)
-    if not rows:
-        raise UnetlabError("the dataset is empty: nothing to evaluate")
     metrics = total.compute()
     if binary:
         metrics["pixel_error"] = 1.0 - metrics["pixel_accuracy"]
@@ -106,6 +117,32 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     return {"metrics": metrics, "per_image": rows,
             "class_names": list(getattr(dataset, "class_names", [])) or
             [str(c) for c in range(k)]}
+
+
+def _measure(i: int, *, model, dataset, k: int, ignore, binary: bool, boundary: bool,
+             tile_size, device, tta: bool) -> tuple:
+    """``(index, SegmentationMetrics of the image, per-image row, challenge counts)``."""
+    from ..metrics import ChallengeScores, SegmentationMetrics, pixel_error, rand_error
+
+    item = dataset[i]
+    logits = predict_logits(model, item["image"], tile_size=tile_size, device=device, tta=tta)
+    pred = logits.argmax(0).cpu()
+    mask = item["mask"]
+    one = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
+    one.update(pred[None], mask[None])
+    one._to("cpu")
+    m = one.compute()
+    row = {"name": item.get("name", str(i)), "pixel_accuracy": m["pixel_accuracy"],
+           "miou": m["miou"], "mdice": m["mdice"], "boundary_f1": m["boundary_f1"]}
+    counts = None
+    if binary:
+        challenge = ChallengeScores()
+        challenge.update(torch.softmax(logits, 0)[1], mask)
+        counts = challenge.counts
+        row["pixel_error"] = pixel_error(pred, mask)
+        row["rand_error"] = rand_error(pred, mask)
+        row["membrane_dice"] = m["dice"][1]
+    return i, one, row, counts
 
 
 def format_table(result: dict) -> str:
