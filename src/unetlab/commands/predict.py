@@ -86,9 +86,9 @@ def run(args) -> int:
     if not info.is_main:
         return 1
     first = failed[0]
+    where = "" if first["error"].startswith(first["input"]) else f"{first['input']}: "
     raise UnetlabError(f"{len(failed)} of {total} input(s) failed, the others were written "
-                       f"(see {args.out / 'predict_manifest.json'}); {first['input']}: "
-                       f"{first['error']}")
+                       f"(see {args.out / 'predict_manifest.json'}); {where}{first['error']}")
 
 
 def _settings(args) -> dict:
