@@ -104,6 +104,18 @@ def test_two_processes_predict_the_same_files_as_one(tmp_path):
     # every row of the banded image was written (the files start as zeros)
     probs = tifffile.imread(tmp_path / "two" / "big_probs.tif")
     assert probs.shape == (3, 200, 96) and np.allclose(probs.sum(0), 1, atol=1e-5)
+    # the user repairs bad.png; --resume predicts only it, as 1 and as 2 processes
+    Image.fromarray((rng.random((30, 40)) * 255).astype(np.uint8)).save(data / "bad.png")
+    assert main([*args, "--out", str(tmp_path / "one"), "--resume"]) == 0
+    results = _two_processes([*args, "--out", str(tmp_path / "two"), "--resume"])
+    assert [r[0] for r in results] == [0, 0], results[0][2][-2000:]
+    printed = [line for r in results for line in r[1].splitlines() if ".png:" in line
+               or ".tif:" in line]
+    assert len(printed) == 1 and "bad.png: " in printed[0]
+    one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert len(one) == 8 * 2 + 7 and one == two
+    manifest = json.loads((tmp_path / "two" / MANIFEST).read_text())
+    assert manifest["counts"] == {"pending": 0, "complete": 8, "failed": 0}
 
 
 def test_two_processes_evaluate_to_the_same_json(tmp_path):

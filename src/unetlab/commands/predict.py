@@ -78,9 +78,11 @@ def run(args) -> int:
     ok = False
     try:
         failed, total = _run(args, info, device)
-        ok = True
+        ok = failed is not None  # a refused plan: no rank waits for the others
     finally:
         D.stop(info, ok)
+    if failed is None:
+        return 2
     if not failed:
         return 0
     if not info.is_main:
@@ -169,9 +171,9 @@ def _plan(args, world: int) -> dict:
 SCHEMA_VERSION = 1
 
 
-def _run(args, info, device) -> tuple[list, int]:
+def _run(args, info, device) -> tuple[list | None, int]:
     """Predict this rank's share; returns every rank's failed records and the number of
-    inputs."""
+    inputs (None on the other ranks when rank 0 refused the plan)."""
     import time
 
     from ..card import palette_of
@@ -188,8 +190,10 @@ def _run(args, info, device) -> tuple[list, int]:
         except UnetlabError as exc:
             payload = {"error": str(exc)}
     payload = D.broadcast(payload, info)
-    if "error" in payload:
-        raise UnetlabError(payload["error"])
+    if "error" in payload:  # rank 0 says it; the others leave quietly (exit status 2)
+        if info.is_main:
+            raise UnetlabError(payload["error"])
+        return None, 0
     model = load_model(args.checkpoint, map_location=device)
     card = model.unetlab_card  # what the model was trained to see, and its classes
     if args.backend != "eager":
