@@ -13,10 +13,16 @@ import logging
 import os
 
 import torch
-import torch.distributed as dist
 
 from ..errors import UnetlabError
-from ..training.distributed import DistInfo, cleanup, env_world_size, init_distributed
+from ..training.distributed import (  # noqa: F401  (broadcast, gather re-exported)
+    DistInfo,
+    broadcast,
+    cleanup,
+    env_world_size,
+    gather,
+    init_distributed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +71,6 @@ def stop(info: DistInfo, ok: bool = True) -> None:
     """Leave the process group (waiting for the others unless this rank failed)."""
     if info.enabled:
         cleanup(synchronize=ok)
-
-
-def broadcast(obj, info: DistInfo):
-    """Rank 0's ``obj`` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def gather(obj, info: DistInfo) -> list:
-    """Every rank's ``obj``, in rank order, on every rank."""
-    if not info.enabled:
-        return [obj]
-    out = [None] * info.world_size
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def shard_by_pixels(pixels: list[int | None], world: int) -> list[int]:

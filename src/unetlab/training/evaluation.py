@@ -68,8 +68,8 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     one-process run's (a float64 sum depends on its order; a reduction of per-rank partial
     sums would differ in the last digits).
     """
-    from ..inference.distributed import gather
     from ..metrics import ChallengeScores, SegmentationMetrics
+    from .distributed import gather
 
     k = int(dataset.num_classes)
     ignore = getattr(dataset, "ignore_index", None)
