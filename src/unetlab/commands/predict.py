@@ -150,7 +150,8 @@ def _plan(args, world: int) -> dict:
         (sum(p or 1 for p in pixels) / world if world > 1 else None)
     split = [i for i in todo if world > 1 and limit is not None and
              (entries[i]["pixels"] or 0) > limit]
-    rest = [i for i in todo if i not in set(split)]
+    banded = set(split)
+    rest = [i for i in todo if i not in banded]
     ranks = shard_by_pixels([entries[i]["pixels"] for i in rest], world)
     for i in split:
         entries[i]["rank"] = "all"
@@ -158,7 +159,7 @@ def _plan(args, world: int) -> dict:
         entries[i]["rank"] = r
     for journal in M.journals(out):  # their records are in the entries now
         journal.unlink()
-    doc = {"schema": SCHEMA_VERSION, "command": "predict", "settings": settings,
+    doc = {"schema": M.SCHEMA, "command": "predict", "settings": settings,
            "world_size": world, "inputs": entries, "counts": M.summarize(entries)}
     write_json(out / M.MANIFEST, doc)
     skipped = len(plan) - len(todo)
@@ -166,9 +167,6 @@ def _plan(args, world: int) -> dict:
         print(f"resuming: {skipped} of {len(plan)} inputs already complete")
     return {"doc": doc, "stems": [str(p.stem) for p in plan], "split": split,
             "shards": [[i for i, r in zip(rest, ranks) if r == k] for k in range(world)]}
-
-
-SCHEMA_VERSION = 1
 
 
 def _run(args, info, device) -> tuple[list | None, int]:
