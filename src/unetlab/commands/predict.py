@@ -124,7 +124,9 @@ def _plan(args, world: int) -> dict:
     previous = M.read_previous(out) if args.resume else None
     if previous is not None:
         M.check_same_settings(previous, settings, out / M.MANIFEST)
-    elif (out / M.MANIFEST).exists() and not args.overwrite:
+    elif (out / M.MANIFEST).exists() and not args.overwrite and \
+            M.summarize(M.read_previous(out)["inputs"])["complete"]:
+        # (a manifest of a run that wrote nothing records no output: it may be replaced)
         raise UnetlabError(f"{out / M.MANIFEST} exists: an earlier prediction wrote to this "
                            "folder; pass --resume to continue it or --overwrite to redo it")
     old = {e["input"]: e for e in (previous or {}).get("inputs", [])}
