@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import existing_path, write_json
+from ._common import write_json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Print the model card stored with a model file or checkpoint: "
         "architecture, input channels, scaling and normalisation, class names and palette, "
         "geometry and the training summary.")
-    p.add_argument("checkpoint", type=existing_path,
+    p.add_argument("checkpoint", type=Path,
                    help="a model file (.safetensors) or a checkpoint folder")
     p.add_argument("--json", metavar="PATH", type=Path, default=None,
                    help="also write the card as JSON to PATH")
@@ -31,9 +31,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..card import flat_card, format_card, read_card
+    from ..errors import UnetlabError
     from ..models.serialization import resolve_model_file
 
     path = resolve_model_file(args.checkpoint)
+    if args.json is not None and args.json.resolve() == path.resolve():
+        raise UnetlabError(f"--json {args.json} is the model file itself; choose another path")
     card = read_card(path)
     print(format_card(card, path))
     if args.json is not None:
