@@ -215,6 +215,7 @@ class NormalizedModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
         _copy_geometry(model, self)
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std)
