@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import UnetlabError
 from ..imageio import TIFF_SUFFIXES, check_finite, read_image, read_tiff_memmap, write_image
+from ..models.geometry import geometry_of
 from ..preprocess import Preprocessing
 from .palette import overlay as make_overlay
 from .tiling import as_channels_first, iter_bands, plan_tiles
@@ -100,14 +101,14 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     (float32, classes first). Returns ``{"labels", "overlay", "probabilities"}`` paths
     (None where not written), ``"shape"`` and ``"num_classes"``.
 
-    ``model``: an ``nn.Module`` in eval mode or an :class:`InferenceModel`; it needs
-    ``in_channels`` and ``spatial_dims`` attributes (every unetlab model has them).
+    ``model``: an ``nn.Module`` in eval mode or an :class:`InferenceModel`; it needs an
+    ``in_channels`` attribute and ``geometry()`` (every unetlab model has them).
     ``preprocessing``: a :class:`unetlab.preprocess.Preprocessing` (from the model card:
     ``Preprocessing.from_card(card)``); without it, dtype scaling and ``normalize``.
     """
     path, out_dir = Path(path), Path(out_dir)
     in_channels = int(getattr(model, "in_channels", 1))
-    spatial_dims = int(getattr(model, "spatial_dims", 2))
+    spatial_dims = geometry_of(model).spatial_dims
     is_tiff = path.suffix.lower() in TIFF_SUFFIXES
     if is_tiff:
         probe = read_tiff_memmap(path)
