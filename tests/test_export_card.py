@@ -104,5 +104,5 @@ def test_export_never_overwrites_without_overwrite(tmp_path, capsys):
     before = ckpt.read_bytes()
     assert main(["export", str(ckpt), "--format", "onnx", "--out", str(ckpt),
                  "--overwrite"]) == 2
-    assert "replace the model" in capsys.readouterr().err
+    assert "would write over the input" in capsys.readouterr().err
     assert ckpt.read_bytes() == before

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import write_json
+from ._common import check_not_input, write_json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -31,12 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..card import flat_card, format_card, read_card
-    from ..errors import UnetlabError
     from ..models.serialization import resolve_model_file
 
     path = resolve_model_file(args.checkpoint)
-    if args.json is not None and args.json.resolve() == path.resolve():
-        raise UnetlabError(f"--json {args.json} is the model file itself; choose another path")
+    if args.json is not None:
+        check_not_input(args.json, [path], "--json")
     card = read_card(path)
     print(format_card(card, path))
     if args.json is not None:
