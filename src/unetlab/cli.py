@@ -1,4 +1,4 @@
-"""The ``unetlab`` command line: ``unetlab demo|train|evaluate|predict|compare|stats|export``.
+"""The ``unetlab`` command line: ``unetlab demo|train|evaluate|predict|compare|stats|export|info``.
 
 Every bad input ends in one line on stderr (``unetlab <command>: error: ...``) and a
 non-zero exit status; never a traceback (set ``UNETLAB_DEBUG=1`` to see one).

@@ -37,7 +37,8 @@ def add_parser(subparsers) -> None:
                    help="dataset root (not needed for the synthetic ones)")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
     p.add_argument("--option", dest="options", action="append", default=[],
-                   metavar="KEY=VALUE", help="dataset option, e.g. --option normalize=imagenet")
+                   metavar="KEY=VALUE", help="dataset option, e.g. --option cache=false "
+                   "(the normalisation comes from the model card; see unetlab info)")
     p.add_argument("--tile-size", type=int, default=None,
                    help="predict with overlapping tiles of this size (default: whole image)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips, 90°)")
@@ -72,6 +73,53 @@ def parse_options(items: list[str]) -> dict:
     return out
 
 
+def card_options(card: dict, options: dict, source) -> dict:
+    """Dataset options with the card's normalisation: the model is measured on the input
+    it was trained on. An explicit ``normalize`` that disagrees with the card is an error
+    (a file saved before cards, whose card is assumed, takes the user's value)."""
+    from ..preprocess import resolve_normalize
+
+    channels = int(card["architecture"]["in_channels"])
+    theirs = card["input"].get("normalize")
+    if "normalize" in options and not card.get("assumed"):
+        mine = resolve_normalize(options["normalize"], channels)
+        if not _same_normalize(mine, theirs):
+            raise UnetlabError(f"--option normalize={options['normalize']!r} disagrees with "
+                               f"the model card of {source} ({_describe(theirs)}); drop the "
+                               "option: evaluate uses the card's")
+    if "normalize" not in options or not card.get("assumed"):
+        options = {**options, "normalize": theirs}
+    return options
+
+
+def _same_normalize(a, b) -> bool:
+    import numpy as np
+
+    if a is None or b is None:
+        return a is None and b is None
+    return all(np.allclose(a[k], b[k], rtol=1e-6, atol=1e-9) for k in ("mean", "std"))
+
+
+def _describe(norm) -> str:
+    if norm is None:
+        return "no normalisation"
+    return f"normalize {norm.get('name', 'custom')} mean={norm['mean']} std={norm['std']}"
+
+
+def check_preprocessing(card: dict, dataset, source) -> None:
+    """The dataset must scale its images as the card says (e.g. a dataset class whose
+    ``input_scaling`` differs from the model's)."""
+    from ..preprocess import Preprocessing
+
+    if not hasattr(dataset, "preprocessing"):
+        return
+    want = Preprocessing.from_card(card)
+    got = dataset.preprocessing(want.channels)
+    if got.scaling != want.scaling or not _same_normalize(got.normalize, want.normalize):
+        raise UnetlabError(f"{source}: the dataset prepares images as {got.to_card()} but the "
+                           f"model card says {want.to_card()}")
+
+
 def run(args) -> int:
     from ..inference import distributed as D
     from ..training.builder import select_device
@@ -102,9 +150,10 @@ def _run(args, info, device) -> None:
         raise
     except ValueError as exc:
         raise UnetlabError(str(exc)) from None
-    dataset = build_dataset(args.dataset, root=args.data, split=args.split,
-                            **parse_options(args.options))
+    options = card_options(model.unetlab_card, parse_options(args.options), args.checkpoint)
+    dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
+    check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
     if args.precision != "fp32":
         model = optimized(model, device=device, precision=args.precision)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,

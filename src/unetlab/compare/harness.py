@@ -6,8 +6,9 @@ For each entry (see :mod:`unetlab.compare.spec`) :func:`run_suite`
    ``train.out_dir = OUT/<suite>/<label>/run``, and trains it with
    :class:`unetlab.training.Trainer` (same data, split, augmentation, loss, optimizer
    and budget for every entry);
-2. evaluates the final model on the validation split (the trainer's own validation:
-   :class:`unetlab.metrics.SegmentationMetrics`);
+2. evaluates the final model on the validation split through the trainer's validation,
+   which is the one evaluator (:func:`unetlab.training.evaluation.evaluate_model`, the
+   numbers ``unetlab evaluate`` gives for the run's last checkpoint on that split);
 3. measures parameters, FLOPs and latency at the evaluation size, peak training and
    inference memory (:mod:`unetlab.compare.measure`), training images/s (the trainer's
    own count, data loading included) and the checkerboard score of the output logits on
@@ -157,6 +158,7 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
         "train_images_per_s": float(np.mean(rates)) if rates else None,
         "train_steps": summary["steps"], "train_time_s": summary["elapsed_s"],
         **{k: metrics.get(k) for k in METRIC_KEYS},
+        **{k: metrics[k] for k in ("pixel_error", "rand_error") if k in metrics},
         "class_names": names,
         "iou_per_class": [metrics.get(f"iou.{i}") for i in range(num_classes)],
         "checkerboard": (float(np.mean([checkerboard_score(x) for x in logits]))

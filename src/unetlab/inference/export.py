@@ -2,8 +2,12 @@
 
 :func:`optimize_for_inference` returns an :class:`InferenceModel`: call it with an
 ``(N, C, *spatial)`` float tensor, get ``(N, K, *spatial)`` logits, exactly the model's
-contract. It copies the model's geometry attributes (``padding``, ``levels``,
-``spatial_dims``...) so that :func:`unetlab.inference.predict_tiled` tiles it correctly.
+contract. It forwards the model's ``geometry()`` (and its card and sizes) so that
+:func:`unetlab.inference.predict_tiled` tiles it correctly.
+
+:func:`export_onnx` / :func:`export_torchscript` can put the card's normalisation into
+the exported graph (``(x - mean) / std`` at its input), so that its caller only scales
+images to [0, 1]; :func:`export_card` is the card that describes the exported file.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.geometry import geometry_of
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_GEOMETRY = ("in_channels", "num_classes", "spatial_dims", "padding", "levels",
-             "size_multiple", "unetlab_config")
+# forwarded by wrappers: geometry() is what callers read (the plain attributes stay for
+# code that inspects them)
+_GEOMETRY = ("geometry", "in_channels", "num_classes", "spatial_dims", "unetlab_config",
+             "unetlab_card", "padding", "levels", "size_multiple")
 
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:
@@ -109,7 +117,7 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
         fold_batch_norm(net)
     if backend == "onnxruntime":
         return _onnxruntime_model(net, model, device, num_threads)
-    dims = getattr(model, "spatial_dims", 2)
+    dims = geometry_of(model).spatial_dims
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims) if channels_last else None
     if fmt is not None:
         net = net.to(memory_format=fmt)
@@ -177,19 +185,88 @@ def _device_of(model: nn.Module) -> torch.device:
 # ---- ONNX ---------------------------------------------------------------------------------
 
 def _example_input(model: nn.Module, size: int | None = None) -> torch.Tensor:
-    dims = getattr(model, "spatial_dims", 2)
-    if size is None:
-        if getattr(model, "padding", "same") == "valid":
-            from ..models.unet import valid_input_size
+    """A random ``(1, C, size, ...)`` input in [0, 1] (default ``size``: a small one the
+    model accepts)."""
+    geo = geometry_of(model)
+    if size is None and geo.padding == "valid":
+        from ..models.unet import valid_input_size
 
-            size = valid_input_size(4, getattr(model, "levels", 5))
-        else:
-            size = max(32, getattr(model, "size_multiple", 1) * 2)
-    return torch.rand(1, getattr(model, "in_channels", 1), *(size,) * dims)
+        size = valid_input_size(4, geo.levels)
+    elif size is None:
+        size = max(32, geo.divisor * 2)
+    return torch.rand(1, _in_channels(model), *(size,) * geo.spatial_dims)
 
 
-def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int = 17) -> bytes:
-    """The model (eval mode) as an ONNX graph with dynamic batch and spatial axes."""
+def _in_channels(model) -> int:
+    config = getattr(model, "unetlab_config", None) or {}
+    return int(getattr(model, "in_channels", None) or config.get("in_channels") or 1)
+
+
+class NormalizedModel(nn.Module):
+    """``model((x - mean) / std)``: the card's normalisation as the first operations of
+    the graph (a Sub and a Div in ONNX), so the exported model takes images scaled to
+    [0, 1]. Forwards the model's geometry."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        dims = geometry_of(model).spatial_dims
+        shape = (1, -1) + (1,) * dims
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+        _copy_geometry(model, self)
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def with_normalization(model: nn.Module, card: dict | None = None) -> nn.Module:
+    """``model`` preceded by its card's normalisation (``model.unetlab_card`` by
+    default); the model itself when the card has none."""
+    card = card if card is not None else getattr(model, "unetlab_card", None)
+    norm = (card or {}).get("input", {}).get("normalize")
+    if not norm:
+        return model
+    return NormalizedModel(model, norm["mean"], norm["std"])
+
+
+def export_card(card: dict, *, format: str, normalization_in_graph: bool) -> dict:
+    """The card of an exported file: the model's card, with ``input.normalize`` saying
+    what the *caller* must still do (None when the graph normalises) and
+    ``extensions["export"]`` describing the graph's input and output."""
+    import copy as _copy
+
+    from ..preprocess import Preprocessing
+
+    card = _copy.deepcopy(card)
+    card.pop("assumed", None)
+    norm = card["input"].get("normalize")
+    embedded = bool(norm) and normalization_in_graph
+    if embedded:
+        card["input"]["normalize"] = None
+    steps = Preprocessing.from_card(card)
+    todo = ["integer images divided by their type's maximum (uint8 /255, uint16 /65535)"
+            if steps.scaling == "dtype" else "pixel values as they are"]
+    if steps.normalize is not None:
+        todo.append(f"then (x - {steps.normalize['mean']}) / {steps.normalize['std']} "
+                    "per channel")
+    geo = card["geometry"]
+    card["extensions"]["export"] = {
+        "format": format, "input": "image", "output": "logits",
+        "layout": "float32 (N, C, " + ", ".join("DHW"[3 - geo.get("spatial_dims", 2):])
+                  + ")",
+        "normalization_in_graph": norm if embedded else None,
+        "caller_prepares": "; ".join(todo),
+        "labels": "argmax over axis 1 of the logits gives class ids",
+    }
+    return card
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int = 17,
+               card: dict | None = None) -> bytes:
+    """The model (eval mode) as an ONNX graph with dynamic batch and spatial axes;
+    ``card`` (JSON) goes into the graph's ``metadata_props`` as ``unetlab_card``."""
     import warnings
 
     example = _example_input(model) if example is None else example
@@ -202,33 +279,78 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int
         torch.onnx.export(model, (example.to(_device_of(model)),), buf, dynamo=False,
                           input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": axes, "logits": axes}, opset_version=opset)
-    return buf.getvalue()
+    data = buf.getvalue()
+    if card is not None:
+        data = _with_metadata(data, {"unetlab_card": card})
+    return data
 
 
-def export_onnx(model: nn.Module, path, *, fold_bn: bool = True, example=None) -> Path:
-    """Write the model as ONNX (dynamic batch and spatial size) to ``path``."""
+def _with_metadata(data: bytes, props: dict) -> bytes:
+    import onnx
+
+    from .._io import dumps
+
+    proto = onnx.load_from_string(data)
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, dumps(value, indent=None)
+    return proto.SerializeToString()
+
+
+def card_path_for(path) -> Path:
+    """Where the card of an exported file goes: ``model.onnx`` -> ``model.onnx.card.json``
+    (one per exported file, so an ONNX and a TorchScript export can share a folder)."""
+    path = Path(path)
+    return path.with_name(path.name + ".card.json")
+
+
+def _prepare_export(model, card, normalize: bool, format: str):
+    """(the network to trace, the export card or None)."""
     net = copy.deepcopy(model).eval().cpu()
+    card = card if card is not None else getattr(model, "unetlab_card", None)
+    if card is None:
+        return net, None
+    if normalize:
+        net = with_normalization(net, card)
+    return net, export_card(card, format=format, normalization_in_graph=normalize)
+
+
+def export_onnx(model: nn.Module, path, *, fold_bn: bool = True, example=None,
+                card: dict | None = None, normalize: bool = True) -> Path:
+    """Write the model as ONNX (dynamic batch and spatial size) to ``path``, and its card
+    (:func:`export_card`) both in the graph's ``metadata_props`` and beside it
+    (``model.onnx.card.json``). ``card``: default ``model.unetlab_card`` (models from
+    :func:`unetlab.load_model`); ``normalize=True`` puts the card's normalisation into
+    the graph, so callers feed images scaled to [0, 1]."""
+    from .._io import atomic_write_bytes, write_json
+
+    net, card = _prepare_export(model, card, normalize, "onnx")
     if fold_bn:
         fold_batch_norm(net)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(onnx_bytes(net, example))
+    example = _example_input(model) if example is None else example
+    path = atomic_write_bytes(path, onnx_bytes(net, example, card=card))
+    if card is not None:
+        write_json(card_path_for(path), card)
     return path
 
 
-def export_torchscript(model: nn.Module, path, *, example=None) -> Path:
+def export_torchscript(model: nn.Module, path, *, example=None, card: dict | None = None,
+                       normalize: bool = True) -> Path:
     """Write the model as TorchScript (traced; spatial size free for same-padding models
-    whose input is a multiple of ``size_multiple``) to ``path``."""
+    whose input is a multiple of ``geometry().divisor``) to ``path``, its card beside it
+    (see :func:`export_onnx`)."""
     import warnings
 
-    net = copy.deepcopy(model).eval().cpu()
-    example = _example_input(net) if example is None else example
+    from .._io import atomic_write, write_json
+
+    net, card = _prepare_export(model, card, normalize, "torchscript")
+    example = _example_input(model) if example is None else example
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(net, example, check_trace=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    traced.save(str(path))
+    path = atomic_write(path, lambda tmp: traced.save(str(tmp)))
+    if card is not None:
+        write_json(card_path_for(path), card)
     return path
 
 
@@ -245,8 +367,8 @@ def _onnxruntime_model(net: nn.Module, source: nn.Module, device, num_threads):
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     session = ort.InferenceSession(onnx_bytes(net.cpu()), opts, providers=providers)
-    multiple = getattr(source, "size_multiple", 1) if getattr(
-        source, "padding", "same") == "same" else 1
+    geo = geometry_of(source)
+    multiple = geo.divisor if geo.padding == "same" else 1
 
     def run(x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]

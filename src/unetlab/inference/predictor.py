@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import UnetlabError
 from ..imageio import TIFF_SUFFIXES, check_finite, read_image, read_tiff_memmap, write_image
+from ..models.geometry import geometry_of
 from ..preprocess import Preprocessing
 from .palette import overlay as make_overlay
 from .tiling import as_channels_first, iter_bands, plan_tiles
@@ -96,7 +97,7 @@ class _Input:
     def __init__(self, model, path, label_format: str | None = None):
         path = self.path = Path(path)
         in_channels = int(getattr(model, "in_channels", 1))
-        spatial_dims = self.spatial_dims = int(getattr(model, "spatial_dims", 2))
+        spatial_dims = self.spatial_dims = geometry_of(model).spatial_dims
         self.is_tiff = path.suffix.lower() in TIFF_SUFFIXES
         self.array = None
         if self.is_tiff:

@@ -204,7 +204,10 @@ def read_region(image, starts, lengths) -> np.ndarray:
         rel = i - i.min()
         if len(rel) != region.shape[axis] or np.any(rel != np.arange(len(rel))):
             region = np.take(region, rel, axis=axis)
-    return np.ascontiguousarray(region, dtype=np.float32)
+    out = np.ascontiguousarray(region, dtype=np.float32)
+    if isinstance(image, np.ndarray) and np.may_share_memory(out, image):
+        out = out.copy()  # a float32 box is a view: in-place preprocessing must not reach it
+    return out
 
 
 # ---- test-time augmentation -------------------------------------------------------------

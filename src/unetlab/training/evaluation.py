@@ -1,48 +1,73 @@
-"""Evaluate a model on a dataset: metrics over the whole set, per class and per image.
+"""THE evaluator: one function turns a model and a labelled dataset into metrics.
 
-Used by ``unetlab evaluate`` and ``unetlab demo``. Binary data (two classes, class 1 =
-membrane, no ignore label) also gets the ISBI 2012 measures ``pixel_error`` and
-``rand_error`` (mean over images) of the label map, and the leaderboard's own
-threshold-swept ``challenge_pixel_error`` / ``challenge_rand_error`` of the probability
-map (the definitions the U-Net paper's Table 1 uses; see ``unetlab.metrics.isbi``).
+:func:`evaluate_model` is behind ``Trainer.validate`` (which adds the validation loss and
+reduces over distributed ranks), ``unetlab evaluate`` and ``compare`` (through the
+trainer), so the same checkpoint on the same split gives the same numbers through all
+three. Predictions come from :func:`predict_logits` (whole image by default; overlap
+tiles with ``tile_size``; a valid-padding model always goes through the overlap-tile
+predictor, one tile covering the image when no size is given). Metrics are computed on
+the CPU, image by image, and merged:
+
+- :class:`unetlab.metrics.SegmentationMetrics` (``ignore_index`` pixels count nowhere);
+- binary data (two classes, class 1 = membrane, no ignore label): the ISBI 2012
+  ``pixel_error`` (``1 - pixel_accuracy``) and ``rand_error`` (mean over images whose
+  target has a cell), and with ``challenge=True`` the leaderboard's threshold-swept
+  ``challenge_pixel_error`` / ``challenge_rand_error`` of the probability map (the
+  definitions the U-Net paper's Table 1 uses; see ``unetlab.metrics.isbi``).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 
-import numpy as np
 import torch
 
 from ..errors import UnetlabError
+from ..models.geometry import geometry_of
 
 log = logging.getLogger(__name__)
 
 
-def predict_logits(model, image: torch.Tensor, *, tile_size=None, device="cpu",
-                   tta: bool = False) -> torch.Tensor:
-    """``(K, H, W)`` logits for one ``(C, H, W)`` image: overlap-tile prediction when
-    ``tile_size`` is given (or the model uses valid padding), else one forward pass."""
-    valid = getattr(model, "padding", "same") == "valid"
-    if tile_size or valid or tta:
-        from ..inference import predict_tiled
-        from ..inference.tiling import model_geometry
+def _whole_tile(model, spatial) -> int:
+    """An input tile that covers the whole image in one pass (square, so that every
+    test-time transform applies), aligned to the model's geometry."""
+    geo = geometry_of(model)
+    size = max(int(s) for s in spatial)
+    if geo.padding == "valid":
+        from ..models.unet import valid_input_size
 
-        if tile_size or valid:
-            size = tile_size or 572
-        else:  # test-time augmentation of the whole image: one square tile that covers
-            align = model_geometry(model)[2]  # it (square, so the 90-degree turns apply)
-            size = -(-max(image.shape[1:]) // align) * align
-        return predict_tiled(model, image, tile_size=size, tta=tta, device=device).float()
-    with torch.no_grad():
-        return model(image[None].to(device))[0].float().cpu()
+        return valid_input_size(size, geo.levels)
+    return -(-size // geo.divisor) * geo.divisor
+
+
+def predict_logits(model, images: torch.Tensor, *, tile_size=None, device="cpu",
+                   tta: bool = False, autocast=None) -> torch.Tensor:
+    """Float32 logits for ``(C, *S)`` or ``(N, C, *S)`` images, at the images' size:
+    overlap-tile prediction with ``tile_size`` (or for a valid-padding model, or with
+    ``tta``), else one forward pass of the whole batch. ``autocast``: a context manager
+    factory (the trainer's mixed precision), or None."""
+    single = images.dim() == geometry_of(model).spatial_dims + 1
+    batch = images[None] if single else images
+    valid = geometry_of(model).padding == "valid"
+    with (autocast or contextlib.nullcontext)():
+        if tile_size or valid or tta:
+            from ..inference import predict_tiled
+
+            size = tile_size or _whole_tile(model, batch.shape[2:])
+            out = predict_tiled(model, batch, tile_size=size, tta=tta, device=device)
+        else:
+            with torch.no_grad():
+                out = model(batch.to(device))
+    out = out.float()
+    return out[0] if single else out
 
 
 def check_compatible(model, dataset, checkpoint="the model") -> None:
     """Clear errors when the model cannot be evaluated on this dataset."""
-    classes = getattr(model, "num_classes", None) or model.unetlab_config["num_classes"]
-    in_ch = getattr(model, "in_channels", None) or model.unetlab_config["in_channels"]
+    config = getattr(model, "unetlab_config", None) or {}
+    classes = getattr(model, "num_classes", None) or config.get("num_classes")
+    in_ch = getattr(model, "in_channels", None) or config.get("in_channels")
     if classes != dataset.num_classes:
         raise UnetlabError(f"{checkpoint} predicts {classes} classes but the dataset has "
                            f"{dataset.num_classes} ({', '.join(dataset.class_names)})")
@@ -54,95 +79,203 @@ def check_compatible(model, dataset, checkpoint="the model") -> None:
                            "(use unetlab predict for unlabelled images)")
 
 
-def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bool = True,
-                   tta: bool = False, progress: bool = False, dist_info=None) -> dict:
-    """Run ``model`` over ``dataset`` and measure it.
+class Evaluator:
+    """Accumulates metrics over batches of logits and masks, image by image (so every
+    batch size gives the same numbers), on the CPU.
 
-    Returns ``{"metrics": SegmentationMetrics.compute() (+ pixel_error, rand_error for
-    binary data), "per_image": [{"name", "pixel_accuracy", "miou", "mdice", ...}],
-    "class_names": [...]}``.
-
-    ``dist_info`` (a :class:`~unetlab.training.distributed.DistInfo` of a torchrun job):
-    each process measures every ``world_size``-th image; the per-image metric states are
-    gathered and added in image order on every process, so the result is identical to a
-    one-process run's (a float64 sum depends on its order; a reduction of per-rank partial
-    sums would differ in the last digits).
+    ``loss_fn``: also average this loss over images (the trainer's ``val_loss``).
+    ``challenge``: the ISBI leaderboard scores too (binary data only).
+    ``per_image``: keep one row of scores per image.
     """
-    from ..metrics import ChallengeScores, SegmentationMetrics
-    from .distributed import gather
+
+    def __init__(self, num_classes: int, *, ignore_index=None, boundary: bool = True,
+                 loss_fn=None, challenge: bool = False, per_image: bool = False,
+                 keep_records: bool = False):
+        from ..metrics import ChallengeScores, SegmentationMetrics
+
+        self.num_classes, self.ignore_index, self.boundary = num_classes, ignore_index, boundary
+        self.binary = num_classes == 2 and ignore_index is None
+        self.loss_fn = loss_fn
+        self.total = SegmentationMetrics(num_classes, ignore_index=ignore_index,
+                                         boundary=boundary)
+        self.challenge = ChallengeScores() if (challenge and self.binary) else None
+        self.rows: list[dict] | None = [] if per_image else None
+        self.records: list[tuple[int, dict]] | None = [] if keep_records else None
+        # loss sum, images in the loss, rand error sum, images with a rand error
+        self.sums = torch.zeros(4, dtype=torch.float64)
+
+    def update(self, logits: torch.Tensor, masks: torch.Tensor, *, names=None,
+               weight=None, indices=None) -> None:
+        """Add ``(N, K, *S)`` logits and their ``(N, *S)`` masks (any device).
+
+        With ``keep_records`` the images' measurements are kept (with their dataset
+        ``indices``) instead of added, for :func:`evaluate_model` to gather across
+        processes and add in image order."""
+        masks, weight = crop_targets(logits, masks, weight)
+        if self.loss_fn is not None:
+            loss = self.loss_fn(logits, masks.to(logits.device), pixel_weight=None
+                                if weight is None else weight.to(logits.device))
+            self.sums[0] += float(loss) * logits.shape[0]
+            self.sums[1] += logits.shape[0]
+        labels = logits.argmax(1).cpu()
+        masks = masks.cpu()
+        for j in range(labels.shape[0]):
+            name = names[j] if names is not None else None
+            record = self._measure(labels[j], masks[j], logits[j], name)
+            if self.records is not None:
+                index = int(indices[j]) if indices is not None else len(self.records)
+                self.records.append((index, record))
+            else:
+                self.add(record)
+
+    def _measure(self, pred, mask, logits, name) -> dict:
+        """One image's metric state, Rand error, challenge counts and score row."""
+        from ..metrics import ChallengeScores, SegmentationMetrics, pixel_error, rand_error
+
+        one = SegmentationMetrics(self.num_classes, ignore_index=self.ignore_index,
+                                  boundary=self.boundary)
+        one.update(pred[None], mask[None])
+        record = {"metrics": one, "rand": None, "counts": None, "row": None}
+        if self.binary:
+            record["rand"] = rand_error(pred, mask)  # None: no cell pixel in the target
+            if self.challenge is not None:
+                scores = ChallengeScores()
+                scores.update(torch.softmax(logits.float(), 0)[1].cpu(), mask)
+                record["counts"] = scores.counts
+        if self.rows is not None:
+            m = one.compute()
+            row = {"name": name if name is not None else str(len(self.rows)),
+                   "pixel_accuracy": m["pixel_accuracy"], "miou": m["miou"],
+                   "mdice": m["mdice"], "boundary_f1": m["boundary_f1"]}
+            if self.binary:
+                row.update(pixel_error=pixel_error(pred, mask), rand_error=record["rand"],
+                           membrane_dice=m["dice"][1])
+            record["row"] = row
+        return record
+
+    def add(self, record: dict) -> None:
+        """Add one image's measurement (from :meth:`_measure`)."""
+        self.total.merge(record["metrics"])
+        if record["rand"] is not None:
+            self.sums[2] += record["rand"]
+            self.sums[3] += 1
+        if record["counts"] is not None:
+            self.challenge.counts += record["counts"]
+        if record["row"] is not None:
+            self.rows.append(record["row"])
+
+    def sync(self, dist=None, device=None) -> Evaluator:
+        """Sum the state over distributed ranks (``dist``: the trainer's DistInfo);
+        per-image rows and challenge scores stay per rank."""
+        from . import distributed
+
+        self.total.sync()
+        if dist is not None and dist.enabled:
+            self.sums = distributed.all_reduce_sum(self.sums.to(device), dist).cpu()
+        return self
+
+    def compute(self) -> dict:
+        """``SegmentationMetrics.compute()`` plus ``pixel_error``/``rand_error`` (binary
+        data), ``challenge_*`` (when asked) and ``loss`` (with a loss function)."""
+        if int(self.total.num_images) == 0:
+            raise UnetlabError("the dataset is empty: nothing to evaluate")
+        metrics = self.total.compute()
+        if self.binary:
+            metrics["pixel_error"] = 1.0 - metrics["pixel_accuracy"]
+            count = float(self.sums[3])
+            metrics["rand_error"] = float(self.sums[2]) / count if count else None
+        if self.challenge is not None:
+            metrics.update({f"challenge_{k}": v for k, v in self.challenge.compute().items()})
+        if self.loss_fn is not None:
+            metrics["loss"] = float(self.sums[0] / max(float(self.sums[1]), 1.0))
+        return metrics
+
+
+def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bool = True,
+                   tta: bool = False, progress: bool = False, batch_size: int = 1,
+                   num_workers: int = 0, indices=None, loss_fn=None, autocast=None,
+                   challenge: bool = True, per_image: bool = True, dist=None,
+                   dist_info=None) -> dict:
+    """Run ``model`` over ``dataset`` (or its ``indices``) and measure it.
+
+    Returns ``{"metrics": Evaluator.compute(), "per_image": [{"name", "pixel_accuracy",
+    "miou", "mdice", ...}] (or None), "class_names": [...]}``. ``dist`` (the trainer's
+    DistInfo): each rank passes its share of ``indices``; the metrics are summed over
+    ranks. ``loss_fn``, ``autocast``: see :class:`Evaluator` and :func:`predict_logits`.
+
+    ``dist_info`` (a torchrun job's DistInfo; ``unetlab evaluate``): each process
+    measures every ``world_size``-th image, the per-image measurements are gathered and
+    added in image order on every process, so the result is identical to a one-process
+    run's (a float64 sum depends on its order: summing per-rank partial totals would
+    change the last digits).
+    """
+    from torch.utils.data import DataLoader, Subset
 
     k = int(dataset.num_classes)
     ignore = getattr(dataset, "ignore_index", None)
-    binary = k == 2 and ignore is None
     if isinstance(model, torch.nn.Module):  # an optimize_for_inference callable is ready
         model = model.to(device).eval()
-    rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
-    indices = range(rank, len(dataset), world)
+    exact = dist_info is not None and dist_info.enabled
+    evaluator = Evaluator(k, ignore_index=ignore, boundary=boundary, loss_fn=loss_fn,
+                          challenge=challenge, per_image=per_image, keep_records=exact)
+    if exact:
+        indices = range(dist_info.rank, len(dataset), dist_info.world_size)
+    indices = list(range(len(dataset)) if indices is None else indices)
+    subset = Subset(dataset, indices)
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     if progress:
         from tqdm import tqdm
 
-        indices = tqdm(indices, desc="evaluating", unit="img", leave=False)
-    measure = functools.partial(_measure, model=model, dataset=dataset, k=k, ignore=ignore,
-                                binary=binary, boundary=boundary, tile_size=tile_size,
-                                device=device, tta=tta)
-    if world == 1:
-        records = [measure(i) for i in indices]
-    else:  # an error on one rank must not leave the others waiting in the gather
-        try:
-            mine = [measure(i) for i in indices]
-        except Exception as exc:  # re-raised below, on every rank
-            mine = " ".join(str(exc).split()) or type(exc).__name__
-        parts = gather(mine, dist_info)
+        loader = tqdm(loader, desc="evaluating", unit="batch", leave=False)
+    try:
+        _run(model, loader, evaluator, indices, batch_size, tile_size=tile_size,
+             device=device, tta=tta, autocast=autocast, loss_fn=loss_fn)
+        failure = None
+    except Exception as exc:  # under torchrun: re-raised below on every rank, so that
+        if not exact:         # no rank is left waiting in the gather
+            raise
+        failure = " ".join(str(exc).split()) or type(exc).__name__
+    if exact:
+        from .distributed import gather
+
+        parts = gather(failure if failure is not None else evaluator.records, dist_info)
         failed = next((p for p in parts if isinstance(p, str)), None)
         if failed is not None:
             raise UnetlabError(failed)
-        records = sorted((r for part in parts for r in part), key=lambda r: r[0])
-    if not records:
-        raise UnetlabError("the dataset is empty: nothing to evaluate")
-    total = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
-    challenge = ChallengeScores() if binary else None
-    rows, rand = [], []
-    for _, one, row, counts in records:
-        total.merge(one)
-        rows.append(row)
-        if binary:
-            challenge.counts += counts
-            if row["rand_error"] is not None:
-                rand.append(row["rand_error"])
-    metrics = total.compute()
-    if binary:
-        metrics["pixel_error"] = 1.0 - metrics["pixel_accuracy"]
-        metrics["rand_error"] = float(np.mean(rand)) if rand else None
-        metrics.update({f"challenge_{k}": v for k, v in challenge.compute().items()})
-    return {"metrics": metrics, "per_image": rows,
+        evaluator.records = None
+        for _, record in sorted((r for part in parts for r in part), key=lambda r: r[0]):
+            evaluator.add(record)
+    if dist is not None:
+        evaluator.sync(dist, device)
+    return {"metrics": evaluator.compute(), "per_image": evaluator.rows,
             "class_names": list(getattr(dataset, "class_names", [])) or
             [str(c) for c in range(k)]}
 
 
-def _measure(i: int, *, model, dataset, k: int, ignore, binary: bool, boundary: bool,
-             tile_size, device, tta: bool) -> tuple:
-    """``(index, SegmentationMetrics of the image, per-image row, challenge counts)``."""
-    from ..metrics import ChallengeScores, SegmentationMetrics, pixel_error, rand_error
+def _run(model, loader, evaluator, indices, batch_size, *, tile_size, device, tta, autocast,
+         loss_fn) -> None:
+    with torch.no_grad():
+        for b, batch in enumerate(loader):
+            if "mask" not in batch:
+                raise UnetlabError("this split has no labels; evaluation needs masks")
+            logits = predict_logits(model, batch["image"], tile_size=tile_size,
+                                    device=device, tta=tta, autocast=autocast)
+            evaluator.update(logits, batch["mask"], names=batch.get("name"),
+                             indices=indices[b * batch_size:(b + 1) * batch_size],
+                             weight=batch.get("weight") if loss_fn is not None and getattr(
+                                 loss_fn, "uses_pixel_weight", False) else None)
 
-    item = dataset[i]
-    logits = predict_logits(model, item["image"], tile_size=tile_size, device=device, tta=tta)
-    pred = logits.argmax(0).cpu()
-    mask = item["mask"]
-    one = SegmentationMetrics(k, ignore_index=ignore, boundary=boundary)
-    one.update(pred[None], mask[None])
-    one._to("cpu")
-    m = one.compute()
-    row = {"name": item.get("name", str(i)), "pixel_accuracy": m["pixel_accuracy"],
-           "miou": m["miou"], "mdice": m["mdice"], "boundary_f1": m["boundary_f1"]}
-    counts = None
-    if binary:
-        challenge = ChallengeScores()
-        challenge.update(torch.softmax(logits, 0)[1], mask)
-        counts = challenge.counts
-        row["pixel_error"] = pixel_error(pred, mask)
-        row["rand_error"] = rand_error(pred, mask)
-        row["membrane_dice"] = m["dice"][1]
-    return i, one, row, counts
+
+def crop_targets(logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor | None):
+    """Centre-crop masks (and weights) to the logits' size: a valid-padding U-Net predicts
+    only the centre of its input tile (the paper's overlap-tile geometry)."""
+    out, full = tuple(logits.shape[2:]), tuple(masks.shape[1:])
+    if out == full:
+        return masks, weight
+    if any(o > f for o, f in zip(out, full)):
+        raise UnetlabError(f"model output {out} is larger than the mask {full}")
+    index = (slice(None), *(slice((f - o) // 2, (f - o) // 2 + o) for o, f in zip(out, full)))
+    return masks[index], (weight[index] if weight is not None else None)
 
 
 def format_table(result: dict) -> str:

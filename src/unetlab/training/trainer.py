@@ -31,8 +31,10 @@ from torch.utils.data import DataLoader
 from ..config import Config, config_to_dict, save_config
 from ..errors import UnetlabError
 from ..limits import pixel_limit
+from ..models.geometry import geometry_of
 from . import builder, distributed
 from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluation import crop_targets
 from .logger import RunLogger
 from .sampler import EpochSampler
 
@@ -342,64 +344,26 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Loss and :class:`~unetlab.metrics.SegmentationMetrics` on the validation set,
-        reduced over all processes; ``pixel_error``/``rand_error`` for binary data."""
-        from ..metrics import SegmentationMetrics
+        """Loss and metrics on the validation set through the one evaluator
+        (:func:`unetlab.training.evaluation.evaluate_model`, the same numbers as
+        ``unetlab evaluate`` on this split), reduced over all processes."""
+        from .evaluation import evaluate_model
 
         self.net.eval()
-        ignore = getattr(self.info, "ignore_index", None)
-        metrics = SegmentationMetrics(self.num_classes, ignore_index=ignore,
-                                      boundary=self.cfg.train.boundary_metric)
-        binary = self.num_classes == 2
-        sums = torch.zeros(4, dtype=torch.float64)  # loss sum, images, rand sum, rand count
+        geo = geometry_of(self.net)
         indices = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
-        loader = DataLoader(torch.utils.data.Subset(self.val_set, indices),
-                            batch_size=self.cfg.data.val_batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers)
-        for batch in loader:
-            images = batch["image"].to(self.device)
-            masks = batch["mask"].to(self.device)
-            weight = batch.get("weight")
-            if weight is not None and getattr(self.loss_fn, "uses_pixel_weight", False):
-                weight = weight.to(self.device)
-            else:
-                weight = None
-            logits = self._predict_val(images).float()
-            masks, weight = crop_targets(logits, masks, weight)
-            loss = self.loss_fn(logits, masks, pixel_weight=weight)
-            sums[0] += float(loss) * images.shape[0]
-            sums[1] += images.shape[0]
-            labels = logits.argmax(1)
-            metrics.update(labels, masks)
-            if binary and ignore is None:
-                from ..metrics import rand_error
-
-                for p, m in zip(labels.cpu(), masks.cpu()):
-                    err = rand_error(p, m)
-                    if err is not None:  # None: no cell pixel in the target
-                        sums[2] += err
-                        sums[3] += 1
-        metrics.sync()
-        sums = distributed.all_reduce_sum(sums.to(self.device), self.dist).cpu()
-        out = flatten_metrics(metrics.compute())
-        out["val_loss"] = float(sums[0] / max(sums[1].item(), 1))
-        if binary and "pixel_accuracy" in out:
-            out["pixel_error"] = 1.0 - out["pixel_accuracy"]
-        if sums[3] > 0:
-            out["rand_error"] = float(sums[2] / sums[3])
+        result = evaluate_model(
+            self.net, self.val_set, device=self.device, indices=indices,
+            tile_size=self.cfg.data.tile_size if geo.padding == "valid" else None,
+            boundary=self.cfg.train.boundary_metric, batch_size=self.cfg.data.val_batch_size,
+            num_workers=self.cfg.data.num_workers, loss_fn=self.loss_fn,
+            autocast=self.autocast, challenge=False, per_image=False, dist=self.dist)
+        metrics = dict(result["metrics"])
+        loss = metrics.pop("loss")
+        out = flatten_metrics(metrics)
+        out["val_loss"] = loss
         self.net.train()
         return out
-
-    def _predict_val(self, images: torch.Tensor) -> torch.Tensor:
-        """Whole-image logits; a valid-padding model goes through the overlap-tile
-        predictor (its output would otherwise be smaller than the image)."""
-        if getattr(self.net, "padding", "same") == "valid" and self.cfg.data.tile_size:
-            from ..inference import predict_tiled
-
-            return torch.stack([predict_tiled(self.net, img, tile_size=self.cfg.data.tile_size)
-                                for img in images])
-        with self.autocast():
-            return self.net(images)
 
     def _validate_last_row(self) -> None:
         """Stopping between epochs without a validation since the last training: do it
@@ -559,20 +523,8 @@ class Trainer:
         return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
-def crop_targets(logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor | None):
-    """Centre-crop masks (and weights) to the logits' size: a valid-padding U-Net predicts
-    only the centre of its input tile (the paper's overlap-tile geometry)."""
-    out, full = tuple(logits.shape[2:]), tuple(masks.shape[1:])
-    if out == full:
-        return masks, weight
-    if any(o > f for o, f in zip(out, full)):
-        raise UnetlabError(f"model output {out} is larger than the mask {full}")
-    index = (slice(None), *(slice((f - o) // 2, (f - o) // 2 + o) for o, f in zip(out, full)))
-    return masks[index], (weight[index] if weight is not None else None)
-
-
 def net_dims(net) -> int:
-    return int(getattr(net, "spatial_dims", 2))
+    return geometry_of(net).spatial_dims
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> dict:
