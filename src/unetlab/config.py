@@ -55,7 +55,10 @@ class DataConfig:
     training split to hold out instead. ``batch_size`` is the global batch: with N
     distributed processes each takes ``batch_size / N``. ``max_pixels``: the largest
     image (pixels per channel) decoded before refusing it (null: the default of
-    :mod:`unetlab.limits`, 2**28).
+    :mod:`unetlab.limits`, 2**28). ``scale``: the resolution the
+    model works at, as a factor of the stored images (0.5 = half the height and width;
+    images resampled by area when shrinking, bilinear when enlarging, masks by nearest);
+    it travels with the weights so that predict and evaluate apply it.
     """
 
     dataset: str = "membranes"
@@ -64,6 +67,7 @@ class DataConfig:
     val_split: str | float | None = "val"
     val_items: list | None = None
     tile_size: int | None = None
+    scale: float = 1.0
     augment: str = "light"
     batch_size: int = 4
     val_batch_size: int = 1
@@ -318,6 +322,8 @@ def validate(cfg: Config) -> None:
         if isinstance(item, bool) or not isinstance(item, int):
             raise UnetlabError(f"data.val_items[{i}] must be an item index (an integer), got "
                                f"{item!r}")
+    if not 0.0 < cfg.data.scale <= 4.0:
+        raise UnetlabError(f"data.scale must be in (0, 4], got {cfg.data.scale}")
     vs = cfg.data.val_split
     if isinstance(vs, float) and not 0.0 < vs < 1.0:
         raise UnetlabError(f"data.val_split as a fraction must be in (0, 1), got {vs}")

@@ -4,4 +4,5 @@ Each module defines ``add_parser(subparsers)`` and ``run(args) -> int``; heavy i
 happen inside ``run`` so that ``unetlab --help`` stays fast.
 """
 
-COMMANDS = ("demo", "train", "evaluate", "predict", "compare", "stats", "export", "info")
+COMMANDS = ("demo", "train", "evaluate", "predict", "compare", "stats", "export", "info",
+            "plan", "fit")

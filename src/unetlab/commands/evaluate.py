@@ -154,21 +154,24 @@ def _run(args, info, device) -> None:
     dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
+    scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
     if args.precision != "fp32":
         model = optimized(model, device=device, precision=args.precision)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
                             boundary=not args.no_boundary, tta=args.tta,
-                            progress=info.is_main, dist_info=info if info.enabled else None)
+                            progress=info.is_main, dist_info=info if info.enabled else None,
+                            scale=scale)
     if not info.is_main:
         return
     result.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset,
                    "data": str(args.data) if args.data else None, "split": args.split,
-                   "num_images": len(dataset)})
+                   "num_images": len(dataset), "scale": scale})
     print(format_table(result))
     folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
     target = args.json or folder / f"eval_{args.dataset}_{args.split}.json"
     out = {**result["metrics"], "class_names": result["class_names"],
-           **{k: result[k] for k in ("checkpoint", "dataset", "data", "split", "num_images")}}
+           **{k: result[k] for k in ("checkpoint", "dataset", "data", "split", "num_images",
+                                     "scale")}}
     write_json(target, out)
     print(f"saved {target}")
     if args.per_image_csv is not None:

@@ -200,6 +200,11 @@ def _run(args, info, device) -> tuple[list | None, int]:
         model = optimized(model, backend=args.backend, device=device,
                           precision=args.precision)
     palette = palette_of(card)
+    scale = float(card["input"].get("scale", 1.0))
+    if scale != 1.0:  # trained at another resolution: the model works at it inside
+        from ..inference.scaled import ScaledModel
+
+        model = ScaledModel(model, scale)
     entries, stems = payload["doc"]["inputs"], payload["stems"]
     options = dict(tile_size=args.tile_size, overlap=args.overlap, blend=args.blend,
                    tta=args.tta or False, batch_size=args.batch_size,

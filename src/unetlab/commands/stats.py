@@ -22,6 +22,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", metavar="PATH", type=existing_path, default=None,
                         help="dataset root (not needed for membranes/shapes)")
     parser.add_argument("--split", default="train", help="split to count (default: train)")
+    parser.add_argument("--option", dest="options", action="append", default=[],
+                        metavar="KEY=VALUE", help="dataset option (repeatable)")
+    parser.add_argument("--no-fingerprint", action="store_true",
+                        help="skip the fingerprint (intensities, object size, thinnest "
+                        "structure) that unetlab plan reads")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_json_argument(parser)
     parser.set_defaults(run=run)
@@ -51,10 +56,19 @@ def run(args) -> int:
 
     if args.data is None and args.dataset not in ("membranes", "shapes"):
         raise UnetlabError(f"--data PATH is required for dataset {args.dataset!r}")
-    dataset = build_dataset(args.dataset, args.data, split=args.split, cache=False)
+    from .evaluate import parse_options
+
+    options = parse_options(args.options)
+    dataset = build_dataset(args.dataset, args.data, split=args.split, cache=False, **options)
     result = class_statistics(dataset, progress=not args.no_progress)
     result = {"dataset": args.dataset, "split": args.split, **result}
     print(format_table(result))
+    if not args.no_fingerprint:
+        from ..planning import compute_fingerprint, format_fingerprint
+
+        fp = compute_fingerprint(dataset, name=args.dataset)
+        print(format_fingerprint(fp))
+        result["fingerprint"] = fp.to_dict()
     if args.json is not None:
         write_json(args.json, result)
         log.info("wrote %s", args.json)

@@ -45,6 +45,8 @@ class SegmentationDataset(Dataset):
       memory when the whole split fits in 1 GiB). With ``num_workers > 0`` call
       :meth:`preload` first (workers then share the cache) or use persistent workers.
     - ``normalize``: None (images in [0, 1]), ``"imagenet"`` or ``{"mean", "std"}``.
+    - ``scale``: resolution factor applied on decoding (0.5 = half height and width;
+      images by area/bilinear, masks by nearest; see :mod:`unetlab.data.resample`).
     - ``weight_map``: add the U-Net border weight map as ``"weight"`` (``w0``, ``sigma``,
       ``weight_class_weights``: the paper's w_c, e.g. ``"balanced"``), computed by
       :func:`unetlab.losses.border_weight_map` on the untransformed mask; the objects are
@@ -64,7 +66,11 @@ class SegmentationDataset(Dataset):
     card_extensions: dict | None = None  # merged into the model card by the trainer
 
     def __init__(self, *, transform=None, cache="auto", normalize=None, weight_map=False,
-                 w0: float = 10.0, sigma: float = 5.0, weight_class_weights=None):
+                 w0: float = 10.0, sigma: float = 5.0, weight_class_weights=None,
+                 scale: float = 1.0):
+        from .resample import check_scale
+
+        self.scale = check_scale(scale)
         if cache not in (True, False, "auto"):
             raise UnetlabError(f"cache={cache!r}: expected True, False or 'auto'")
         self.transform = transform
@@ -116,6 +122,11 @@ class SegmentationDataset(Dataset):
                     f"{source}: image is {image.shape[0]}x{image.shape[1]} but its mask is "
                     f"{mask.shape[0]}x{mask.shape[1]} (height x width)")
             mask = compact_labels(mask)
+        if self.scale != 1.0:
+            from .resample import resize_image, resize_labels
+
+            image = resize_image(image, self.scale)
+            mask = resize_labels(mask, self.scale) if mask is not None else None
         weight = None
         if self.weight_map and mask is not None:
             weight = self._border_weight(mask)

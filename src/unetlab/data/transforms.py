@@ -4,13 +4,15 @@ are reflected, so augmentation never creates a label value that was not in the m
 
 Presets (``build_transforms(preset, tile_size=None, **options)``):
 
-=========  ==================================================================
-``none``   nothing (only the crop to ``tile_size`` when one is given)
-``light``  flips, small rotation/scale, brightness/contrast
-``paper``  the U-Net paper: shift, rotation, flips, grey-value variation and the
-           3x3-grid elastic deformation (10 px std, bicubic displacement field)
-``strong`` ``paper`` plus 90-degree rotations, larger scale range, gamma, blur, noise
-=========  ==================================================================
+===========  =================================================================
+``none``     nothing (only the crop to ``tile_size`` when one is given)
+``light``    flips, small rotation/scale, brightness/contrast
+``paper``    the U-Net paper: shift, rotation, flips, grey-value variation and the
+             3x3-grid elastic deformation (10 px std, bicubic displacement field)
+``strong``   ``paper`` plus 90-degree rotations, larger scale range, gamma, blur, noise
+``upright``  scenes with a top and a bottom (sky above road): left-right flips,
+             scale 0.75-1.25, small rotations, brightness/contrast; no vertical flips
+===========  =================================================================
 
 Every preset parameter can be overridden by keyword (or from a YAML/dict with
 :func:`transforms_from_config`): ``hflip``, ``vflip``, ``rot90`` (probabilities),
@@ -41,6 +43,8 @@ PRESETS: dict[str, dict] = {
     "paper": dict(hflip=0.5, vflip=0.5, rotate=180.0, scale=(1.0, 1.0), shift=0.1,
                   affine_p=0.7, elastic_p=0.8, elastic_sigma=10.0, elastic_grid=3,
                   brightness=0.1, contrast=0.15, color_p=0.7),
+    "upright": dict(hflip=0.5, rotate=10.0, scale=(0.75, 1.25), shift=0.05, affine_p=0.7,
+                    brightness=0.2, contrast=0.2, color_p=0.7),
     "strong": dict(hflip=0.5, vflip=0.5, rot90=0.5, rotate=180.0, scale=(0.75, 1.25),
                    shift=0.1, affine_p=0.8, elastic_p=0.8, elastic_sigma=10.0,
                    elastic_grid=3, brightness=0.2, contrast=0.2, color_p=0.8, gamma_p=0.3,

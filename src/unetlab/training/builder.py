@@ -64,6 +64,8 @@ def _build(cfg: Config, split: str, transform, extra: dict | None = None):
     from ..data import build_dataset
 
     options = {**cfg.data.options, **(extra or {})}
+    if cfg.data.scale != 1.0:
+        options["scale"] = cfg.data.scale
     return build_dataset(cfg.data.dataset, root=cfg.data.root, split=split,
                          transform=transform, **options)
 

@@ -195,8 +195,12 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
                    tta: bool = False, progress: bool = False, batch_size: int = 1,
                    num_workers: int = 0, indices=None, loss_fn=None, autocast=None,
                    challenge: bool = True, per_image: bool = True, dist=None,
-                   dist_info=None) -> dict:
+                   dist_info=None, scale: float = 1.0) -> dict:
     """Run ``model`` over ``dataset`` (or its ``indices``) and measure it.
+
+    ``scale`` (the model card's ``input.scale``): the model sees each image resampled by
+    that factor and its logits are upsampled back, so the metrics are measured at the
+    dataset's own resolution.
 
     Returns ``{"metrics": Evaluator.compute(), "per_image": [{"name", "pixel_accuracy",
     "miou", "mdice", ...}] (or None), "class_names": [...]}``. ``dist`` (the trainer's
@@ -215,6 +219,10 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     ignore = getattr(dataset, "ignore_index", None)
     if isinstance(model, torch.nn.Module):  # an optimize_for_inference callable is ready
         model = model.to(device).eval()
+    if scale != 1.0:
+        from ..inference.scaled import ScaledModel
+
+        model = ScaledModel(model, scale)
     exact = dist_info is not None and dist_info.enabled
     evaluator = Evaluator(k, ignore_index=ignore, boundary=boundary, loss_fn=loss_fn,
                           challenge=challenge, per_image=per_image, keep_records=exact)

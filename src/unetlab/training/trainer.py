@@ -452,7 +452,8 @@ class Trainer:
                     "best_metric": t.best_metric, "best_value": self.best_value,
                     "best_epoch": self.best_epoch, "seed": t.seed,
                     "unetlab_version": __version__}
-        return card_for_dataset(self.net, self.info, training=training)
+        return card_for_dataset(self.net, self.info, training=training,
+                                scale=self.cfg.data.scale)
 
     def _state(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,

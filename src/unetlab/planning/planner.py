@@ -1,0 +1,267 @@
+"""The planner: from a dataset fingerprint, a machine probe and a time budget to an
+ordinary training config, every choice with its reason.
+
+The rules (docs/fit.md gives the evidence for each):
+
+1. Probe geometry: batch-normed same-padding U-Net, 4 poolings, tiles of 192 px and
+   batches of 4 on a CPU (256 px x 16 on a GPU), smaller tiles when the images are.
+2. Width: the widest probed network that still makes ``MIN_STEPS`` optimizer steps in
+   the training budget (capacity until steps run short); the narrowest otherwise.
+3. Resolution: the largest scale (1, 0.75, 0.5, 0.375, 0.25) at which the budget shows
+   the model every training pixel ``MIN_PASSES`` times, never so small that a class of
+   over 5 % of the pixels gets thinner than 4 px, or any class thinner than 2 px.
+4. Depth: the fewest poolings (3-5) whose receptive field covers the typical object at
+   that scale; the tile: the probe's, or the scaled image's short side if smaller.
+5. Loss: Dice + cross-entropy; class weights (square root of SegNet's median-frequency
+   weights) when the most frequent class is over ``IMBALANCE`` times the rarest.
+6. Augmentation: ``upright`` when classes sit in the top or bottom half
+   (``vertical_layout`` >= 0.3), ``paper`` for up to 100 images, else ``light``.
+7. Adam, lr 2e-3 (x sqrt(batch / 4)), warm-up 3 % of the expected steps, cosine
+   annealed over the wall-clock budget (``schedule.by_time``).
+8. Validation: about 8 % of the budget, 2-12 validations; the budget also reserves the
+   final evaluation at native resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import UnetlabError
+from .fingerprint import Fingerprint
+
+MIN_STEPS = 1200
+MIN_PASSES = 20.0
+MIN_THICKNESS = 2.0        # px, any class of at least 0.2 % of the pixels
+MIN_MAJOR_THICKNESS = 4.0  # px, classes of at least MAJOR_FREQUENCY of the pixels
+MAJOR_FREQUENCY = 0.05
+IMBALANCE = 10.0
+SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
+PROBE_DEPTH = 4
+VAL_SHARE = 0.08
+FALLBACK_VAL_FRACTION = 0.2
+
+
+@dataclass
+class Plan:
+    """A config (nested dicts, :func:`unetlab.config.config_from_dict` accepts it), the
+    reason for each choice keyed by dotted path, and the numbers behind them."""
+
+    config: dict
+    reasons: dict = field(default_factory=dict)
+    expected: dict = field(default_factory=dict)
+
+
+def probe_geometry(fp: Fingerprint, device_type: str) -> tuple[int, int, int]:
+    """(depth, tile, batch) the probe measures: rule 1."""
+    tile, batch = (256, 16) if device_type == "cuda" else (192, 4)
+    align = 2 ** PROBE_DEPTH
+    tile = min(tile, fp.min_side // align * align)
+    if tile < align:
+        raise UnetlabError(f"images of {fp.min_side} px are too small to plan for (at least "
+                           f"{align} px on the short side)")
+    return PROBE_DEPTH, tile, batch
+
+
+def receptive_field(depth: int) -> int:
+    """Receptive field in pixels of a same-padding U-Net with two 3x3 convolutions per
+    level, 2x2 pooling and ``depth`` poolings (96, 200, 408 for 3, 4, 5)."""
+    rf, jump = 1, 1
+    for level in range(depth + 1):
+        rf += 4 * jump
+        if level < depth:
+            rf += jump
+            jump *= 2
+    for _ in range(depth):
+        jump //= 2
+        rf += 4 * jump
+    return rf
+
+
+def scale_floor(fp: Fingerprint) -> tuple[float, str]:
+    """The smallest scale the thin structures allow (rule 3), and why."""
+    floor, why = 0.0, "no thin structure limits the scale"
+    for c, t in enumerate(fp.class_thickness):
+        f = fp.class_frequencies[c] if c < len(fp.class_frequencies) else 0.0
+        if t is None or f < 0.002:
+            continue
+        need = MIN_MAJOR_THICKNESS if f >= MAJOR_FREQUENCY else MIN_THICKNESS
+        if need / t > floor:
+            name = fp.class_names[c] if c < len(fp.class_names) else str(c)
+            floor = need / t
+            why = (f"{name} ({f:.1%} of the pixels, {t:.1f} px thick) stays >= {need:.0f} px "
+                   f"down to scale {min(floor, 1.0):.2f}")
+    return min(1.0, floor), why
+
+
+def estimate_val_seconds(images: int, pixels: float, px_per_s: float) -> float:
+    """One pass over the validation images: a forward pass of one image costs about what
+    a training step costs per pixel (measured on CamVid at 180x240, 8..128 channels:
+    7.1k px/s forward at batch 1 vs 6.2k px/s in training at batch 4), plus the metrics."""
+    return images * (pixels / px_per_s + 0.1)
+
+
+def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
+              root=None, data_options: dict | None = None, spent_s: float = 0.0,
+              out_dir: str = "runs/fit", seed: int = 0) -> Plan:
+    """The plan for ``fp`` on the probed machine within ``budget_s`` seconds in total,
+    of which ``spent_s`` are already used (fingerprint and probe). Deterministic: the
+    same inputs give the same plan."""
+    device = probe["device"]
+    _, probe_tile, batch = probe_geometry(fp, device)
+    rates = {int(w): float(r) for w, r in probe["steps_per_s"].items()}
+    if not rates:
+        raise UnetlabError("the machine probe measured no network")
+    r = {}
+    n_total = fp.num_images
+    n_train = n_total if fp.has_own_val else max(1, n_total - max(1, round(
+        n_total * FALLBACK_VAL_FRACTION)))
+    n_val = None if fp.has_own_val else n_total - n_train
+    native_px = fp.image_height * fp.image_width
+
+    # the budget: what is left after fingerprint and probe, less the final evaluation;
+    # that reserve depends on the width and scale chosen from the budget, so iterate
+    # from the slowest measured network at full resolution until the choice is stable
+    val_images = n_val if n_val is not None else max(1, round(n_total * 0.25))
+    floor, floor_why = scale_floor(fp)
+    allowed = [s for s in SCALES if s >= floor - 1e-9] or [1.0]
+    narrow = min(rates)
+    width, scale = max(rates), 1.0
+    for _ in range(4):
+        px_per_s = rates[width] * batch * probe_tile ** 2
+        final_eval = 2.0 * estimate_val_seconds(val_images, native_px * scale * scale,
+                                                px_per_s)
+        reserve = final_eval + 0.03 * budget_s + 3.0
+        train_s = budget_s - spent_s - reserve
+        if train_s < 5.0:
+            need = spent_s + reserve + 5.0
+            raise UnetlabError(f"--budget {budget_s:.0f}s is too short for this dataset on "
+                               f"this machine: at least {math.ceil(need)}s (fingerprint and "
+                               f"probe {spent_s:.0f}s, final evaluation ~{final_eval:.0f}s)")
+        # rule 2: width
+        fits = [w for w in sorted(rates) if train_s * rates[w] >= MIN_STEPS]
+        new_width = max(fits) if fits else narrow
+        px_per_s = rates[new_width] * batch * probe_tile ** 2
+
+        # rule 3: resolution
+        def passes(s, px_per_s=px_per_s, train_s=train_s):
+            return px_per_s * train_s / (n_train * native_px * s * s)
+
+        good = [s for s in allowed if passes(s) >= MIN_PASSES]
+        new_scale = max(good) if good else min(allowed)
+        if (new_width, new_scale) == (width, scale):
+            break
+        width, scale = new_width, new_scale
+    steps_probe = train_s * rates[width]
+    why_w = (f"widest of the probed widths {sorted(rates)} that still makes >= {MIN_STEPS} "
+             f"steps in {train_s:.0f}s of training ({steps_probe:.0f} expected at "
+             f"{rates[width]:.2f} steps/s)") if fits else (
+        f"no probed width makes {MIN_STEPS} steps in {train_s:.0f}s; the narrowest "
+        f"({steps_probe:.0f} steps expected)")
+    r["data.scale"] = (
+        f"{passes(scale):.0f} passes over the training pixels at this scale (>= "
+        f"{MIN_PASSES:.0f} wanted; {passes(1.0):.1f} at full resolution); {floor_why}")
+
+    # rule 4: depth and tile
+    obj = fp.object_size * scale
+    depth = next((d for d in (3, 4, 5) if receptive_field(d) >= obj), 5)
+    align = 2 ** depth
+    short = int(fp.min_side * scale)
+    tile = min(probe_tile, short // align * align)
+    if tile < align:
+        depth = max(1, int(math.log2(max(short, 2))) - 2)
+        align = 2 ** depth
+        tile = short // align * align
+    channels = [width * 2 ** i for i in range(depth + 1)]
+    r["model.options"] = (
+        f"width: {why_w}; depth {depth}: receptive field {receptive_field(depth)} px covers "
+        f"the typical object ({fp.object_size:.0f} px x scale {scale} = {obj:.0f} px); "
+        "batch norm with a same-padding U-Net: any tile size, stable with Adam")
+    r["data.tile_size"] = (f"the probe's tile ({probe_tile} px) or the scaled short side "
+                           f"({short} px), a multiple of {align}")
+    r["data.batch_size"] = ("4 tiles per step on a CPU (the ISBI evidence), 16 on a GPU"
+                            if device != "cuda" else "16 tiles per step on a GPU")
+    steps = train_s * rates[width] * (probe_tile / tile) ** 2
+    steps_per_epoch = math.ceil(n_train / batch)
+    epochs = steps / steps_per_epoch
+
+    # rule 5: loss
+    loss = {"name": "dice_ce", "options": {}}
+    present = [f for f in fp.class_frequencies if f > 0]
+    if fp.imbalance > IMBALANCE and len(present) > 1:
+        w = [math.sqrt(x) if x > 0 else 1.0 for x in fp.median_frequency_weights]
+        mean = sum(w) / len(w)
+        loss["class_weights"] = [round(x / mean, 4) for x in w]
+        r["loss"] = (f"Dice + cross-entropy; classes imbalanced {fp.imbalance:.0f}x (> "
+                     f"{IMBALANCE:.0f}x): cross-entropy weighted by the square root of the "
+                     "median-frequency weights (full weights over-predict rare classes)")
+    else:
+        r["loss"] = (f"Dice + cross-entropy; classes balanced enough ({fp.imbalance:.1f}x "
+                     f"<= {IMBALANCE:.0f}x) for no class weights")
+
+    # rule 6: augmentation
+    if fp.vertical_layout >= 0.3:
+        augment = "upright"
+        r["data.augment"] = (f"classes sit in the top or bottom half (vertical layout "
+                             f"{fp.vertical_layout:.2f} >= 0.3): no vertical flips or large "
+                             "rotations")
+    elif n_train <= 100:
+        augment = "paper"
+        r["data.augment"] = (f"{n_train} training images (<= 100) and no up or down: the "
+                             "U-Net paper's elastic deformations, rotations and flips")
+    else:
+        augment = "light"
+        r["data.augment"] = f"{n_train} training images: flips and mild affine changes"
+
+    # rule 7: optimiser and schedule
+    lr = round(min(5e-3, 2e-3 * math.sqrt(batch / 4)), 6)
+    warmup = int(min(200, max(10, round(0.03 * steps))))
+    r["optim"] = f"Adam, lr {lr:g} (2e-3 x sqrt(batch / 4)): the batch-normed U-Net's rate"
+    r["schedule"] = (f"{warmup} warm-up steps (3% of ~{steps:.0f}), cosine annealed over the "
+                     "wall-clock budget so the run ends annealed whatever the machine's load")
+
+    # rule 8: validation cadence and the rest of the loop
+    val_cost = estimate_val_seconds(val_images, native_px * scale * scale, px_per_s)
+    n_validations = int(max(2, min(12, (VAL_SHARE * train_s) // max(val_cost, 1e-6))))
+    val_every = max(1, int(round(epochs / n_validations)))
+    binary = fp.num_classes == 2 and fp.ignore_index is None
+    best = "pixel_error" if binary else "miou"
+    r["train.val_every"] = (f"~{n_validations} validations of ~{val_cost:.1f}s each in "
+                            f"~{epochs:.0f} epochs of {steps_per_epoch} steps "
+                            f"(<= {VAL_SHARE:.0%} of the budget)")
+    r["train.time_budget_s"] = (f"{budget_s:.0f}s in all: {spent_s:.0f}s fingerprint and "
+                                f"probe, {reserve:.0f}s reserved for the final evaluation")
+    r["train.boundary_metric"] = ("no boundary F1 during training: its distance transforms "
+                                  "per class and image can cost more than the forward pass "
+                                  "(unetlab evaluate measures it afterwards)")
+    r["train.best_metric"] = ("binary data without an ignore label: the share of wrong "
+                              "pixels" if binary else "mean IoU over the classes")
+    amp = "bf16" if device == "cuda" else "none"
+    r["train.amp"] = ("bfloat16 autocast on the GPU" if device == "cuda" else
+                      "full precision on the CPU")
+    val_split = "val" if fp.has_own_val else FALLBACK_VAL_FRACTION
+    r["data.val_split"] = ("the dataset's own validation split" if fp.has_own_val else
+                           f"no validation split: the last {FALLBACK_VAL_FRACTION:.0%} of "
+                           "the training items are held out")
+    loss_cfg = {"name": "dice_ce", "options": ({"class_weights": loss["class_weights"]}
+                                               if "class_weights" in loss else {})}
+    config = {
+        "model": {"name": "unet", "options": {"channels": channels, "norm": "batch"}},
+        "data": {"dataset": dataset, "root": None if root is None else str(root),
+                 "split": "train", "val_split": val_split, "tile_size": tile,
+                 "scale": scale, "augment": augment, "batch_size": batch,
+                 "val_batch_size": 1, "num_workers": 0 if device != "cuda" else 4,
+                 "options": dict(data_options or {})},
+        "loss": loss_cfg,
+        "optim": {"name": "adam", "lr": lr},
+        "schedule": {"name": "cosine", "warmup_steps": warmup, "by_time": True},
+        "train": {"epochs": None, "time_budget_s": round(train_s, 1), "val_every": val_every,
+                  "best_metric": best, "boundary_metric": False, "amp": amp, "seed": seed,
+                  "out_dir": str(out_dir),
+                  "device": device},
+    }
+    expected = {"train_s": round(train_s, 1), "steps": round(steps), "epochs": round(epochs, 1),
+                "passes": round(passes(scale), 1), "validations": n_validations,
+                "val_seconds": round(val_cost, 2), "reserve_s": round(reserve, 1),
+                "steps_per_s": rates[width] * (probe_tile / tile) ** 2}
+    return Plan(config=config, reasons=r, expected=expected)

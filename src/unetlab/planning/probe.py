@@ -1,0 +1,148 @@
+"""The machine probe: a few seconds of forward + backward passes of candidate networks
+on the device in use, cached per machine, torch version and thread count.
+
+A candidate is a same-padding U-Net with batch norm of ``depth`` poolings and base width
+``w`` (channels ``w, 2w, ...``), trained on ``batch`` random tiles of ``tile`` pixels with
+Adam. The probe times whole optimizer steps (forward, loss, backward, step) after one
+warm-up step and stops measuring wider networks once one is too slow to matter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import UnetlabError
+
+log = logging.getLogger(__name__)
+
+CPU_WIDTHS = (8, 16, 24, 32, 48)
+GPU_WIDTHS = (16, 32, 48, 64)
+PROBE_SECONDS = 0.6      # per candidate, after the warm-up step
+PROBE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unetlab"
+
+
+def machine_key(device: torch.device) -> dict:
+    """What the cached numbers depend on."""
+    key = {"node": platform.node(), "machine": platform.machine(),
+           "processor": platform.processor() or _cpu_model(), "cpus": os.cpu_count(),
+           "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "device": device.type, "probe_version": PROBE_VERSION}
+    if device.type == "cuda":
+        key["gpu"] = torch.cuda.get_device_name(device)
+    return key
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def candidate_channels(width: int, depth: int) -> list[int]:
+    return [width * 2 ** i for i in range(depth + 1)]
+
+
+def _step_seconds(width, depth, tile, batch, in_ch, classes, device, amp, seconds) -> float:
+    from .. import create_model
+
+    torch.manual_seed(0)
+    net = create_model("unet", in_channels=in_ch, num_classes=classes,
+                       channels=tuple(candidate_channels(width, depth)), norm="batch")
+    net = net.to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.randn(batch, in_ch, tile, tile, device=device)
+    y = torch.randint(0, classes, (batch, tile, tile), device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = net(x)
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    step()  # warm-up (allocations, kernels)
+    n, start = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        took = time.perf_counter() - start
+        if took >= seconds or n >= 20:
+            return took / n
+
+
+def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_classes: int,
+                  device: torch.device | str = "cpu", widths=None, budget_s: float | None = None,
+                  cache_dir=None, use_cache: bool = True, seconds: float = PROBE_SECONDS,
+                  min_steps: int | None = None, time_limit_s: float | None = None) -> dict:
+    """Seconds per optimizer step of each candidate width at ``tile``/``batch``.
+
+    Returns ``{"device", "key", "tile", "batch", "depth", "steps_per_s": {width: value},
+    "cached": bool, "probe_s"}``. With ``budget_s`` and ``min_steps``, widths are not
+    measured past the first that would make fewer than ``min_steps / 2`` steps in
+    ``budget_s`` (wider is only slower). Results are cached in ``cache_dir`` (default
+    ``~/.cache/unetlab``) under a key of the machine, torch version, threads and the
+    candidate geometry.
+    """
+    device = torch.device(device)
+    widths = tuple(widths or (GPU_WIDTHS if device.type == "cuda" else CPU_WIDTHS))
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    key = {**machine_key(device), "depth": depth, "tile": tile, "batch": batch,
+           "in_channels": in_channels, "num_classes": num_classes, "widths": list(widths),
+           "amp": str(amp)}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / f"probe-{digest}.json"
+    rates: dict[str, float] = {}
+    if use_cache and path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                rates = {str(k): float(v) for k, v in cached["steps_per_s"].items()}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignoring unreadable probe cache %s", path)
+    start = time.perf_counter()
+    measured = 0
+    for w in widths:
+        if str(w) not in rates:
+            rates[str(w)] = round(1.0 / _step_seconds(w, depth, tile, batch, in_channels,
+                                                      num_classes, device, amp, seconds), 4)
+            measured += 1
+            log.info("probe: width %d, %.3f steps/s", w, rates[str(w)])
+        if budget_s and min_steps and budget_s * rates[str(w)] < min_steps / 2:
+            break  # wider networks are only slower
+        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+            log.info("probe: stopped after %.1fs (limit %.1fs)", time.perf_counter() - start,
+                     time_limit_s)
+            break
+    result = {"device": device.type, "key": key, "tile": tile, "batch": batch,
+              "depth": depth, "steps_per_s": rates, "cached": measured == 0,
+              "probe_s": round(time.perf_counter() - start, 2)}
+    if use_cache and measured:
+        try:
+            from .._io import write_json
+
+            write_json(path, result)
+        except (OSError, UnetlabError) as exc:  # a cache that cannot be written is no error
+            log.warning("could not cache the probe in %s: %s", path, exc)
+    return result
+

@@ -1,0 +1,99 @@
+"""The report ``unetlab fit`` leaves in its run folder: the best checkpoint measured on
+the validation split at the dataset's own resolution (and, from training, at the
+model's), a per-class table, overlays of the first validation images, the curves."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OVERLAYS = 4
+
+
+def native_val_set(cfg):
+    """The validation set of ``cfg`` at the stored resolution, without augmentation,
+    with the dataset's class attributes (None when the run has no validation)."""
+    import copy
+
+    from ..training.builder import build_datasets
+
+    native = copy.deepcopy(cfg)
+    native.data.scale = 1.0
+    native.data.augment = "none"
+    native.data.tile_size = None
+    sets = build_datasets(native)
+    val = sets.val
+    if val is None:
+        return None
+    for attr in ("num_classes", "class_names", "palette", "ignore_index", "in_channels"):
+        if not hasattr(val, attr):
+            setattr(val, attr, getattr(sets.info, attr))
+    return val
+
+
+def best_row(history: list[dict], metric: str, mode: str) -> dict | None:
+    rows = [r for r in history if r.get(metric) is not None]
+    if not rows:
+        return None
+    pick = max if mode == "max" else min
+    return pick(rows, key=lambda r: r[metric])
+
+
+def write_overlays(model, dataset, out: Path, *, scale: float, count: int = OVERLAYS) -> list:
+    """``<name>_overlay.png`` for the first ``count`` validation images."""
+    import torch
+
+    from ..data.resample import resize_tensor_image, upsample_logits
+    from ..imageio import write_image
+    from ..inference import overlay
+
+    out.mkdir(parents=True, exist_ok=True)
+    palette = np.asarray(getattr(dataset, "palette", None))
+    written = []
+    for i in range(min(count, len(dataset))):
+        item = dataset[i]
+        image = item["image"]
+        with torch.no_grad():
+            logits = model(resize_tensor_image(image, scale)[None])[0]
+        labels = upsample_logits(logits, image.shape[-2:]).argmax(0).numpy().astype(np.uint8)
+        shown = image.numpy().transpose(1, 2, 0)
+        shown = shown[..., 0] if shown.shape[-1] == 1 else shown[..., :3]
+        lo, hi = float(shown.min()), float(shown.max())
+        shown = ((shown - lo) / max(hi - lo, 1e-6) * 255).astype(np.uint8)
+        path = out / f"{item.get('name', i)}_overlay.png"
+        write_image(path, overlay(shown, labels, palette))
+        written.append(str(path))
+    return written
+
+
+def format_report(report: dict, table: str | None) -> str:
+    """report.md: the plan's expectations, what happened, both resolutions' numbers."""
+    t, e = report["timings"], report["expected"]
+    lines = [f"# unetlab fit: {report['dataset']}", "",
+             f"Budget {report['budget_s']:.0f}s; used {t['total_s']:.0f}s (fingerprint "
+             f"{t['fingerprint_s']:.1f}s, probe {t['probe_s']:.1f}s, training and validation "
+             f"{t['train_s']:.0f}s, final evaluation and report {t['report_s']:.1f}s).",
+             f"Planned ~{e['steps']} steps; made {report['training']['steps']} "
+             f"({report['training']['reason']}). Config: plan.yaml (with the reasons).",
+             f"Device: {report['device']}; seed {report['seed']}.", ""]
+    native, trained = report.get("val_native"), report.get("val_training_scale")
+    if native is not None:
+        keys = [k for k in ("miou", "mdice", "pixel_accuracy", "pixel_error", "rand_error")
+                if native.get(k) is not None]
+        lines += ["| validation measure | at the model's scale "
+                  f"({report['scale']}) | at native resolution |", "|---|---:|---:|"]
+        for k in keys:
+            tv = trained.get(k) if trained else None
+            tv = "-" if tv is None else f"{tv:.4f}"
+            lines.append(f"| {k} | {tv} | {native[k]:.4f} |")
+        lines += ["", "Per class at native resolution:", "", "```", table or "", "```"]
+    else:
+        lines.append("No validation split: no measures.")
+    if report.get("overlays"):
+        lines += ["", "Overlays: " + ", ".join(Path(p).name for p in report["overlays"])]
+    lines += ["", "Curves: curves.png; rows: metrics.csv; best model: checkpoints/best"]
+    return "\n".join(lines) + "\n"

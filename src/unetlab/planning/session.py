@@ -1,0 +1,105 @@
+"""What ``unetlab plan`` and ``unetlab fit`` share: read the dataset, measure it,
+probe the machine, plan. Every step's seconds are kept (the budget counts them)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UnetlabError
+from .fingerprint import Fingerprint, compute_fingerprint
+from .planner import MIN_STEPS, Plan, make_plan, probe_geometry
+from .probe import PROBE_SECONDS, probe_machine
+
+log = logging.getLogger(__name__)
+
+SETUP_S = 3.0  # building model, loss, optimiser and datasets in the trainer
+PROBE_SHARE = 0.03  # of the budget, at most, spent measuring wider networks
+
+
+@dataclass
+class Planned:
+    fingerprint: Fingerprint
+    probe: dict
+    plan: Plan
+    seconds: dict
+
+
+def own_val_split(name: str, root, options: dict) -> bool:
+    """Whether the dataset has its own labelled ``val`` split."""
+    from ..data import SYNTHETIC, build_dataset
+
+    if name in SYNTHETIC:
+        return True
+    if name == "folder":  # the folder format falls back to ROOT for any split name
+        images = options.get("images", "images")
+        return root is not None and (Path(root) / "val" / str(images)).is_dir()
+    try:
+        return len(build_dataset(name, root, split="val", cache=False, **options)) > 0
+    except (UnetlabError, ValueError, OSError):
+        return False
+
+
+def plan_dataset(name: str, root, options: dict | None, budget_s: float, *,
+                 device="cpu", out_dir="runs/fit", seed: int = 0, cache_dir=None,
+                 use_cache: bool = True, started: float | None = None,
+                 count_spent: bool = True, probe: dict | None = None) -> Planned:
+    """Fingerprint, probe and plan. ``count_spent``: the plan's budget includes the time
+    already spent here (``fit``); ``plan`` writes a config for a later run (no).
+    ``probe``: a saved probe (``probe.json`` of an earlier run) instead of probing."""
+    import torch
+
+    from ..data import build_dataset
+
+    options = dict(options or {})
+    started = time.perf_counter() if started is None else started
+    t0 = time.perf_counter()
+    dataset = build_dataset(name, root, split="train", cache=False, **options)
+    fp = compute_fingerprint(dataset, name=name,
+                             has_own_val=own_val_split(name, root, options))
+    t1 = time.perf_counter()
+    device = torch.device(device)
+    depth, tile, batch = probe_geometry(fp, device.type)
+    left = budget_s - (t1 - started)
+    if probe is None:
+        probe = probe_machine(depth=depth, tile=tile, batch=batch, in_channels=fp.channels,
+                              num_classes=fp.num_classes, device=device, budget_s=left,
+                              min_steps=MIN_STEPS, cache_dir=cache_dir, use_cache=use_cache,
+                              seconds=min(PROBE_SECONDS, max(0.05, 0.004 * budget_s)),
+                              time_limit_s=max(1.0, PROBE_SHARE * budget_s))
+    else:
+        check_probe(probe, device.type, tile, batch)
+    t2 = time.perf_counter()
+    spent = (t2 - started) + SETUP_S if count_spent else 0.0
+    plan = make_plan(fp, probe, budget_s, dataset=name, root=root, data_options=options,
+                     spent_s=spent, out_dir=str(out_dir), seed=seed)
+    seconds = {"fingerprint_s": round(t1 - t0, 2), "probe_s": round(t2 - t1, 2)}
+    log.info("planned in %.1fs (fingerprint %.1fs, probe %.1fs)", t2 - t0, t1 - t0, t2 - t1)
+    return Planned(fingerprint=fp, probe=probe, plan=plan, seconds=seconds)
+
+
+def check_probe(probe: dict, device_type: str, tile: int, batch: int) -> None:
+    """A saved probe must be for this device and the geometry the planner probes."""
+    try:
+        ok = (probe["device"] == device_type and int(probe["tile"]) == tile
+              and int(probe["batch"]) == batch and probe["steps_per_s"])
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UnetlabError(f"the saved probe does not fit: it needs device {device_type!r}, "
+                           f"tile {tile}, batch {batch} and steps_per_s")
+
+
+def load_probe(path) -> dict:
+    """A probe.json written by ``unetlab fit`` (one-line error otherwise)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnetlabError(f"{path}: not a readable probe JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UnetlabError(f"{path}: not a probe (expected a JSON object)")
+    return data

@@ -1,0 +1,247 @@
+"""The planner: fingerprint, probe, rules, determinism, plan/fit commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from unetlab.cli import main
+from unetlab.config import config_from_dict, load_config
+from unetlab.errors import UnetlabError
+from unetlab.planning import (
+    Fingerprint,
+    compute_fingerprint,
+    make_plan,
+    parse_duration,
+    probe_machine,
+    receptive_field,
+    render_plan,
+)
+
+
+class _Masks:
+    """A minimal dataset: fixed images and masks through ``load``."""
+
+    class_names = ("background", "line")
+    ignore_index = None
+
+    def __init__(self, masks, channels=1):
+        self.masks = masks
+        self.channels = channels
+        self.num_classes = 2
+
+    def __len__(self):
+        return len(self.masks)
+
+    def load(self, i):
+        mask = self.masks[i]
+        image = np.full((*mask.shape, self.channels), 0.25, np.float32)
+        image[mask == 1] = 0.75
+        return image, mask.astype(np.uint8), None
+
+
+def _fingerprint(**changes) -> Fingerprint:
+    base = dict(dataset="toy", num_images=20, sampled_images=20, image_height=512,
+                image_width=512, min_side=512, channels=1, intensity_mean=[0.5],
+                intensity_std=[0.2], num_classes=2, class_names=["cell", "membrane"],
+                class_frequencies=[0.78, 0.22], median_frequency_weights=[0.6, 2.2],
+                imbalance=3.5, object_size=100.0, class_object_size=[78.0, 280.0],
+                thinnest_structure=6.3, thinnest_class="membrane", class_thickness=[35.0, 6.3],
+                vertical_layout=0.0, has_own_val=True)
+    base.update(changes)
+    return Fingerprint(**base)
+
+
+def _probe(rates, device="cpu", tile=192, batch=4) -> dict:
+    return {"device": device, "tile": tile, "batch": batch, "depth": 4,
+            "steps_per_s": {str(w): r for w, r in rates.items()}, "cached": True}
+
+
+def test_durations():
+    assert parse_duration("90s") == 90
+    assert parse_duration("25m") == 1500
+    assert parse_duration("2h") == 7200
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("45") == 45
+    for bad in ("", "10 minutes", "-5m", "0s", "m"):
+        with pytest.raises(UnetlabError, match="duration"):
+            parse_duration(bad)
+
+
+def test_receptive_field_grows_with_depth():
+    assert [receptive_field(d) for d in (3, 4, 5)] == [96, 200, 408]
+
+
+def test_fingerprint_measures_thickness_layout_and_frequencies():
+    masks = []
+    for _ in range(3):
+        m = np.zeros((64, 64), np.uint8)
+        m[10:15, :] = 1          # a 5-pixel line in the top half
+        masks.append(m)
+    fp = compute_fingerprint(_Masks(masks), name="toy")
+    assert fp.num_images == 3 and fp.image_height == 64 and fp.channels == 1
+    assert fp.class_frequencies == pytest.approx([59 / 64, 5 / 64], abs=1e-4)
+    assert 4.0 <= fp.class_thickness[1] <= 6.5     # the line is 5 px thick
+    assert fp.thinnest_class == "line"
+    assert fp.vertical_layout > 0.1                # the line only in the top half
+    assert fp.intensity_mean[0] == pytest.approx(0.25 + 0.5 * 5 / 64, abs=1e-3)
+    assert fp.imbalance == pytest.approx(59 / 5, rel=1e-3)
+
+
+def test_plan_is_deterministic_and_validates(tmp_path):
+    fp, probe = _fingerprint(), _probe({8: 4.0, 16: 2.0, 24: 1.1, 32: 0.6})
+    a = make_plan(fp, probe, 1800, dataset="isbi2012", root="data/isbi2012")
+    b = make_plan(_fingerprint(), dict(probe), 1800, dataset="isbi2012", root="data/isbi2012")
+    assert a.config == b.config and a.reasons == b.reasons
+    cfg = config_from_dict(a.config)
+    assert cfg.model.options["channels"][0] == 24   # widest with >= 1200 steps in the budget
+    assert cfg.data.scale == 1.0                     # the thin membrane forbids 0.5
+    assert cfg.loss.name == "dice_ce" and "class_weights" not in cfg.loss.options
+    assert cfg.data.augment == "paper" and cfg.train.best_metric == "pixel_error"
+    assert cfg.schedule.by_time and cfg.train.time_budget_s < 1800
+    text = render_plan(a, fp, probe, 1800)
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    assert load_config(path).model.options == cfg.model.options
+    assert text.count("\n# ") + text.count("\n  # ") >= 8      # a reason per choice
+    assert yaml.safe_load(text)["data"]["tile_size"] == cfg.data.tile_size
+
+
+def test_plan_follows_the_machine_and_the_data():
+    fp = _fingerprint()
+    slow = make_plan(fp, _probe({8: 1.0, 16: 0.5}), 1800, dataset="x")
+    fast = make_plan(fp, _probe({8: 8.0, 16: 4.0, 24: 2.5, 32: 1.5, 48: 0.6}), 1800,
+                     dataset="x")
+    assert slow.config["model"]["options"]["channels"][0] == 8
+    assert fast.config["model"]["options"]["channels"][0] == 32
+    scene = _fingerprint(num_classes=3, class_names=["sky", "road", "pole"], ignore_index=3,
+                         image_height=360, image_width=480, min_side=360, num_images=367,
+                         class_frequencies=[0.5, 0.49, 0.01], class_thickness=[60, 90, 4.0],
+                         median_frequency_weights=[0.3, 0.3, 15.0], imbalance=50.0,
+                         object_size=200.0, vertical_layout=0.8, has_own_val=False)
+    plan = make_plan(scene, _probe({8: 2.0, 16: 1.2, 24: 0.8}), 2400, dataset="x")
+    cfg = config_from_dict(plan.config)
+    assert cfg.data.scale == 0.5                       # passes wanted; the pole keeps 2 px
+    assert cfg.data.augment == "upright"               # sky above road: no vertical flips
+    w = cfg.loss.options["class_weights"]
+    assert w[2] > w[0] and cfg.train.best_metric == "miou"
+    assert cfg.data.val_split == pytest.approx(0.2)    # no own validation split
+    with pytest.raises(UnetlabError, match="too short"):
+        make_plan(fp, _probe({8: 1.0}), 5, dataset="x")
+
+
+def test_probe_is_cached(tmp_path):
+    kw = dict(depth=1, tile=16, batch=2, in_channels=1, num_classes=2, widths=(2, 4),
+              cache_dir=tmp_path, seconds=0.01)
+    first = probe_machine(**kw)
+    assert set(first["steps_per_s"]) == {"2", "4"} and not first["cached"]
+    assert all(v > 0 for v in first["steps_per_s"].values())
+    again = probe_machine(**kw)
+    assert again["cached"] and again["steps_per_s"] == first["steps_per_s"]
+    assert len(list(tmp_path.glob("probe-*.json"))) == 1
+
+
+def test_dataset_scale_resamples_images_and_masks():
+    from unetlab.data import build_dataset
+    from unetlab.inference.scaled import ScaledModel
+
+    full = build_dataset("shapes", split="val", num_images=1, size=64)
+    half = build_dataset("shapes", split="val", num_images=1, size=64, scale=0.5)
+    assert half[0]["image"].shape[-2:] == (32, 32) and half[0]["mask"].shape == (32, 32)
+    assert set(half[0]["mask"].unique().tolist()) <= set(full[0]["mask"].unique().tolist())
+    with pytest.raises(UnetlabError, match="scale"):
+        build_dataset("shapes", split="val", num_images=1, size=64, scale=0)
+    import torch
+
+    import unetlab
+
+    net = unetlab.create_model("unet", in_channels=3, num_classes=5, channels=(4, 8, 16)).eval()
+    scaled = ScaledModel(net, 0.5)
+    assert scaled.geometry().divisor == 8
+    with torch.no_grad():
+        assert scaled(torch.zeros(1, 3, 32, 48)).shape == (1, 5, 32, 48)
+
+
+def test_fit_runs_end_to_end(tmp_path, capsys):
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps(_probe({8: 6.0, 16: 3.0}, tile=48)))
+    out = tmp_path / "run"
+    args = ["fit", "--dataset", "membranes", "--option", "num_images=6", "--option",
+            "size=48", "--budget", "20s", "--out", str(out), "--probe", str(probe),
+            "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["val_native"]["pixel_error"] is not None
+    assert report["training"]["steps"] >= 1
+    assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert list((out / "overlays").glob("*_overlay.png"))
+    assert load_config(out / "plan.yaml").data.dataset == "membranes"
+    assert main(["evaluate", str(out / "checkpoints" / "best"), "--dataset", "membranes",
+                 "--option", "num_images=2", "--option", "size=48", "--json",
+                 str(tmp_path / "e.json")]) == 0
+    capsys.readouterr()
+    assert main(args) == 2                                      # never replaces a run
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_plan_command_writes_a_valid_config(tmp_path, capsys):
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps(_probe({8: 6.0, 16: 3.0}, tile=48)))
+    out = tmp_path / "plan.yaml"
+    args = ["plan", "--dataset", "shapes", "--option", "num_images=4", "--option", "size=48",
+            "--budget", "25m", "--out", str(out), "--probe", str(probe), "--device", "cpu"]
+    assert main(args) == 0
+    assert load_config(out).data.options == {"num_images": 4, "size": 48}
+    assert main(args) == 2 and "exists" in capsys.readouterr().err
+    assert main([*args[:-4], "--budget", "soon", "--out", str(tmp_path / "b.yaml")]) == 2
+
+
+def test_predict_and_evaluate_apply_the_cards_scale(tmp_path):
+    import torch
+
+    import unetlab
+    from unetlab.card import build_card
+    from unetlab.imageio import read_image, write_image
+    from unetlab.models.serialization import save_model
+
+    torch.manual_seed(0)
+    net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8), norm=None)
+    path = save_model(net, tmp_path / "m.safetensors", card=build_card(net, scale=0.5))
+    assert unetlab.load_model(path).unetlab_card["input"]["scale"] == 0.5
+    image = (np.arange(64 * 96, dtype=np.uint8).reshape(64, 96) * 7) % 255
+    write_image(tmp_path / "in.png", image)
+    assert main(["predict", str(path), str(tmp_path / "in.png"), "--out", str(tmp_path / "o"),
+                 "--tile-size", "32", "--no-progress"]) == 0
+    assert read_image(tmp_path / "o" / "in_labels.png").shape == (64, 96)
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(path), "--dataset", "membranes", "--option", "num_images=1",
+                 "--option", "size=48", "--json", str(out), "--no-boundary"]) == 0
+    assert json.loads(out.read_text())["scale"] == 0.5
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_plan_on_a_folder_without_val_split_holds_out_a_stated_fraction(tmp_path, channels):
+    from unetlab.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(5):
+        shape = (48, 64, 3) if channels == 3 else (48, 64)
+        write_image(tmp_path / "d" / "images" / f"{i}.png",
+                    rng.integers(0, 255, shape, dtype=np.uint8))
+        mask = np.zeros((48, 64), np.uint8)
+        mask[10 + i:20 + i, 5:40] = 255
+        write_image(tmp_path / "d" / "masks" / f"{i}.png", mask)
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps(_probe({8: 6.0}, tile=48)))
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", "--dataset", "folder", "--data", str(tmp_path / "d"), "--budget",
+                 "10m", "--out", str(out), "--probe", str(probe), "--device", "cpu"]) == 0
+    cfg = load_config(out)
+    assert cfg.data.val_split == pytest.approx(0.2)
+    assert "held out" in out.read_text()
+    assert cfg.model.in_channels is None and cfg.data.tile_size <= 48
