@@ -43,12 +43,12 @@ PRESETS: dict[str, dict] = {
     "paper": dict(hflip=0.5, vflip=0.5, rotate=180.0, scale=(1.0, 1.0), shift=0.1,
                   affine_p=0.7, elastic_p=0.8, elastic_sigma=10.0, elastic_grid=3,
                   brightness=0.1, contrast=0.15, color_p=0.7),
-    "upright": dict(hflip=0.5, rotate=10.0, scale=(0.75, 1.25), shift=0.05, affine_p=0.7,
-                    brightness=0.2, contrast=0.2, color_p=0.7),
     "strong": dict(hflip=0.5, vflip=0.5, rot90=0.5, rotate=180.0, scale=(0.75, 1.25),
                    shift=0.1, affine_p=0.8, elastic_p=0.8, elastic_sigma=10.0,
                    elastic_grid=3, brightness=0.2, contrast=0.2, color_p=0.8, gamma_p=0.3,
                    noise_std=0.05, noise_p=0.3, blur_p=0.2),
+    "upright": dict(hflip=0.5, rotate=10.0, scale=(0.75, 1.25), shift=0.05, affine_p=0.7,
+                    brightness=0.2, contrast=0.2, color_p=0.7),
 }
 
 
