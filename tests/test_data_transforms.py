@@ -36,7 +36,7 @@ def test_label_set_never_grows(preset):
 
 
 def test_presets_listed_and_none_is_identity():
-    assert list_presets() == ("none", "light", "paper", "strong", "upright")
+    assert list_presets() == ("none", "flips", "light", "paper", "strong", "upright")
     image, mask = _labelled()
     out = build_transforms("none")(image=image, mask=mask)
     assert np.array_equal(out["image"], image) and np.array_equal(out["mask"], mask)

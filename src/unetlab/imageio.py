@@ -21,7 +21,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def read_image(path, *, mode: str | None = None, allow_nonfinite: bool = False) -> np.ndarray:
-    """Read an image as ``(H, W)`` or ``(H, W, C)`` array, dtype preserved.
+    """Read an image as ``(H, W)`` or ``(H, W, C)`` array, dtype preserved (a
+    band-sequential TIFF, ``(C, H, W)`` on disk, comes back bands last too).
 
     ``mode``: a Pillow mode to convert to ("L", "RGB", "P" to keep the palette indices).
     The size the header declares is checked against :func:`unetlab.limits.max_pixels`
@@ -37,12 +38,16 @@ def read_image(path, *, mode: str | None = None, allow_nonfinite: bool = False) 
         shape, pixels = tiff_header(path)
         check_pixels(path, shape, pixels)
         try:
-            arr = tifffile.imread(str(path))
+            with tifffile.TiffFile(str(path)) as tif:
+                arr = tif.asarray()
+                axes = tif.series[0].axes
         except MemoryError:
             raise UnetlabError(f"{path}: not enough memory to decode {shape}") from None
         except Exception as exc:  # tifffile raises many types for damaged files
             raise UnetlabError(f"{path}: unreadable TIFF ({' '.join(str(exc).split())})") \
                 from None
+        if axes == "SYX" and arr.ndim == 3:  # band-sequential: bands last like other images
+            arr = np.moveaxis(arr, 0, -1)
         if mode == "L" and arr.ndim == 3 and arr.shape[-1] in (3, 4):
             arr = arr[..., :3].mean(-1).astype(arr.dtype)
     else:
@@ -109,7 +114,8 @@ def check_finite(array: np.ndarray, source, origin: tuple = ()) -> np.ndarray:
 
 
 def read_tiff_memmap(path) -> np.ndarray:
-    """Memory-map an uncompressed TIFF (falls back to reading it into memory).
+    """Memory-map an uncompressed TIFF (falls back to reading it into memory); the axes
+    are the file's (see :func:`tiff_axes`).
 
     The pixel limit applies here too (the header is checked before mapping)."""
     import tifffile
@@ -121,10 +127,28 @@ def read_tiff_memmap(path) -> np.ndarray:
     check_pixels(path, shape, pixels)
     try:
         return tifffile.memmap(str(path), mode="r")
-    except ValueError:  # compressed, tiled or short: not memory-mappable
-        return read_image(path)
+    except ValueError:  # compressed, tiled or short: not memory-mappable; axes as on disk
+        try:
+            return tifffile.imread(str(path))
+        except MemoryError:
+            raise UnetlabError(f"{path}: not enough memory to decode {shape}") from None
+        except Exception as exc:
+            raise UnetlabError(f"{path}: unreadable TIFF ({' '.join(str(exc).split())})") \
+                from None
     except Exception as exc:
         raise UnetlabError(f"{path}: unreadable TIFF ({' '.join(str(exc).split())})") from None
+
+
+def tiff_axes(path) -> str | None:
+    """The axes of a TIFF's first series as tifffile names them (``YXS``: pixel-
+    interleaved samples, ``SYX``: band-sequential, ``QYX``/``ZYX``/``IYX``: a stack)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            return tif.series[0].axes
+    except Exception:  # unreadable: the reader that follows reports it
+        return None
 
 
 def write_image(path, array: np.ndarray, palette: np.ndarray | None = None) -> Path:

@@ -23,7 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "and, with --probabilities, <name>_probs.tif into --out, mirroring the inputs' "
         "paths under the folders given, and a manifest (predict_manifest.json). Nothing "
         "existing is replaced without --overwrite. Runs across processes and machines "
-        "under torchrun (docs/inference.md).")
+        "under torchrun (docs/inference.md). GeoTIFFs and other GDAL rasters give a label "
+        "GeoTIFF with the input's CRS, transform and no-data (docs/remote_sensing.md).")
     p.add_argument("checkpoint", type=Path,
                    help="a model file (.safetensors) or a training-run folder")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
@@ -252,7 +253,10 @@ def _run(args, info, device) -> tuple[list | None, int]:
         t0, entry = time.time(), entries[i]
         res, err = _attempt(predict_file, model, Path(entry["input"]), args.out,
                             stem=Path(stems[i]).relative_to(args.out), palette=palette,
-                            progress=not args.no_progress, **options)
+                            progress=not args.no_progress, geo=_geo(card),
+                            class_names=card["classes"]["names"],
+                            overwrite=True,  # the plan refused existing outputs already
+                            **options)
         finish(i, res, err, t0)
     everything = [r for rs in D.gather(records, info) for r in rs]
     failed = sum(r["status"] == "failed" for r in everything)
@@ -272,6 +276,13 @@ def _run(args, info, device) -> tuple[list | None, int]:
         print(f"manifest: {args.out / M.MANIFEST} ({doc['counts']['complete']} complete, "
               f"{failed} failed)")
     return [r for r in everything if r["status"] == "failed"], len(entries)
+
+
+def _geo(card: dict) -> dict | None:
+    """The card's ``geo`` extension (bands, no-data of the training rasters), if any."""
+    extensions = card.get("extensions")
+    geo = extensions.get("geo") if isinstance(extensions, dict) else None
+    return geo if isinstance(geo, dict) else None
 
 
 def _attempt(fn, *args, **kwargs) -> tuple:

@@ -19,6 +19,7 @@ _DATASETS = {
     "camvid": ("camvid", "CamVidDataset"),
     "voc": ("voc", "VocDataset"),
     "cityscapes": ("cityscapes", "CityscapesDataset"),
+    "geotiff": ("geotiff", "GeoTiffDataset"),
     "membranes": ("synthetic", "MembranesDataset"),
     "shapes": ("synthetic", "ShapesDataset"),
 }
@@ -49,11 +50,11 @@ def dataset_class(name: str):
 
 
 def build_dataset(name: str, root=None, split: str = "train", *, transform=None, **options):
-    """A dataset by name: ``folder``, ``isbi2012``, ``camvid``, ``voc``, ``cityscapes``
-    (these need ``root``) or the synthetic ``membranes``, ``shapes``. ``options`` go to
-    the dataset class (e.g. ``val_slices``, ``weight_map``, ``cache``, ``normalize``,
-    ``num_images``, ``size``, ``seed``); an unknown option is a one-line error
-    naming the valid ones."""
+    """A dataset by name: ``folder``, ``isbi2012``, ``camvid``, ``voc``, ``cityscapes``,
+    ``geotiff`` (these need ``root``) or the synthetic ``membranes``, ``shapes``.
+    ``options`` go to the dataset class (e.g. ``val_slices``, ``weight_map``, ``cache``,
+    ``normalize``, ``num_images``, ``size``, ``seed``); an unknown option is a one-line
+    error naming the valid ones."""
     cls = dataset_class(name)
     valid = _accepted_options(cls)
     unknown = sorted(set(options) - valid)

@@ -6,6 +6,8 @@ Presets (``build_transforms(preset, tile_size=None, **options)``):
 
 ===========  =================================================================
 ``none``     nothing (only the crop to ``tile_size`` when one is given)
+``flips``    flips and 90-degree rotations only: no intensity change (multispectral
+             rasters whose values fill a small part of their dtype's range)
 ``light``    flips, small rotation/scale, brightness/contrast
 ``paper``    the U-Net paper: shift, rotation, flips, grey-value variation and the
              3x3-grid elastic deformation (10 px std, bicubic displacement field)
@@ -38,6 +40,7 @@ _BASE = dict(hflip=0.0, vflip=0.0, rot90=0.0, rotate=0.0, scale=(1.0, 1.0), shif
 
 PRESETS: dict[str, dict] = {
     "none": {},
+    "flips": dict(hflip=0.5, vflip=0.5, rot90=0.5),
     "light": dict(hflip=0.5, vflip=0.5, rotate=15.0, scale=(0.9, 1.1), shift=0.05,
                   affine_p=0.5, brightness=0.1, contrast=0.1, color_p=0.5),
     "paper": dict(hflip=0.5, vflip=0.5, rotate=180.0, scale=(1.0, 1.0), shift=0.1,

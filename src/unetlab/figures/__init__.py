@@ -10,7 +10,8 @@ The arrays behind the pictures come from plain functions in the same modules
 (``upsampling.transposed_conv_as_convolution``, ``upsampling.max_unpool_example``,
 ``upsampling.overlap_counts``, ``upsampling.upsampling_methods``,
 ``data.elastic_example``, ``architecture.unet_feature_shapes``,
-``architecture.overlap_tile_layout``, ``attention.train_tiny_attention_unet``), which
+``architecture.overlap_tile_layout``, ``attention.train_tiny_attention_unet``,
+``geo.train_tiny_geo_unet``), which
 the tests check and the notebooks reuse.
 """
 
@@ -33,6 +34,7 @@ FIGURES = {
     "overlap_tile": ("architecture", "overlap_tile"),
     "elastic_deformation": ("data", "elastic_deformation"),
     "attention_maps": ("attention", "attention_maps"),
+    "remote_sensing": ("geo", "remote_sensing"),
 }
 
 __all__ = ["FIGURES", "figure_function", "list_figures", "make_figures"]

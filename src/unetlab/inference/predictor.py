@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnetlabError
-from ..imageio import TIFF_SUFFIXES, check_finite, read_image, read_tiff_memmap, write_image
+from ..imageio import (
+    TIFF_SUFFIXES,
+    check_finite,
+    read_image,
+    read_tiff_memmap,
+    tiff_axes,
+    write_image,
+)
 from ..models.geometry import geometry_of
 from ..preprocess import Preprocessing
 from .palette import overlay as make_overlay
@@ -53,11 +60,24 @@ class _TiffSource:
         return check_finite(band, self.path, origin)  # NaN pixels would give NaN logits
 
 
-def _layout(shape, in_channels: int, spatial_dims: int, path) -> tuple[tuple, int | None]:
-    """``(leading shape iterated over, channel axis or None)`` of a file's array."""
+def _layout(shape, in_channels: int, spatial_dims: int, path,
+            axes: str | None = None) -> tuple[tuple, int | None]:
+    """``(leading shape iterated over, channel axis or None)`` of a file's array.
+
+    ``axes``: the TIFF's axes as tifffile reports them (``S``: samples, i.e. bands), which
+    tells a band-first ``(4, H, W)`` image from a stack of four slices."""
     nd = len(shape)
     if nd == spatial_dims:
         return (), None
+    if axes is not None and len(axes) == nd and axes.count("S") == 1:
+        s = axes.index("S")
+        if nd == spatial_dims + 1 and s in (0, nd - 1):
+            return (), s
+        if nd == spatial_dims + 2 and s in (1, nd - 1):
+            return shape[:1], s
+    if nd == spatial_dims + 1 and in_channels > 1 and shape[0] == in_channels \
+            and shape[-1] != in_channels:
+        return (), 0  # channels first (band-sequential)
     if nd == spatial_dims + 1 and shape[-1] <= 4:
         return (), nd - 1  # channels last; the count is checked by the caller
     if nd == spatial_dims + 1 and in_channels == 1:
@@ -99,15 +119,17 @@ class _Input:
         in_channels = int(getattr(model, "in_channels", 1))
         spatial_dims = self.spatial_dims = geometry_of(model).spatial_dims
         self.is_tiff = path.suffix.lower() in TIFF_SUFFIXES
-        self.array = None
+        self.array = axes = None
         if self.is_tiff:
             probe = read_tiff_memmap(path)
             shape, self.dtype = probe.shape, probe.dtype
             del probe
+            axes = tiff_axes(path)
         else:
             self.array = read_image(path)
             shape, self.dtype = self.array.shape, self.array.dtype
-        self.lead_shape, self.channel_axis = _layout(shape, in_channels, spatial_dims, path)
+        self.lead_shape, self.channel_axis = _layout(shape, in_channels, spatial_dims, path,
+                                                     axes)
         lead_shape, channel_axis = self.lead_shape, self.channel_axis
         n_channels = shape[channel_axis] if channel_axis is not None else 1
         self.take = None
@@ -164,7 +186,8 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                  probabilities: bool = False, palette=None, normalize=None, margin: int = 0,
                  device=None, label_format: str | None = None, write_overlay: bool = True,
                  progress: bool = False, preprocessing=None,
-                 stem: str | Path | None = None) -> dict:
+                 stem: str | Path | None = None, geo: dict | None = None, class_names=None,
+                 overwrite: bool = False) -> dict:
     """Predict one image file and write ``<stem>_labels.{png,tif}``, ``<stem>_overlay.png``
     (2-D images up to 16 Mpx) and, with ``probabilities=True``, ``<stem>_probs.tif``
     (float32, classes first). Returns ``{"labels", "overlay", "probabilities"}`` paths
@@ -176,8 +199,23 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     ``in_channels`` and ``spatial_dims`` attributes (every unetlab model has them).
     ``preprocessing``: a :class:`unetlab.preprocess.Preprocessing` (from the model card:
     ``Preprocessing.from_card(card)``); without it, dtype scaling and ``normalize``.
+
+    GeoTIFFs and other GDAL rasters (and any TIFF given to a model whose card has a
+    ``geo`` extension, passed as ``geo``) go to :func:`unetlab.inference.raster.
+    predict_raster`: a georeferenced label raster, windowed; ``class_names`` name its
+    classes and ``overwrite`` lets it replace existing outputs.
     """
     path, out_dir = Path(path), Path(out_dir)
+    from .raster import is_raster, predict_raster
+
+    if is_raster(path, geo):
+        return predict_raster(
+            model, path, out_dir, tile_size=tile_size, overlap=overlap, blend=blend, tta=tta,
+            batch_size=batch_size, probabilities=probabilities, palette=palette,
+            preprocessing=preprocessing or Preprocessing(
+                channels=int(getattr(model, "in_channels", 1)), normalize=normalize),
+            margin=margin, device=device, geo=geo, class_names=class_names,
+            overwrite=overwrite, progress=progress, stem=stem)
     inp = _Input(model, path, label_format)
     lead_shape, spatial = inp.lead_shape, inp.spatial
     prep = _band_preprocess(model, inp, preprocessing, normalize)

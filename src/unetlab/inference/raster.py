@@ -1,0 +1,249 @@
+"""Streaming prediction of GeoTIFF / GDAL rasters: ``<stem>_labels.tif`` with the input's
+CRS, transform and size, and optionally ``<stem>_probs.tif``.
+
+Reads and writes are windowed: the model sees one band of rows at a time (as for plain
+TIFFs, :mod:`unetlab.inference.predictor`), finished rows are written in whole tile rows
+of the output, and GDAL's block cache is capped at :data:`~unetlab.georaster.GDAL_CACHE_MB`,
+so peak memory grows with the scene's width only, not with its area.
+
+The label raster is uint8 (uint16 over 255 classes), tiled 256 x 256, deflate-compressed,
+with a colour table, class names as ``CLASS_<i>`` tags, and no-data 255 (65535) wherever
+the input is no-data; the probability raster is float32, one band per class named after
+it, no-data NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UnetlabError
+from ..georaster import (
+    GDAL_CACHE_MB,
+    GDAL_SUFFIXES,
+    band_names,
+    is_georeferenced_tiff,
+    open_raster,
+    read_window,
+    require_rasterio,
+    resolve_bands,
+    valid_mask,
+    window_of,
+)
+from ..imageio import TIFF_SUFFIXES
+from .tiling import iter_bands, plan_tiles
+
+log = logging.getLogger(__name__)
+
+BLOCK = 256
+
+
+def is_raster(path, geo: dict | None = None) -> bool:
+    """Whether ``path`` goes through rasterio: a GDAL-only format, or a TIFF that is
+    georeferenced or is given to a model trained on rasters (``geo``: the card's
+    ``extensions["geo"]``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in GDAL_SUFFIXES:
+        return True
+    if suffix in TIFF_SUFFIXES:
+        if geo is not None:
+            return True
+        if not is_georeferenced_tiff(path):
+            return False
+        try:
+            import rasterio  # noqa: F401
+        except ImportError:  # still predictable as a plain TIFF, without georeferencing
+            log.warning('%s: a GeoTIFF; its labels keep no CRS without rasterio '
+                        '(pip install "unetlab[geo]")', path)
+            return False
+        return True
+    return False
+
+
+class _RasterSource:
+    """A band-first ``(C, H, W)`` view of raster bands, read window by window; no-data
+    pixels read as ``fill`` (the training band means: zero after normalisation)."""
+
+    def __init__(self, src, bands: list[int], fill: np.ndarray | None):
+        self.src, self.bands, self.fill = src, bands, fill
+        self.shape = (len(bands), src.height, src.width)
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        _, rows, cols = key
+        data, valid = read_window(self.src, self.bands, window_of(rows, cols))
+        data = data.astype(np.float32)
+        if self.fill is not None and not valid.all():
+            data[:, ~valid] = self.fill[:, None]
+        elif not valid.all():
+            data[:, ~valid] = 0.0
+        return data
+
+
+class _RowWriter:
+    """Collects finished rows and writes them in whole block rows (compressed tiles are
+    written once, never re-read or re-compressed)."""
+
+    def __init__(self, dst, width: int, bands: int, dtype):
+        self.dst, self.width, self.bands, self.dtype = dst, width, bands, dtype
+        self.buffer = np.zeros((bands, 0, width), dtype=dtype)
+        self.row = 0  # first row of the buffer
+
+    def add(self, values: np.ndarray, final: bool = False) -> None:
+        self.buffer = np.concatenate([self.buffer, values], axis=1)
+        n = self.buffer.shape[1] if final else self.buffer.shape[1] // BLOCK * BLOCK
+        if n:
+            rows = slice(self.row, self.row + n)
+            self.dst.write(self.buffer[:, :n], window=window_of(rows, slice(0, self.width)))
+            self.buffer = self.buffer[:, n:].copy()
+            self.row += n
+
+
+def _fill_values(preprocessing, dtype) -> np.ndarray | None:
+    """Band means in the raster's units (no-data reads as the training mean)."""
+    from ..preprocess import dtype_scale
+
+    if preprocessing.normalize is None:
+        return None
+    mean = np.asarray(preprocessing.normalize["mean"], np.float32)
+    return (mean / np.float32(dtype_scale(dtype, preprocessing.scaling))).astype(np.float32)
+
+
+def _label_profile(src, num_classes: int) -> dict:
+    dtype = "uint8" if num_classes <= 255 else "uint16"
+    tiled = src.width >= BLOCK and src.height >= BLOCK
+    profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=dtype,
+                   crs=src.crs, transform=src.transform, compress="deflate",
+                   nodata=np.iinfo(dtype).max, BIGTIFF="IF_SAFER")
+    if tiled:
+        profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
+    return profile
+
+
+def _check_new(paths, overwrite: bool, source: Path) -> None:
+    for p in paths:
+        if p.resolve() == source.resolve():
+            raise UnetlabError(f"{p}: the output would replace the input raster")
+        if p.exists() and not overwrite:
+            raise UnetlabError(f"{p} exists; pass --overwrite to replace it")
+
+
+def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
+                   blend: str = "gaussian", tta=False, batch_size: int = 4,
+                   probabilities: bool = False, palette=None, preprocessing=None,
+                   margin: int = 0, device=None, geo: dict | None = None, class_names=None,
+                   overwrite: bool = False, progress: bool = False,
+                   stem: str | Path | None = None) -> dict:
+    """Predict one raster into ``out_dir`` as ``<stem>_labels.tif`` (``stem`` relative to
+    ``out_dir``; default the input's name without its extension); returns ``{"labels",
+    "overlay" (None), "probabilities", "shape", "num_classes"}`` like :func:`predict_file`.
+
+    ``preprocessing``: the card's :class:`~unetlab.preprocess.Preprocessing` (default:
+    dtype scaling only). ``geo``: the card's ``extensions["geo"]`` (``bands`` selected at
+    training); without it every band is read and their number must equal the model's
+    input channels.
+    """
+    from ..preprocess import Preprocessing
+
+    rasterio = require_rasterio()
+    path, out_dir = Path(path), Path(out_dir)
+    in_channels = int(getattr(model, "in_channels", 1))
+    if int(getattr(model, "spatial_dims", 2)) != 2:
+        raise UnetlabError(f"{path}: a raster needs a 2-D model")
+    base = out_dir / (stem if stem is not None else path.stem)
+    label_path = base.with_name(f"{base.name}_labels.tif")
+    prob_path = base.with_name(f"{base.name}_probs.tif")
+    _check_new([label_path] + ([prob_path] if probabilities else []), overwrite, path)
+    label_path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(path) as src:
+        bands = resolve_bands(src, (geo or {}).get("bands"), path)
+        if len(bands) != in_channels:
+            raise UnetlabError(f"{path}: {len(bands)} band(s) selected "
+                               f"({', '.join(band_names(src, bands))}); the model expects "
+                               f"{in_channels}")
+        dtype = np.dtype(src.dtypes[bands[0] - 1])
+        trained = (geo or {}).get("dtype")
+        if trained and trained != dtype.name:
+            log.warning("%s: bands are %s, the model was trained on %s rasters", path,
+                        dtype.name, trained)
+        if preprocessing is None:
+            preprocessing = Preprocessing(channels=in_channels)
+        prep = preprocessing.band_function(dtype)
+        source = _RasterSource(src, bands, _fill_values(preprocessing, dtype))
+        plans = plan_tiles((src.height, src.width), tile_size, overlap, model=model,
+                           margin=margin)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=int(np.prod([len(p.starts) for p in plans])), desc=path.name,
+                       unit="tile", leave=False)
+        out = {"labels": label_path, "overlay": None, "probabilities": None,
+               "shape": [src.height, src.width], "num_classes": None}
+        tmp = [p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (label_path, prob_path)]
+        try:
+            _stream(model, src, source, plans, prep, tmp, out, bands, palette, class_names,
+                    probabilities, dict(blend=blend, tta=tta, batch_size=batch_size,
+                                        margin=margin, device=device,
+                                        progress=bar.update if bar is not None else None))
+            os.replace(tmp[0], label_path)
+            if probabilities:
+                os.replace(tmp[1], prob_path)
+                out["probabilities"] = prob_path
+        finally:
+            for t in tmp:
+                t.unlink(missing_ok=True)
+            if bar is not None:
+                bar.close()
+    return out
+
+
+def _stream(model, src, source, plans, prep, tmp, out, bands, palette, class_names,
+            probabilities, options) -> None:
+    label_dst = prob_dst = labels = probs = None
+    try:
+        for rows, values in iter_bands(model, source, plans, output="probabilities",
+                                       preprocess=prep, **options):
+            if label_dst is None:
+                k = out["num_classes"] = int(values.shape[0])
+                profile = _label_profile(src, k)
+                label_dst = open_raster(tmp[0], "w", **profile)
+                _describe_labels(label_dst, k, palette, class_names)
+                labels = _RowWriter(label_dst, src.width, 1, profile["dtype"])
+                if probabilities:
+                    prob_dst = open_raster(tmp[1], "w", **{
+                        **profile, "count": k, "dtype": "float32", "nodata": float("nan"),
+                        "predictor": 3})
+                    for i in range(k):
+                        prob_dst.set_band_description(i + 1, _class_name(class_names, i))
+                    probs = _RowWriter(prob_dst, src.width, k, np.float32)
+            valid = valid_mask(src, bands, window_of(rows, slice(0, src.width)))
+            lab = values.argmax(0).numpy().astype(labels.dtype)
+            lab[~valid] = label_dst.nodata
+            final = rows.stop == src.height
+            labels.add(lab[None], final)
+            if probs is not None:
+                p = values.numpy().astype(np.float32, copy=False)
+                p[:, ~valid] = np.nan
+                probs.add(p, final)
+    finally:
+        for dst in (label_dst, prob_dst):
+            if dst is not None:
+                dst.close()
+
+
+def _class_name(class_names, i: int) -> str:
+    return class_names[i] if class_names is not None and i < len(class_names) else f"class{i}"
+
+
+def _describe_labels(dst, k: int, palette, class_names) -> None:
+    from .palette import default_palette
+
+    pal = np.asarray(palette if palette is not None else default_palette(k), dtype=np.uint8)
+    if dst.dtypes[0] == "uint8":
+        dst.write_colormap(1, {i: (*map(int, pal[i]), 255) for i in range(min(k, len(pal)))})
+    dst.set_band_description(1, "class")
+    dst.update_tags(**{f"CLASS_{i}": _class_name(class_names, i) for i in range(k)})
