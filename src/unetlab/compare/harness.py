@@ -63,6 +63,8 @@ def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str,
                      "options": copy.deepcopy(entry.options)}
     if entry.loss is not None:
         data["loss"] = copy.deepcopy(entry.loss)
+    if entry.data:
+        data["data"] = {**data.get("data", {}), **copy.deepcopy(entry.data)}
     train = data.setdefault("train", {})
     train["out_dir"] = str(out_dir / "run")
     train["device"] = device

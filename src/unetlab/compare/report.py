@@ -43,7 +43,7 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     """``mean ± std`` where the row has a spread over seeds, else the value."""
     text = _fmt(row.get(key), fmt)
     std = row.get(f"{key}_std")
-    if std is not None and text != "n/a":
+    if std is not None and text != "n/a" and key != "train_steps":
         text += f" ± {_fmt(std, fmt.replace(',', ''))}"
     return text
 

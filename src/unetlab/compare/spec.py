@@ -22,7 +22,9 @@
       model: {name: unet, options: {...}}
       losses: [{label: ce, name: ce}, {label: dice, name: dice}]
 
-An entry may also carry ``loss: {name, options}`` to replace the base loss.
+An entry may also carry ``loss: {name, options}`` to replace the base loss, and
+``data: {...}`` to replace keys of ``base.data`` for that entry only (an ablation of the
+data: ``augment: none``, ``options: {train_slices: 5}``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Entry:
     model: str
     options: dict = field(default_factory=dict)
     loss: dict | None = None
+    data: dict | None = None
 
 
 @dataclass
@@ -66,12 +69,16 @@ class CompareSpec:
 def _entry(raw, where: str) -> Entry:
     if not isinstance(raw, dict) or "name" not in raw:
         raise UnetlabError(f"{where} must be a mapping with at least 'name', got {raw!r}")
-    unknown = sorted(set(raw) - {"label", "name", "options", "loss"})
+    unknown = sorted(set(raw) - {"label", "name", "options", "loss", "data"})
     if unknown:
         raise UnetlabError(f"{where}: unknown key(s) {unknown}; valid: label, name, "
-                           "options, loss")
+                           "options, loss, data")
+    if raw.get("data") is not None and not isinstance(raw["data"], dict):
+        raise UnetlabError(f"{where}.data must be a mapping of base.data keys, "
+                           f"got {raw['data']!r}")
     return Entry(label=str(raw.get("label", raw["name"])), model=str(raw["name"]),
-                 options=dict(raw.get("options") or {}), loss=raw.get("loss"))
+                 options=dict(raw.get("options") or {}), loss=raw.get("loss"),
+                 data=dict(raw["data"]) if raw.get("data") else None)
 
 
 def _check_label(label: str, where: str) -> None:
@@ -156,6 +163,10 @@ def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
     ev = {**_EVAL_DEFAULTS, **ev}
     suites = {name: _suite(name, data[name], f"{source}: {name}")
               for name in SUITES if data.get(name) is not None}
+    for name, entries in suites.items():  # each entry's data override must be valid too
+        for e in entries:
+            if e.data:
+                config_from_dict({**base, "data": {**(base.get("data") or {}), **e.data}})
     first = int((base.get("train") or {}).get("seed") or 0)
     raw_seeds = seeds if seeds is not None else data.get("seeds", 1)
     where = "--seeds" if seeds is not None else source
