@@ -94,7 +94,9 @@ md("""
 Semantic segmentation classifies **every pixel**. A dataset item is a dict with an
 `image` (float tensor `C x H x W`) and a `mask` (integer tensor `H x W`, one class id per
 pixel). Here class 1 is the membrane (the thin dark walls between cells), class 0 the
-cell interior, as in the ISBI 2012 challenge the U-Net paper won.
+cell interior, as in the ISBI 2012 EM segmentation challenge. (The 2012 challenge itself
+was won by IDSIA's network, Ciresan et al.; the U-Net paper, in 2015, reported the best
+score on the challenge's still-open leaderboard.)
 """, """
 ## 1. Os dados: uma classe por pixel
 
@@ -102,7 +104,9 @@ A segmentação semântica classifica **cada pixel**. Cada item do conjunto de d
 dicionário com uma `image` (tensor float `C x H x W`) e uma `mask` (tensor inteiro
 `H x W`, com o id da classe de cada pixel). Aqui a classe 1 é a membrana (as paredes
 escuras e finas entre as células) e a classe 0 é o interior da célula, como no desafio
-ISBI 2012 que a U-Net venceu.
+de segmentação de microscopia eletrônica do ISBI 2012. (Quem venceu o desafio em 2012
+foi a rede do IDSIA, de Ciresan et al.; o artigo da U-Net, de 2015, obteve o melhor
+resultado no ranking do desafio, que continuou aberto a novas submissões.)
 """)
 
 code("""
@@ -305,9 +309,9 @@ returns these coefficients. We train a tiny one for a few dozen steps and look.
 """, """
 ## 5. Attention U-Net: para onde a rede olha?
 
-A Attention U-Net coloca um portão (*attention gate*) em cada conexão de salto: a partir
-das características do salto e das características mais grossas do decodificador, ele
-calcula um coeficiente entre 0 e 1 por pixel e multiplica as características do salto
+A Attention U-Net coloca uma porta de atenção (*attention gate*) em cada conexão de
+salto: a partir das características do salto e das características de menor resolução
+do decodificador, ela calcula um coeficiente entre 0 e 1 por pixel e multiplica as características do salto
 por ele. Depois de uma passada, `model.attention_maps()` devolve esses coeficientes.
 Vamos treinar uma rede minúscula por algumas dezenas de passos e observar.
 """)
@@ -352,7 +356,7 @@ First, the zero-insertion view, checked against PyTorch:
 O decodificador precisa dobrar a resolução a cada nível. Três famílias:
 
 - **convolução transposta** (U-Net, FCN): aprendível; equivale a inserir zeros entre os
-  valores da entrada e convoluir. Com um kernel que se sobrepõe de forma desigual
+  valores da entrada e aplicar uma convolução. Com um kernel que se sobrepõe de forma desigual
   (3x3, stride 2) ela pode imprimir um padrão de *tabuleiro de xadrez* (checkerboard);
 - **max-unpooling** (SegNet): sem parâmetros; coloca cada valor de volta na posição do
   máximo registrada pelo pooling do codificador, com zeros no resto;
