@@ -205,5 +205,6 @@ def test_unet_layer_table_follows_the_paper_and_its_page_is_current():
     assert small[-1]["shape"] == (2, valid_output_size(188, 3), valid_output_size(188, 3))
     from pathlib import Path
 
-    page = Path(__file__).resolve().parents[1] / "docs" / "course" / "unet_shapes.md"
-    assert layer_table_markdown(rows) in page.read_text()
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for page in (docs / "course" / "unet_shapes.md", docs / "curso" / "formas_da_unet.md"):
+        assert layer_table_markdown(rows) in page.read_text(), page.name

@@ -163,7 +163,7 @@ def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
     ev = {**_EVAL_DEFAULTS, **ev}
     suites = {name: _suite(name, data[name], f"{source}: {name}")
               for name in SUITES if data.get(name) is not None}
-    for name, entries in suites.items():  # each entry's data override must be valid too
+    for entries in suites.values():  # each entry's data override must be valid too
         for e in entries:
             if e.data:
                 config_from_dict({**base, "data": {**(base.get("data") or {}), **e.data}})
