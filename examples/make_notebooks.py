@@ -332,7 +332,8 @@ A Attention U-Net coloca uma porta de atenção (*attention gate*) em cada conex
 salto: a partir das características do salto e das características de menor resolução
 do decodificador, ela calcula um coeficiente entre 0 e 1 por pixel e multiplica as
 características do salto por ele. Depois de uma passagem direta (*forward*),
-`model.attention_maps()` devolve esses coeficientes. Vamos treinar uma rede minúscula por algumas dezenas de passos e observar.
+`model.attention_maps()` devolve esses coeficientes. Vamos treinar uma rede minúscula por
+algumas dezenas de passos e observar.
 """)
 
 code("""
