@@ -199,7 +199,7 @@ def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
     machine, ``command`` and verdicts) and plots to ``OUT/<suite>/``; return one
     aggregated row per entry. ``callback(index, total, row, reused)`` is called after
     each run (progress display)."""
-    from ..commands._common import write_json
+    from .._io import write_json
     from .plots import plot_suite
     from .report import write_csv, write_markdown
     from .stats import aggregate
