@@ -39,11 +39,16 @@ def test_aggregate_and_verdicts_separate_only_without_overlap():
     assert found["miou"]["best"] == "a"
     assert found["miou"]["separated"] == ["b"]          # 0.80..0.82 vs 0.70..0.72
     assert found["miou"]["not_separated"] == ["c"]      # 0.75..0.83 overlaps
-    lat = found["latency_ms"]
-    assert lat["best"] == "b" and lat["higher_is_better"] is False
-    assert lat["separated"] == ["c"] and lat["not_separated"] == ["a"]
+    assert "latency_ms" not in found  # timed numbers: intervals, never verdicts
     text = verdict_sentence(found["miou"])
     assert "separated from b" in text and "not separated from c" in text
+
+
+def test_two_seeds_give_an_interval_but_no_verdict():
+    rows = [aggregate(_runs("a", [0.90, 0.91], [1, 1])),
+            aggregate(_runs("b", [0.10, 0.11], [1, 1]))]
+    assert rows[0]["miou_interval"] == pytest.approx([0.90, 0.91])
+    assert verdicts(rows)[0]["separated"] == []
 
 
 def test_one_seed_never_separates():

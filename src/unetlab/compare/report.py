@@ -123,7 +123,7 @@ def per_class_table(rows: list[dict]) -> str:
 
 def setup_lines(rows: list[dict], spec=None, command: str | None = None) -> list[str]:
     """How the numbers were made: budget mode, seeds, machine, command."""
-    from .stats import LEVEL, budget_mode
+    from .stats import LEVEL, MIN_SEEDS, budget_mode
 
     first = rows[0] if rows else {}
     runs = first.get("runs") or [first]
@@ -133,7 +133,9 @@ def setup_lines(rows: list[dict], spec=None, command: str | None = None) -> list
         lines.append(f"- Budget: {budget_mode(spec.base)}.")
     lines.append(f"- Seeds: {', '.join(str(s) for s in seeds)} ({len(seeds)} per entry); "
                  f"cells are mean ± standard deviation over seeds; intervals are "
-                 f"{LEVEL:.0%} bootstrap intervals of the mean over seeds.")
+                 f"{LEVEL:.0%} bootstrap intervals of the mean over seeds; a verdict needs "
+                 f"{MIN_SEEDS} seeds on each side, and latency and memory get none (load "
+                 "changes between entries are not in any entry's spread).")
     lines.append(f"- Machine: {runs[0].get('machine') or first.get('device', '?')} "
                  f"(device {first.get('device', '?')}).")
     if command:

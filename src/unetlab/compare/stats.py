@@ -12,7 +12,12 @@ With 3 seeds the bootstrap interval is the range of the seeds (min, max): the ch
 that a resample repeats the smallest seed three times, 1/27, is above 2.5 %. Two such
 intervals "separate" when every seed of one entry beats every seed of the other; for
 exchangeable runs that happens by chance with probability 1/20 (a one-sided
-permutation test at p = 0.05). With one seed there is no interval and no verdict.
+permutation test at p = 0.05). A verdict needs at least :data:`MIN_SEEDS` (3) runs on
+each side; with fewer there is an interval but no verdict.
+
+Latency and memory get intervals but no verdict: entries are trained one after another,
+so a change of the machine's load between entries is not in the spread of any one entry.
+Measure them interleaved (``benchmarks/``) before ranking them.
 
 :func:`verdicts` compares every entry with the best one (by mean) on each metric and
 says "separated" only where their intervals do not overlap; everything else is
@@ -37,8 +42,8 @@ SUMMARY_KEYS = {
     "train_images_per_s": True, "train_steps": None, "train_time_s": None, "wall_s": None,
 }
 #: metrics that get a verdict sentence in the report
-VERDICT_KEYS = ("miou", "mdice", "boundary_f1", "pixel_error", "checkerboard", "latency_ms",
-                "peak_train_mb", "peak_infer_mb")
+VERDICT_KEYS = ("miou", "mdice", "boundary_f1", "pixel_error", "checkerboard")
+MIN_SEEDS = 3
 LEVEL = 0.95
 RESAMPLES = 10_000
 
@@ -82,6 +87,7 @@ def aggregate(runs: list[dict]) -> dict:
             continue
         s = summarize(r.get(key) for r in runs)
         row[key], row[f"{key}_std"], row[f"{key}_interval"] = s["mean"], s["std"], s["interval"]
+        row[f"{key}_n"] = s["n"]
     per_class = [r.get("iou_per_class") or [] for r in runs]
     width = max(len(p) for p in per_class)
     row["iou_per_class"] = [summarize(p[i] for p in per_class if i < len(p))["mean"]
@@ -93,7 +99,7 @@ def aggregate(runs: list[dict]) -> dict:
 
 def _separated(best: dict, other: dict, key: str, higher: bool) -> bool:
     a, b = best.get(f"{key}_interval"), other.get(f"{key}_interval")
-    if not a or not b:
+    if not a or not b or min(best.get(f"{key}_n", 0), other.get(f"{key}_n", 0)) < MIN_SEEDS:
         return False
     return a[0] > b[1] if higher else a[1] < b[0]
 
