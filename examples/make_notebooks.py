@@ -1,13 +1,16 @@
 """Write examples/tutorial_en.ipynb and examples/tutorial_pt.ipynb from one source.
 
 The two notebooks share every code cell; only the text differs (English / Brazilian
-Portuguese). Edit this file, then run ``python examples/make_notebooks.py``. The tests
+Portuguese), including the strings inside the code (plot titles, printed messages),
+written ``<<English::Português>>`` in the templates below. Edit this file, then run
+``python examples/make_notebooks.py``. The tests
 (tests/test_notebooks.py) execute both notebooks with ``UNETLAB_FAST=1`` (a few
 training steps) and check that they are current with this file.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,8 +26,13 @@ def md(en: str, pt: str) -> None:
     CELLS.append(("markdown", en.strip(), pt.strip()))
 
 
+#: ``<<English::Português>>`` inside a code template: the text of each language
+BILINGUAL = re.compile(r"<<(.*?)::(.*?)>>")
+
+
 def code(source: str) -> None:
-    CELLS.append(("code", source.strip(), source.strip()))
+    source = source.strip()
+    CELLS.append(("code", BILINGUAL.sub(r"\1", source), BILINGUAL.sub(r"\2", source)))
 
 
 md("""
@@ -94,7 +102,9 @@ md("""
 Semantic segmentation classifies **every pixel**. A dataset item is a dict with an
 `image` (float tensor `C x H x W`) and a `mask` (integer tensor `H x W`, one class id per
 pixel). Here class 1 is the membrane (the thin dark walls between cells), class 0 the
-cell interior, as in the ISBI 2012 challenge the U-Net paper won.
+cell interior, as in the ISBI 2012 EM segmentation challenge. (The 2012 challenge itself
+was won by IDSIA's network, Ciresan et al.; the U-Net paper, in 2015, reported the best
+score on the challenge's still-open leaderboard.)
 """, """
 ## 1. Os dados: uma classe por pixel
 
@@ -102,7 +112,9 @@ A segmentação semântica classifica **cada pixel**. Cada item do conjunto de d
 dicionário com uma `image` (tensor float `C x H x W`) e uma `mask` (tensor inteiro
 `H x W`, com o id da classe de cada pixel). Aqui a classe 1 é a membrana (as paredes
 escuras e finas entre as células) e a classe 0 é o interior da célula, como no desafio
-ISBI 2012 que a U-Net venceu.
+de segmentação de microscopia eletrônica do ISBI 2012. (Quem venceu o desafio em 2012
+foi a rede do IDSIA, de Ciresan et al.; o artigo da U-Net, de 2015, obteve o melhor
+resultado no ranking do desafio, que continuou aberto a novas submissões.)
 """)
 
 code("""
@@ -161,8 +173,10 @@ else:
 
 start = time.time()
 summary = train(load_config(None, overrides))
-print(f"{summary['steps']} steps in {time.time() - start:.0f} s, stopped by: {summary['reason']}")
-print(f"validation membrane Dice: {summary['last']['dice.1']:.3f}")
+print(f"{summary['steps']} <<steps in::passos em>> {time.time() - start:.0f} s, "
+      f"<<stopped by::parada por>>: {summary['reason']}")
+print(f"<<validation membrane Dice::Dice da membrana na validação>>: "
+      f"{summary['last']['dice.1']:.3f}")
 """)
 
 md("""
@@ -190,15 +204,17 @@ prediction = logits.argmax(1)
 metrics = SegmentationMetrics(num_classes=2)
 metrics.update(logits, masks)
 result = metrics.compute()
-print(f"membrane IoU {result['iou'][1]:.3f} | membrane Dice {result['dice'][1]:.3f} | "
-      f"pixel error {pixel_error(prediction, masks):.3f}")
+print(f"<<membrane IoU::IoU da membrana>> {result['iou'][1]:.3f} | "
+      f"<<membrane Dice::Dice da membrana>> {result['dice'][1]:.3f} | "
+      f"<<pixel error::erro de pixel>> {pixel_error(prediction, masks):.3f}")
 
 fig, axes = plt.subplots(3, 4, figsize=(10, 7.5))
 for i in range(4):
     axes[0, i].imshow(images[i, 0], cmap="gray")
     axes[1, i].imshow(masks[i], cmap="gray_r", interpolation="nearest")
     axes[2, i].imshow(prediction[i] != masks[i], cmap="Reds", interpolation="nearest")
-for ax, title in zip(axes[:, 0], ["image", "label", "errors (red)"]):
+for ax, title in zip(axes[:, 0], ["<<image::imagem>>", "<<label::rótulo>>",
+                                  "<<errors (red)::erros (vermelho)>>"]):
     ax.set_ylabel(title)
 for ax in axes.ravel():
     ax.set_xticks([]); ax.set_yticks([])
@@ -230,12 +246,14 @@ tiled = predict_tiled(model, big["image"], tile_size=96, overlap=0.25)   # (2, 2
 with torch.no_grad():
     whole = model(big["image"][None])[0]
 agree = float((tiled.argmax(0) == whole.argmax(0)).float().mean())
-print(f"tiled vs whole image: {100 * agree:.2f}% of pixels get the same class")
+print(f"<<tiled vs whole image::blocos vs imagem inteira>>: {100 * agree:.2f}% "
+      "<<of pixels get the same class::dos pixels recebem a mesma classe>>")
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.5))
-axes[0].imshow(big["image"][0], cmap="gray"); axes[0].set_title("256x256 image")
-axes[1].imshow(tiled.softmax(0)[1], cmap="magma"); axes[1].set_title("P(membrane), 96px tiles")
-axes[2].imshow(tiled.argmax(0), cmap="gray_r"); axes[2].set_title("prediction")
+axes[0].imshow(big["image"][0], cmap="gray"); axes[0].set_title("<<256x256 image::imagem 256x256>>")
+axes[1].imshow(tiled.softmax(0)[1], cmap="magma")
+axes[1].set_title("<<P(membrane), 96px tiles::P(membrana), blocos de 96 px>>")
+axes[2].imshow(tiled.argmax(0), cmap="gray_r"); axes[2].set_title("<<prediction::predição>>")
 for ax in axes:
     ax.axis("off")
 show(fig)
@@ -262,7 +280,8 @@ candidates = [os.environ.get("UNETLAB_ISBI", ""), "../shared/data/isbi2012",
               "../../shared/data/isbi2012",
               Path(unetlab.__file__).resolve().parents[3] / "shared" / "data" / "isbi2012"]
 isbi_root = next((Path(c) for c in candidates if c and (Path(c) / "train").is_dir()), None)
-print("ISBI 2012:", isbi_root if isbi_root else "not found, skipping this section")
+print("ISBI 2012:", isbi_root if isbi_root else
+      "<<not found, skipping this section::não encontrado, esta seção fica de fora>>")
 
 if isbi_root is not None:
     isbi_overrides = [
@@ -278,18 +297,22 @@ if isbi_root is not None:
         isbi_overrides += ["data.tile_size=128", "train.epochs=null",
                            "train.time_budget_s=240", "train.val_every=10"]
     isbi_summary = train(load_config(None, isbi_overrides))
-    print(f"{isbi_summary['steps']} steps, stopped by: {isbi_summary['reason']}")
+    print(f"{isbi_summary['steps']} <<steps, stopped by::passos, parada por>>: "
+          f"{isbi_summary['reason']}")
     isbi_model = unetlab.load_model("runs/tutorial_isbi/checkpoints/last")
     val_slice = build_dataset("isbi2012", isbi_root, split="val")[0]
     crop = val_slice["image"][:, :256, :256]
     with torch.no_grad():
         isbi_pred = isbi_model(crop[None]).argmax(1)[0]
-    print(f"pixel error on a 256x256 crop of slice {val_slice['name']}: "
+    print(f"<<pixel error on a 256x256 crop of slice::erro de pixel num recorte 256x256 da fatia>> "
+          f"{val_slice['name']}: "
           f"{pixel_error(isbi_pred, val_slice['mask'][:256, :256]):.4f}")
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.5))
-    axes[0].imshow(crop[0], cmap="gray"); axes[0].set_title(f"ISBI slice {val_slice['name']}")
-    axes[1].imshow(val_slice["mask"][:256, :256], cmap="gray_r"); axes[1].set_title("label")
-    axes[2].imshow(isbi_pred, cmap="gray_r"); axes[2].set_title("prediction")
+    axes[0].imshow(crop[0], cmap="gray")
+    axes[0].set_title(f"<<ISBI slice::fatia do ISBI>> {val_slice['name']}")
+    axes[1].imshow(val_slice["mask"][:256, :256], cmap="gray_r")
+    axes[1].set_title("<<label::rótulo>>")
+    axes[2].imshow(isbi_pred, cmap="gray_r"); axes[2].set_title("<<prediction::predição>>")
     for ax in axes:
         ax.axis("off")
     show(fig)
@@ -305,11 +328,12 @@ returns these coefficients. We train a tiny one for a few dozen steps and look.
 """, """
 ## 5. Attention U-Net: para onde a rede olha?
 
-A Attention U-Net coloca um portão (*attention gate*) em cada conexão de salto: a partir
-das características do salto e das características mais grossas do decodificador, ele
-calcula um coeficiente entre 0 e 1 por pixel e multiplica as características do salto
-por ele. Depois de uma passada, `model.attention_maps()` devolve esses coeficientes.
-Vamos treinar uma rede minúscula por algumas dezenas de passos e observar.
+A Attention U-Net coloca uma porta de atenção (*attention gate*) em cada conexão de
+salto: a partir das características do salto e das características de menor resolução
+do decodificador, ela calcula um coeficiente entre 0 e 1 por pixel e multiplica as
+características do salto por ele. Depois de uma passagem direta (*forward*),
+`model.attention_maps()` devolve esses coeficientes. Vamos treinar uma rede minúscula por
+algumas dezenas de passos e observar.
 """)
 
 code("""
@@ -320,14 +344,16 @@ att_model, att_images, att_masks, att_dice = train_tiny_attention_unet(steps=ste
 with torch.no_grad():
     att_pred = att_model(att_images[:1]).argmax(1)[0]
 maps = att_model.attention_maps()
-print(f"{steps} steps, membrane Dice {att_dice:.2f}; gates:", [tuple(a.shape) for a in maps])
+print(f"{steps} <<steps, membrane Dice::passos, Dice da membrana>> {att_dice:.2f}; "
+      "<<gates::portas>>:", [tuple(a.shape) for a in maps])
 
 fig, axes = plt.subplots(1, 3 + len(maps), figsize=(12, 3))
-axes[0].imshow(att_images[0, 0], cmap="gray"); axes[0].set_title("image")
-axes[1].imshow(att_masks[0], cmap="gray_r"); axes[1].set_title("label")
-axes[2].imshow(att_pred, cmap="gray_r"); axes[2].set_title("prediction")
+axes[0].imshow(att_images[0, 0], cmap="gray"); axes[0].set_title("<<image::imagem>>")
+axes[1].imshow(att_masks[0], cmap="gray_r"); axes[1].set_title("<<label::rótulo>>")
+axes[2].imshow(att_pred, cmap="gray_r"); axes[2].set_title("<<prediction::predição>>")
 for k, alpha in enumerate(maps):
-    axes[3 + k].imshow(alpha[0, 0], cmap="viridis"); axes[3 + k].set_title(f"gate {k + 1}")
+    axes[3 + k].imshow(alpha[0, 0], cmap="viridis")
+    axes[3 + k].set_title(f"<<gate::porta>> {k + 1}")
 for ax in axes:
     ax.axis("off")
 show(fig)
@@ -352,7 +378,7 @@ First, the zero-insertion view, checked against PyTorch:
 O decodificador precisa dobrar a resolução a cada nível. Três famílias:
 
 - **convolução transposta** (U-Net, FCN): aprendível; equivale a inserir zeros entre os
-  valores da entrada e convoluir. Com um kernel que se sobrepõe de forma desigual
+  valores da entrada e aplicar uma convolução. Com um kernel que se sobrepõe de forma desigual
   (3x3, stride 2) ela pode imprimir um padrão de *tabuleiro de xadrez* (checkerboard);
 - **max-unpooling** (SegNet): sem parâmetros; coloca cada valor de volta na posição do
   máximo registrada pelo pooling do codificador, com zeros no resto;
@@ -368,35 +394,39 @@ from unetlab.figures.upsampling import (TENT_KERNEL, max_unpool_example, overlap
 
 x = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
 parts = transposed_conv_as_convolution(x, TENT_KERNEL, stride=2, padding=1, output_padding=1)
-print("zeros inserted:\\n", parts["inserted"])
-print("output (4x4):\\n", parts["output"])
+print("<<zeros inserted::zeros inseridos>>:\\n", parts["inserted"])
+print("<<output (4x4)::saída (4x4)>>:\\n", parts["output"])
 reference = F.conv_transpose2d(torch.from_numpy(x)[None, None],
                                torch.from_numpy(TENT_KERNEL)[None, None],
                                stride=2, padding=1, output_padding=1)[0, 0]
-print("same as conv_transpose2d:", np.allclose(parts["output"], reference.numpy()))
+print("<<same as conv_transpose2d::igual a conv_transpose2d>>:",
+      np.allclose(parts["output"], reference.numpy()))
 
 unpool = max_unpool_example()
-print("max pool:\\n", unpool["pooled"], "\\nindices:\\n", unpool["indices"])
+print("max pool:\\n", unpool["pooled"], "\\n<<indices::índices>>:\\n", unpool["indices"])
 print("max unpool:\\n", unpool["unpooled"])
-print("kernel taps per output pixel, 3x3 stride 2 (uneven = checkerboard):\\n",
+print("<<kernel taps per output pixel, 3x3 stride 2::contribuições por pixel, 3x3 passo 2>>"
+      " (<<uneven = checkerboard::desigual = tabuleiro>>):\\n",
       overlap_counts(3, 2, 4))
 """)
 
 md("""
 Now the same membrane image, pooled by 2 and brought back by each method, and the
 four upsampling options of `unet` compared by parameter count and by the checkerboard
-score of an untrained network's output (1 or below: no period-2 pattern). The trained
+score of an untrained network's output (the share of its variance in a period-2
+pattern: 0 = none, 1 = all; the blockiness score says how blocky it is). The trained
 comparison, with accuracy and speed, is in `docs/comparison.md`.
 """, """
 Agora a mesma imagem de membranas, reduzida pela metade pelo pooling e trazida de volta
 por cada método, e as quatro opções de upsampling da `unet` comparadas pelo número de
 parâmetros e pelo escore de tabuleiro (checkerboard) da saída de uma rede não treinada
-(1 ou menos: nenhum padrão de período 2). A comparação com redes treinadas, com
+(a fração da variância num padrão de período 2: 0 = nenhum, 1 = tudo; o escore de
+blocos diz o quanto ela fica em degraus). A comparação com redes treinadas, com
 acurácia e velocidade, está em `docs/comparison.md`.
 """)
 
 code("""
-from unetlab.compare.artifacts import checkerboard_score
+from unetlab.compare.artifacts import blockiness_score, checkerboard_score
 from unetlab.models.profile import count_parameters
 
 image = val_set[0]["image"][0].numpy()
@@ -406,7 +436,8 @@ fig, axes = plt.subplots(1, 6, figsize=(15, 3))
 axes[0].imshow(image, cmap="gray"); axes[0].set_title("original")
 for ax, name in zip(axes[1:], names):
     ax.imshow(up[name], cmap="gray")
-    ax.set_title(f"{name}\\nscore {checkerboard_score(up[name]):.2g}", fontsize=8)
+    ax.set_title(f"{name}\\n<<checkerboard::tabuleiro>> {checkerboard_score(up[name]):.2f}, "
+                 f"<<blocks::blocos>> {blockiness_score(up[name]):.2f}", fontsize=8)
 for ax in axes:
     ax.axis("off")
 show(fig)
@@ -417,8 +448,9 @@ for mode in ["transpose", "bilinear", "nearest", "unpool"]:
                                upsample=mode).eval()
     with torch.no_grad():
         out = net(images[:1])[0]
-    print(f"upsample={mode:9s} parameters {count_parameters(net):7,d}   "
-          f"checkerboard score at init {checkerboard_score(out):8.2f}")
+    print(f"upsample={mode:9s} <<parameters::parâmetros>> {count_parameters(net):7,d}   "
+          f"<<checkerboard score at init::escore de tabuleiro na inicialização>> "
+          f"{checkerboard_score(out):.3f}")
 """)
 
 md("""

@@ -32,7 +32,8 @@ def test_quick_models_suite_writes_tables_json_plots_and_resumes(tmp_path, capsy
     for row in rows.values():
         assert row["train_steps"] == 2 and row["parameters"] > 0 and row["gflops"] > 0
         assert 0.0 <= row["miou"] <= 1.0 and row["latency_ms"] > 0
-        assert len(row["iou_per_class"]) == 5 and row["checkerboard"] > 0
+        assert len(row["iou_per_class"]) == 5 and 0 <= row["checkerboard"] <= 1
+        assert row["seeds"] == [0] and row["miou_std"] is None  # one seed: no spread
     # parameter counts are those of the registered models with the config's options
     from unetlab import create_model
     from unetlab.models.profile import count_parameters
@@ -47,12 +48,15 @@ def test_quick_models_suite_writes_tables_json_plots_and_resumes(tmp_path, capsy
     for name in ("miou_vs_latency.png", "miou_vs_parameters.png", "iou_per_class.png",
                  "crops.png"):
         assert (folder / name).stat().st_size > 1000
-    stamp = (folder / "unet" / "result.json").stat().st_mtime_ns
+    stamp = (folder / "unet" / "seed_0" / "result.json").stat().st_mtime_ns
+    text = (folder / "results.md").read_text()
+    assert "equal steps: each entry trains for 2 optimizer steps" in text
+    assert "not separated" in text and "one seed: no interval" in text
 
     # resume: nothing is retrained, results are identical
     assert main([*QUICK, "--out", str(out), "--json", str(js)]) == 0
     assert capsys.readouterr().err.count("(reused)") == 5
-    assert (folder / "unet" / "result.json").stat().st_mtime_ns == stamp
+    assert (folder / "unet" / "seed_0" / "result.json").stat().st_mtime_ns == stamp
     assert json.loads(js.read_text()) == summary
 
 
@@ -73,11 +77,57 @@ def test_quick_upsampling_and_losses_suites(tmp_path, capsys):
     assert (tmp_path / "upsampling" / "crops.png").is_file()
 
 
+TWO = """
+base:
+  data: {dataset: shapes, options: {num_images: 2, size: 32}, val_split: val,
+         val_options: {num_images: 2, size: 32}, augment: none, batch_size: 2}
+  optim: {name: adam, lr: 0.01}
+  train: {epochs: null, max_steps: 1, val_every: 1000000, progress: false, seed: 5}
+eval: {size: [32, 32], latency_runs: 1, memory: inline, artifact_images: 1}
+seeds: 3
+models:
+  - {label: a, name: unet, options: {channels: [4, 8]}}
+  - {label: b, name: unet, options: {channels: [4, 8], skip_fusion: none}}
+"""
+
+
+def test_seeds_give_spread_intervals_and_verdicts(tmp_path, capsys):
+    cfg, out, js = tmp_path / "two.yaml", tmp_path / "out", tmp_path / "s.json"
+    cfg.write_text(TWO)
+    assert main(["compare", "--config", str(cfg), "--seeds", "2", "--out", str(out),
+                 "--json", str(js)]) == 0  # --seeds overrides the file's 3
+    assert capsys.readouterr().err.count("trained 1 steps") == 4
+    rows = json.loads(js.read_text())["models"]
+    for label, row in rows.items():
+        assert row["seeds"] == [5, 6]  # train.seed, train.seed + 1
+        runs = row["runs"]
+        assert [r["seed"] for r in runs] == [5, 6]
+        values = [r["miou"] for r in runs]
+        assert row["miou"] == pytest.approx(sum(values) / 2)
+        lo, hi = row["miou_interval"]
+        assert min(values) - 1e-12 <= lo <= hi <= max(values) + 1e-12
+        assert row["miou_std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+        assert (out / "models" / label / "seed_6" / "result.json").is_file()
+        assert json.loads((out / "models" / label / "summary.json").read_text())["seeds"] \
+            == [5, 6]
+    # different seeds train differently (else the spread would say nothing)
+    assert rows["a"]["runs"][0]["miou"] != rows["a"]["runs"][1]["miou"] or \
+        rows["a"]["runs"][0]["latency_ms"] != rows["a"]["runs"][1]["latency_ms"]
+    text = (out / "models" / "results.md").read_text()
+    assert " ± " in text and "Seeds: 5, 6 (2 per entry)" in text
+    assert f"--config {cfg} --models --seeds 2" in text
+    assert "## Verdicts" in text and "**miou**" in text
+    with open(out / "models" / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert {"miou_std", "miou_lo", "miou_hi", "seeds"} <= set(table[0])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["compare"], "give --config"),
     (["compare", "--config", "nope.yaml"], "nope.yaml not found"),
     (["compare", "--quick", "--set", "train.epoks=3"], "train.epoks"),
     (["compare", "--quick", "--device", "cuda:7"], "cuda"),
+    (["compare", "--quick", "--seeds", "0"], "seeds must be >= 1"),
 ])
 def test_one_line_errors(argv, message, capsys, monkeypatch):
     import torch

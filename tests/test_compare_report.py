@@ -41,7 +41,9 @@ def test_markdown_formats_numbers_and_missing_values(tmp_path):
     assert len(lines) == 4
     assert lines[2].startswith("| unet | ce | 1,234,567 | 2.50 | 100 | n/a | 12.3 | 3.2 | 10 "
                                "| 0.500 |")
-    assert "| n/a | 0.90 |" in lines[3]  # BF1 missing, checkerboard 0.9
+    assert "| n/a | 0.900 | n/a |" in lines[3]  # BF1 missing, checkerboard 0.9, no blockiness
+    spread = markdown_table([{**ROWS[0], "miou_std": 0.0123, "train_steps_std": 0.0}])
+    assert "| 0.500 ± 0.012 |" in spread and "| 10 |" in spread  # steps: no spread shown
     text = write_markdown(ROWS, tmp_path / "r.md").read_text()
     assert "## IoU per class" in text and "| fg | 0.250 | n/a |" in text
 
@@ -75,6 +77,10 @@ def test_spec_expands_suites_and_applies_overrides():
     ({"base": BASE, "eval": {"sise": 3}, "models": [{"name": "unet"}]}, "unknown eval key"),
     ({"base": {**BASE, "optim": {"nme": "adam"}}, "models": [{"name": "unet"}]}, "optim.nme"),
     ({"base": BASE, "upsampling": {"model": {"name": "unet"}}}, "'methods'"),
+    ({"base": BASE, "seeds": 0, "models": [{"name": "unet"}]}, "seeds must be >= 1"),
+    ({"base": BASE, "seeds": [1, 1], "models": [{"name": "unet"}]}, "repeat a seed"),
+    ({"base": BASE, "seeds": "3", "models": [{"name": "unet"}]}, "count >= 1 or"),
+    ({"base": BASE, "models": [{"name": "unet", "data": {"augmnt": "none"}}]}, "augmnt"),
 ])
 def test_spec_errors_name_the_problem(data, message):
     with pytest.raises(UnetlabError, match=message):
@@ -91,3 +97,18 @@ def test_fingerprint_changes_with_the_setup_only():
     assert fingerprint(one, a, "cpu") != fingerprint(two, a, "cpu")
     assert fingerprint(one, a, "cpu") != fingerprint(one, b, "cpu")
     assert fingerprint(one, a, "cpu") != fingerprint(one, a, "cuda:0")
+
+
+def test_entry_data_overrides_and_seeds_reach_the_config(tmp_path):
+    from unetlab.compare.harness import entry_config, fingerprint
+
+    spec = spec_from_dict({"base": BASE, "seeds": 2, "models": [
+        {"label": "a", "name": "unet"},
+        {"label": "b", "name": "unet", "data": {"augment": "none"}}]})
+    assert spec.seeds == [0, 1]
+    a, b = spec.suites["models"]
+    cfg_a = entry_config(spec, a, tmp_path, "cpu", seed=1)
+    cfg_b = entry_config(spec, b, tmp_path, "cpu", seed=0)
+    assert cfg_a.train.seed == 1 and cfg_b.data.augment == "none"
+    assert cfg_b.data.dataset == "shapes"  # the rest of base.data is kept
+    assert fingerprint(spec, a, "cpu", 0) != fingerprint(spec, a, "cpu", 1)

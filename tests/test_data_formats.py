@@ -91,6 +91,14 @@ def test_isbi_png_layout_splits_and_mapping(tmp_path):
     assert "mask" not in test[0] and test.has_masks is False
     with pytest.raises(UnetlabError, match="unknown split 'tset'"):
         build_dataset("isbi2012", tmp_path, "tset")
+    # few-data experiments: the first N training slices; val is unaffected
+    few = build_dataset("isbi2012", tmp_path, "train", val_slices=(0,), train_slices=2)
+    assert few.names == ["01", "02"]
+    assert build_dataset("isbi2012", tmp_path, "val", val_slices=(0,),
+                         train_slices=2).names == ["00"]
+    for bad, message in ((4, "only 3 training slices"), (0, "train_slices must be")):
+        with pytest.raises(UnetlabError, match=message):
+            build_dataset("isbi2012", tmp_path, "train", val_slices=(0,), train_slices=bad)
 
 
 def test_isbi_tiff_stacks(tmp_path):

@@ -184,3 +184,29 @@ def test_boundary_crop_shows_two_classes():
     y, x = data.boundary_crop(mask, 8)
     assert (y, x) == (8, 0)                      # centred on (12, 3), clipped at the left
     assert set(np.unique(mask[y:y + 8, x:x + 8])) == {0, 2}
+
+
+def test_unet_layer_table_follows_the_paper_and_its_page_is_current():
+    from unetlab.figures.architecture import layer_table_markdown, unet_layer_table
+
+    rows = unet_layer_table(572)
+    ops = [r["operation"] for r in rows]
+    assert rows[-1]["shape"] == (2, 388, 388)
+    assert ops.count("conv 3x3 (valid) + ReLU") == 18 and ops.count("max pool 2x2, stride 2") == 4
+    ups = [r for r in rows if r["operation"].startswith("up-conv")]
+    assert [r["shape"] for r in ups] == [(512, 56, 56), (256, 104, 104), (128, 200, 200),
+                                         (64, 392, 392)]
+    crops = [r["operation"] for r in rows if r["operation"].startswith("crop")]
+    assert crops[0] == "crop skip 64x64 -> 56x56" and crops[-1] == "crop skip 568x568 -> 392x392"
+    concat = [r for r in rows if r["operation"].startswith("concatenate")]
+    assert concat[0]["operation"].endswith("512 + 512 = 1024") and concat[0]["shape"][0] == 1024
+    # another width and size follow the same arithmetic
+    from unetlab.models.unet import valid_output_size
+
+    small = unet_layer_table(188, channels=(4, 8, 16))
+    assert small[-1]["shape"] == (2, valid_output_size(188, 3), valid_output_size(188, 3))
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for page in (docs / "course" / "unet_shapes.md", docs / "curso" / "formas_da_unet.md"):
+        assert layer_table_markdown(rows) in page.read_text(), page.name

@@ -214,6 +214,24 @@ def test_sum_fusion_halves_decoder_inputs():
     assert summed(torch.randn(1, 1, 20, 20)).shape == (1, 2, 20, 20)
 
 
+def test_no_skip_fusion_ignores_the_encoder_maps():
+    """skip_fusion="none": the decoder sees only the upsampled map, so replacing the
+    skip features changes nothing, and its first decoder conv has the sum's size."""
+    none = create_model("unet", in_channels=1, num_classes=2, channels=(8, 16), norm=None,
+                        skip_fusion="none", attention=True)
+    summed = create_model("unet", in_channels=1, num_classes=2, channels=(8, 16), norm=None,
+                          skip_fusion="sum")
+    assert n_params(none) == n_params(summed)  # no gate is built when nothing is fused
+    level = none.decoder[0]
+    x, skip = torch.randn(1, 16, 5, 5), torch.randn(1, 8, 10, 10)
+    torch.testing.assert_close(level(x, skip), level(x, torch.zeros_like(skip)))
+    concat = create_model("unet", in_channels=1, num_classes=2, channels=(8, 16),
+                          norm=None).decoder[0]
+    assert not torch.allclose(concat(x, skip), concat(x, torch.zeros_like(skip)))
+    with pytest.raises(ValueError, match="skip_fusion"):
+        create_model("unet", in_channels=1, num_classes=2, skip_fusion="add")
+
+
 # ---- the others --------------------------------------------------------------------------
 
 def test_resunet_published_size():

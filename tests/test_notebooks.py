@@ -37,11 +37,26 @@ def test_notebook_is_current(language):
     assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
 
 
-def test_notebooks_share_their_code():
+def _skeleton(source: str) -> list:
+    """The tokens of a code cell with the text of its strings blanked out."""
+    import io
+    import tokenize
+
+    texts = {tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
+    return [(t.type, "" if t.type in texts else t.string)
+            for t in tokenize.generate_tokens(io.StringIO(source).readline)]
+
+
+def test_notebooks_share_their_code_and_speak_their_language():
     en = _maker().build("en")
     pt = _maker().build("pt")
     code = [[c.source for c in nb.cells if c.cell_type == "code"] for nb in (en, pt)]
-    assert code[0] == code[1] and len(code[0]) >= 8
+    assert len(code[0]) == len(code[1]) >= 8
+    # the same code; only the strings (titles, messages) are translated
+    assert [_skeleton(c) for c in code[0]] == [_skeleton(c) for c in code[1]]
+    assert "<<" not in "".join(code[0] + code[1])
+    assert 'set_title("<<' not in "".join(code[1])
+    assert '"prediction"' in "".join(code[0]) and '"predição"' in "".join(code[1])
     text = [" ".join(c.source for c in nb.cells if c.cell_type == "markdown") for nb in (en, pt)]
     assert "conexões de salto" in text[1] and "skip connection" in text[0]
 
@@ -60,8 +75,10 @@ def test_notebook_runs(language, tmp_path, monkeypatch):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                       for o in c.get("outputs", []) if o.get("output_type") == "stream")
     assert "fast: True" in outputs
-    assert "same as conv_transpose2d: True" in outputs
-    assert "tiled vs whole image: 100.00%" in outputs
+    same, tiled = {"en": ("same as conv_transpose2d: True", "tiled vs whole image: 100.00%"),
+                   "pt": ("igual a conv_transpose2d: True",
+                          "blocos vs imagem inteira: 100.00%")}[language]
+    assert same in outputs and tiled in outputs
     assert (tmp_path / "runs" / "tutorial_unet" / "checkpoints" / "best").is_dir()
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                  if "image/png" in o.get("data", {}))

@@ -6,8 +6,11 @@ Suites (``--models`` is the default; several may be given):
 - ``--upsampling``: one U-Net with transpose / bilinear / nearest / max-unpooling;
 - ``--losses``: one model with CE, weighted CE, Dice, Generalized Dice, Dice+CE.
 
+Every entry is trained once per seed (``--seeds N`` or ``seeds:`` in the file); the
+tables show mean +- std over seeds and a verdict only where the intervals separate.
 Results go to ``--out`` (``OUT/<suite>/results.csv``, ``results.md``, plots, one folder
-per entry). An entry already finished in ``--out`` with the same setup is not retrained.
+per entry and seed). A run already finished in ``--out`` with the same setup is not
+retrained.
 """
 
 from __future__ import annotations
@@ -36,11 +39,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override the shared training config, e.g. train.time_budget_s=60")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="train every entry with N seeds (train.seed, +1, ...); overrides "
+                        "the file's seeds (default: the file's, else 1)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, auto")
     p.add_argument("--no-resume", action="store_true",
                    help="retrain entries even when their results exist")
     add_json_argument(p)
     p.set_defaults(run=run)
+
+
+def _command(args, path, suite: str) -> str:
+    """The command line that reproduces one suite (for the report)."""
+    parts = ["unetlab compare", f"--config {path}", f"--{suite}"]
+    if args.seeds is not None:
+        parts.append(f"--seeds {args.seeds}")
+    if args.data is not None:
+        parts.append(f"--data {args.data}")
+    parts += [f"--set {o}" for o in args.overrides]
+    if args.device != "cpu":
+        parts.append(f"--device {args.device}")
+    return " ".join(parts)
 
 
 def run(args) -> int:
@@ -56,7 +75,7 @@ def run(args) -> int:
         raise UnetlabError("give --config FILE (e.g. configs/compare_camvid.yaml) or --quick")
     path = args.config if args.config is not None else quick_config_path()
     device = str(select_device(args.device))
-    spec = load_spec(path, overrides=args.overrides, data_root=args.data)
+    spec = load_spec(path, overrides=args.overrides, data_root=args.data, seeds=args.seeds)
     suites = [s for s in ("models", "upsampling", "losses") if getattr(args, s)] or ["models"]
     missing = [s for s in suites if s not in spec.suites]
     if missing:
@@ -64,20 +83,20 @@ def run(args) -> int:
                            f"{', '.join(spec.suites) or 'none'}")
     summary: dict = {}
     for suite in suites:
-        bar = tqdm(total=len(spec.suites[suite]), desc=suite, unit="model", file=sys.stderr,
-                   disable=None)
+        bar = tqdm(total=len(spec.suites[suite]) * len(spec.seeds), desc=suite, unit="run",
+                   file=sys.stderr, disable=None)
 
         def report(i, total, row, reused, bar=bar, suite=suite):
             bar.update(1)
             how = "reused" if reused else f"trained {row['train_steps']} steps"
             miou = row.get("miou")
-            bar.write(f"{suite} {i + 1}/{total} {row['label']}: "
+            bar.write(f"{suite} {i + 1}/{total} {row['label']} seed {row.get('seed')}: "
                       f"mIoU {miou if miou is None else f'{miou:.3f}'}, "
                       f"{row['parameters']:,} params, {row['latency_ms']:.1f} ms ({how})",
                       file=sys.stderr)
 
         rows = run_suite(spec, suite, args.out, device=device, resume=not args.no_resume,
-                         callback=report)
+                         callback=report, command=_command(args, path, suite))
         bar.close()
         summary[suite] = {row["label"]: row for row in rows}
         print(f"{suite}: {args.out / suite / 'results.md'}")

@@ -9,12 +9,12 @@ Modules: :mod:`.spec` (the YAML), :mod:`.harness` (train + measure each entry, r
 :mod:`.report` (CSV, Markdown), :mod:`.plots`.
 """
 
-from .artifacts import checkerboard_score, mean_checkerboard_score
+from .artifacts import blockiness_score, checkerboard_score, mean_checkerboard_score
 from .harness import run_entry, run_suite
 from .measure import measure_latency, measure_memory
 from .report import markdown_table, write_csv, write_markdown
 from .spec import SUITES, CompareSpec, Entry, load_spec, spec_from_dict
 
-__all__ = ["SUITES", "CompareSpec", "Entry", "checkerboard_score", "load_spec",
+__all__ = ["SUITES", "CompareSpec", "Entry", "blockiness_score", "checkerboard_score", "load_spec",
            "markdown_table", "mean_checkerboard_score", "measure_latency", "measure_memory",
            "run_entry", "run_suite", "spec_from_dict", "write_csv", "write_markdown"]

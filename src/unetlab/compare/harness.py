@@ -13,8 +13,14 @@ For each entry (see :mod:`unetlab.compare.spec`) :func:`run_suite`
    inference memory (:mod:`unetlab.compare.measure`), training images/s (the trainer's
    own count, data loading included) and the checkerboard score of the output logits on
    the first validation images (:mod:`unetlab.compare.artifacts`);
-4. writes ``OUT/<suite>/<label>/result.json``. A later run finds it and does not retrain
-   the entry, unless the setup changed (a fingerprint of base, entry and eval settings).
+4. writes ``OUT/<suite>/<label>/seed_<s>/result.json``. A later run finds it and does
+   not retrain the entry, unless the setup changed (a fingerprint of base, entry, seed
+   and eval settings).
+
+Every entry is trained once per seed of ``spec.seeds``; :func:`run_suite` then writes
+``OUT/<suite>/<label>/summary.json`` (mean, std and interval over seeds,
+:mod:`unetlab.compare.stats`) and the suite's tables with verdicts only where the
+intervals separate.
 """
 
 from __future__ import annotations
@@ -35,17 +41,20 @@ from .spec import CompareSpec, Entry
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
-METRIC_KEYS = ("miou", "mdice", "pixel_accuracy", "class_accuracy", "boundary_f1")
+METRIC_KEYS = ("miou", "mdice", "pixel_accuracy", "class_accuracy", "boundary_f1",
+               "pixel_error")
+SUMMARY_FILE = "summary.json"
 
 
-def fingerprint(spec: CompareSpec, entry: Entry, device: str) -> str:
+def fingerprint(spec: CompareSpec, entry: Entry, device: str, seed: int | None = None) -> str:
     """A short hash of everything that decides an entry's result."""
     blob = json.dumps({"base": spec.base, "eval": spec.eval, "entry": entry.__dict__,
-                       "device": device}, sort_keys=True, default=str)
+                       "device": device, "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str):
+def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str,
+                 seed: int | None = None):
     """The resolved :class:`unetlab.config.Config` an entry trains with."""
     from ..config import config_from_dict
 
@@ -54,10 +63,14 @@ def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str):
                      "options": copy.deepcopy(entry.options)}
     if entry.loss is not None:
         data["loss"] = copy.deepcopy(entry.loss)
+    if entry.data:
+        data["data"] = {**data.get("data", {}), **copy.deepcopy(entry.data)}
     train = data.setdefault("train", {})
     train["out_dir"] = str(out_dir / "run")
     train["device"] = device
     train.setdefault("progress", False)
+    if seed is not None:
+        train["seed"] = int(seed)
     return config_from_dict(data)
 
 
@@ -101,16 +114,21 @@ def _save_crop(entry_dir: Path, item: dict, logits: torch.Tensor, palette) -> No
 
 
 def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
-              device: str = "cpu", resume: bool = True) -> tuple[dict, bool]:
-    """Train and measure one entry; returns (result row, reused from a previous run)."""
+              device: str = "cpu", resume: bool = True,
+              seed: int | None = None) -> tuple[dict, bool]:
+    """Train and measure one entry with one seed (``None``: the base config's seed, in
+    ``OUT/<suite>/<label>``); returns (result row, reused from a previous run)."""
     from ..models.profile import count_flops, count_parameters
     from ..training import Trainer
     from ..training.builder import select_device
-    from .artifacts import checkerboard_score
+    from .artifacts import blockiness_score, checkerboard_score
     from .measure import measure_latency, measure_memory
+    from .stats import machine_description
 
     entry_dir = out / suite / entry.label
-    key = fingerprint(spec, entry, device)
+    if seed is not None:
+        entry_dir = entry_dir / f"seed_{seed}"
+    key = fingerprint(spec, entry, device, seed)
     result_file = entry_dir / RESULT_FILE
     if resume and result_file.is_file():
         try:
@@ -121,7 +139,7 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
             return old, True
         log.info("%s: setup changed since the last run, training again", entry.label)
     entry_dir.mkdir(parents=True, exist_ok=True)
-    cfg = entry_config(spec, entry, entry_dir, device)
+    cfg = entry_config(spec, entry, entry_dir, device, seed)
     if cfg.data.val_split is None:
         raise UnetlabError("the comparison needs a validation split (base.data.val_split)")
     start = time.perf_counter()
@@ -163,7 +181,10 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
         "iou_per_class": [metrics.get(f"iou.{i}") for i in range(num_classes)],
         "checkerboard": (float(np.mean([checkerboard_score(x) for x in logits]))
                          if logits else None),
-        "device": str(dev), "wall_s": time.perf_counter() - start, "fingerprint": key,
+        "blockiness": (float(np.mean([blockiness_score(x) for x in logits]))
+                       if logits else None),
+        "seed": cfg.train.seed, "device": str(dev), "machine": machine_description(str(dev)),
+        "wall_s": time.perf_counter() - start, "fingerprint": key,
     }
     from .._io import write_json
 
@@ -172,26 +193,39 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
 
 
 def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
-              resume: bool = True, callback=None) -> list[dict]:
-    """Run every entry of ``suite``; write the CSV, Markdown table and plots to
-    ``OUT/<suite>/``; return the rows. ``callback(index, total, row, reused)`` is called
-    after each entry (progress display)."""
+              resume: bool = True, callback=None, command: str | None = None) -> list[dict]:
+    """Run every entry of ``suite`` once per seed of ``spec.seeds``; write each entry's
+    ``summary.json`` and the suite's CSV, Markdown table (with the budget mode, seeds,
+    machine, ``command`` and verdicts) and plots to ``OUT/<suite>/``; return one
+    aggregated row per entry. ``callback(index, total, row, reused)`` is called after
+    each run (progress display)."""
+    from .._io import write_json
     from .plots import plot_suite
     from .report import write_csv, write_markdown
+    from .stats import aggregate
 
     if suite not in spec.suites:
         raise UnetlabError(f"{spec.source} has no {suite!r} section; it has: "
                            f"{', '.join(spec.suites) or 'none'}")
     out = Path(out)
     entries = spec.suites[suite]
-    rows = []
-    for i, entry in enumerate(entries):
-        row, reused = run_entry(spec, suite, entry, out, device=device, resume=resume)
+    total = len(entries) * len(spec.seeds)
+    rows, done = [], 0
+    for entry in entries:
+        runs = []
+        for seed in spec.seeds:
+            run, reused = run_entry(spec, suite, entry, out, device=device, resume=resume,
+                                    seed=seed)
+            runs.append(run)
+            if callback is not None:
+                callback(done, total, run, reused)
+            done += 1
+        row = aggregate(runs)
+        write_json(out / suite / entry.label / SUMMARY_FILE, row)
         rows.append(row)
-        if callback is not None:
-            callback(i, len(entries), row, reused)
     folder = out / suite
     write_csv(rows, folder / "results.csv")
-    write_markdown(rows, folder / "results.md", title=f"unetlab compare: {suite}")
+    write_markdown(rows, folder / "results.md", title=f"unetlab compare: {suite}",
+                   spec=spec, command=command)
     plot_suite(rows, folder, suite=suite)
     return rows

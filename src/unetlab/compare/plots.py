@@ -14,18 +14,22 @@ log = logging.getLogger(__name__)
 
 
 def _scatter(rows, x_key, x_label, path: Path, *, logx: bool) -> Path | None:
-    pts = [(r[x_key], r["miou"], r["label"]) for r in rows
+    pts = [(r[x_key], r["miou"], r["label"], r.get("miou_interval")) for r in rows
            if r.get(x_key) is not None and r.get("miou") is not None]
     if not pts:
         return None
     fig, ax = subplots(figsize=(6, 4.5))
-    for x, y, label in pts:
-        ax.scatter(x, y, s=40)
+    for x, y, label, interval in pts:
+        if interval:  # the interval over seeds (unetlab.compare.stats)
+            ax.errorbar(x, y, yerr=[[y - interval[0]], [interval[1] - y]], fmt="o",
+                        ms=6, capsize=3)
+        else:
+            ax.scatter(x, y, s=40)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(x_label)
-    ax.set_ylabel("mIoU (validation)")
+    ax.set_ylabel("mIoU (validation; bars: 95% interval over seeds)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -63,10 +67,13 @@ def _colour(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def plot_crops(rows, folder: Path, path: Path) -> Path | None:
-    """Input, ground truth and each entry's prediction for the first validation image."""
+    """Input, ground truth and each entry's prediction (first seed) for the first
+    validation image."""
     crops = []
     for r in rows:
-        file = folder / r["label"] / "crop.npz"
+        seeds = r.get("seeds") or []
+        sub = f"seed_{seeds[0]}" if seeds and seeds[0] is not None else ""
+        file = folder / r["label"] / sub / "crop.npz"
         if file.is_file():
             crops.append((r["label"], np.load(file)))
     if not crops:

@@ -5,6 +5,9 @@
     base:            # a training config (sections of unetlab.config): data, loss, optim,
       data: {...}    # schedule, train; every entry trains with exactly this setup
       train: {time_budget_s: 180, epochs: null}
+    seeds: 3         # train every entry with 3 seeds (train.seed, +1, +2) or a list
+                     # [0, 1, 2]; the tables show mean +- std and verdicts only where
+                     # the intervals over seeds separate (unetlab.compare.stats)
     eval:            # how costs are measured
       size: [360, 480]        # FLOPs, latency and inference memory at this input size
       latency_runs: 10
@@ -19,7 +22,9 @@
       model: {name: unet, options: {...}}
       losses: [{label: ce, name: ce}, {label: dice, name: dice}]
 
-An entry may also carry ``loss: {name, options}`` to replace the base loss.
+An entry may also carry ``loss: {name, options}`` to replace the base loss, and
+``data: {...}`` to replace keys of ``base.data`` for that entry only (an ablation of the
+data: ``augment: none``, ``options: {train_slices: 5}``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ..errors import UnetlabError, read_yaml
 
 SUITES = ("models", "upsampling", "losses")
 _LABEL = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_.+=, -]{0,99}")
-_TOP_KEYS = ("base", "eval", *SUITES)
+_TOP_KEYS = ("base", "seeds", "eval", *SUITES)
 _EVAL_DEFAULTS = {"size": None, "latency_runs": 10, "memory": "process",
                   "artifact_images": 4, "train_batch": None}
 
@@ -46,6 +51,7 @@ class Entry:
     model: str
     options: dict = field(default_factory=dict)
     loss: dict | None = None
+    data: dict | None = None
 
 
 @dataclass
@@ -57,17 +63,22 @@ class CompareSpec:
     eval: dict
     suites: dict[str, list[Entry]]
     source: str = "<dict>"
+    seeds: list[int] = field(default_factory=lambda: [0])
 
 
 def _entry(raw, where: str) -> Entry:
     if not isinstance(raw, dict) or "name" not in raw:
         raise UnetlabError(f"{where} must be a mapping with at least 'name', got {raw!r}")
-    unknown = sorted(set(raw) - {"label", "name", "options", "loss"})
+    unknown = sorted(set(raw) - {"label", "name", "options", "loss", "data"})
     if unknown:
         raise UnetlabError(f"{where}: unknown key(s) {unknown}; valid: label, name, "
-                           "options, loss")
+                           "options, loss, data")
+    if raw.get("data") is not None and not isinstance(raw["data"], dict):
+        raise UnetlabError(f"{where}.data must be a mapping of base.data keys, "
+                           f"got {raw['data']!r}")
     return Entry(label=str(raw.get("label", raw["name"])), model=str(raw["name"]),
-                 options=dict(raw.get("options") or {}), loss=raw.get("loss"))
+                 options=dict(raw.get("options") or {}), loss=raw.get("loss"),
+                 data=dict(raw["data"]) if raw.get("data") else None)
 
 
 def _check_label(label: str, where: str) -> None:
@@ -110,11 +121,29 @@ def _suite(name: str, raw, where: str) -> list[Entry]:
     return entries
 
 
+def parse_seeds(raw, first: int, where: str) -> list[int]:
+    """``seeds:`` as a list of distinct ints: N -> first, first+1, ..., or a list."""
+    if isinstance(raw, bool):
+        raise UnetlabError(f"{where}: seeds must be a count >= 1 or a list of integers, "
+                           f"got {raw!r}")
+    if isinstance(raw, int):
+        if raw < 1:
+            raise UnetlabError(f"{where}: seeds must be >= 1, got {raw}")
+        return [first + i for i in range(raw)]
+    if isinstance(raw, list) and raw and all(isinstance(x, int) and not isinstance(x, bool)
+                                             for x in raw):
+        if len(set(raw)) != len(raw):
+            raise UnetlabError(f"{where}: seeds {raw} repeat a seed")
+        return list(raw)
+    raise UnetlabError(f"{where}: seeds must be a count >= 1 or a non-empty list of "
+                       f"integers, got {raw!r}")
+
+
 def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
-                   data_root: str | None = None) -> CompareSpec:
+                   data_root: str | None = None, seeds=None) -> CompareSpec:
     """Validate a comparison mapping; ``overrides`` are dotted ``section.key=value``
     strings applied to ``base`` (as ``unetlab train --set``), ``data_root`` sets
-    ``base.data.root``."""
+    ``base.data.root``, ``seeds`` (a count or a list) replaces the file's ``seeds``."""
     from ..config import apply_overrides, config_from_dict
 
     if not isinstance(data, dict):
@@ -134,14 +163,24 @@ def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
     ev = {**_EVAL_DEFAULTS, **ev}
     suites = {name: _suite(name, data[name], f"{source}: {name}")
               for name in SUITES if data.get(name) is not None}
-    return CompareSpec(base=base, eval=ev, suites=suites, source=source)
+    for entries in suites.values():  # each entry's data override must be valid too
+        for e in entries:
+            if e.data:
+                config_from_dict({**base, "data": {**(base.get("data") or {}), **e.data}})
+    first = int((base.get("train") or {}).get("seed") or 0)
+    raw_seeds = seeds if seeds is not None else data.get("seeds", 1)
+    where = "--seeds" if seeds is not None else source
+    return CompareSpec(base=base, eval=ev, suites=suites, source=source,
+                       seeds=parse_seeds(raw_seeds, first, where))
 
 
-def load_spec(path, *, overrides=None, data_root: str | None = None) -> CompareSpec:
+def load_spec(path, *, overrides=None, data_root: str | None = None,
+              seeds=None) -> CompareSpec:
     """Read a comparison YAML file (see the module docstring)."""
     path = Path(path)
     data = read_yaml(path, "comparison config")
-    return spec_from_dict(data, str(path), overrides=overrides, data_root=data_root)
+    return spec_from_dict(data, str(path), overrides=overrides, data_root=data_root,
+                          seeds=seeds)
 
 
 def quick_config_path() -> Path:

@@ -11,7 +11,8 @@ Labels are 255 = cell interior, 0 = membrane; the dataset maps them to class 1 =
 (the foreground), 0 = cell. Any other label value is an error naming the file.
 
 Splits: ``"all"`` = every labelled slice; ``"val"`` = the held-out slices ``val_slices``
-(default 20..24, the last five); ``"train"`` = the labelled slices not in ``val_slices``;
+(default 20..24); ``"train"`` = the labelled slices not in ``val_slices`` (only the
+first ``train_slices`` of them when that option is given: a few-data experiment);
 ``"test"`` = the unlabelled challenge slices: items have no ``"mask"`` key
 (``has_masks`` is False).
 """
@@ -43,7 +44,7 @@ class Isbi2012Dataset(PairedFilesDataset):
     mask_mode = "L"
 
     def __init__(self, root, split: str = "train", transform=None, *,
-                 val_slices=DEFAULT_VAL_SLICES, **options):
+                 val_slices=DEFAULT_VAL_SLICES, train_slices: int | None = None, **options):
         super().__init__(transform=transform, **options)
         root = check_split_and_root("isbi2012", split, SPLITS, root,
                                     "the folder holding train/ or train-volume.tif")
@@ -51,6 +52,12 @@ class Isbi2012Dataset(PairedFilesDataset):
             raise UnetlabError(f"{root}: isbi2012 directory not found")
         self.root, self.split = root, split
         self.val_slices = tuple(int(i) for i in val_slices)
+        if train_slices is not None and (isinstance(train_slices, bool)
+                                         or not isinstance(train_slices, int)
+                                         or train_slices < 1):
+            raise UnetlabError(f"isbi2012 option train_slices must be an integer >= 1, "
+                               f"got {train_slices!r}")
+        self.train_slices = train_slices
         self.mapping = MaskMapping({0: 1, 255: 0})
         self._stack = None
         if split == "test":
@@ -77,7 +84,13 @@ class Isbi2012Dataset(PairedFilesDataset):
             raise UnetlabError(f"val_slices {sorted(held)} out of range for "
                                f"{len(items)} labelled slices")
         keep = (lambda i: i in held) if self.split == "val" else (lambda i: i not in held)
-        return [it for i, it in enumerate(items) if keep(i)]
+        kept = [it for i, it in enumerate(items) if keep(i)]
+        if self.split == "train" and self.train_slices is not None:
+            if self.train_slices > len(kept):
+                raise UnetlabError(f"isbi2012 option train_slices={self.train_slices} but "
+                                   f"only {len(kept)} training slices exist")
+            kept = kept[:self.train_slices]  # the first N (a few-data experiment)
+        return kept
 
     def _init_test(self, root: Path) -> None:
         if (root / "test" / "image").is_dir():

@@ -115,3 +115,70 @@ def overlap_tile(path):
              fontsize=9, va="center")
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.02)
     return save_png(fig, path, colors=48)
+
+
+def unet_layer_table(input_size: int = 572, channels=(64, 128, 256, 512, 1024),
+                     in_channels: int = 1, num_classes: int = 2) -> list[dict]:
+    """Every layer of the paper's U-Net (valid padding) with its output shape, from a
+    forward pass of the real :class:`~unetlab.models.unet.UNet` on the ``meta`` device.
+
+    Rows in execution order: ``{"step", "level", "operation", "shape"}`` where
+    ``shape`` is ``(channels, height, width)``. Besides the layers (3x3 convolutions,
+    max pooling, 2x2 up-convolutions, the 1x1 head) the table shows the two steps that
+    are not modules: the centre crop of each skip map to the up-convolution's size and
+    the concatenation (e.g. 512 + 512 = 1024 channels).
+    """
+    from .. import create_model
+
+    rows: list[dict] = []
+    level = [0]
+
+    def add(operation: str, shape) -> None:
+        rows.append({"step": len(rows), "level": level[0], "operation": operation,
+                     "shape": tuple(int(s) for s in shape)})
+
+    with torch.device("meta"):
+        model = create_model("unet", in_channels=in_channels, num_classes=num_classes,
+                             padding="valid", channels=tuple(channels), norm=None)
+        hooks = []
+
+        def on_pool(mod, inp, out):
+            level[0] += 1
+            add("max pool 2x2, stride 2", out.shape[1:])
+
+        hooks.append(model.pool.register_forward_hook(on_pool))
+        for block in [*model.encoder, *(up.conv for up in model.decoder)]:
+            for conv in block.children():
+                hooks.append(conv.register_forward_hook(
+                    lambda mod, inp, out: add("conv 3x3 (valid) + ReLU", out.shape[1:])))
+        for up in model.decoder:
+            def on_up(mod, inp, out, up=up):
+                level[0] -= 1
+                skip = up.last_skip_shape
+                add("up-conv 2x2 (transposed, stride 2)", out.shape[1:])
+                add(f"crop skip {skip[-1]}x{skip[-2]} -> {out.shape[-1]}x{out.shape[-2]}",
+                    (skip[1], *out.shape[2:]))
+                add(f"concatenate skip + up-conv: {skip[1]} + {out.shape[1]} = "
+                    f"{skip[1] + out.shape[1]}", (skip[1] + out.shape[1], *out.shape[2:]))
+
+            def remember(mod, args, up=up):
+                up.last_skip_shape = tuple(args[1].shape)
+
+            hooks.append(up.register_forward_pre_hook(remember))
+            hooks.append(up.up.register_forward_hook(on_up))
+        hooks.append(model.head.register_forward_hook(
+            lambda mod, inp, out: add("conv 1x1 (classes)", out.shape[1:])))
+        add("input", (in_channels, input_size, input_size))
+        model(torch.empty(1, in_channels, input_size, input_size))
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+def layer_table_markdown(rows: list[dict]) -> str:
+    """:func:`unet_layer_table` as a Markdown table (step, level, operation, output)."""
+    lines = ["| step | level | operation | output (channels x height x width) |",
+             "|---:|---:|---|---|"]
+    lines += [f"| {r['step']} | {r['level']} | {r['operation']} | "
+              f"{' x '.join(str(s) for s in r['shape'])} |" for r in rows]
+    return "\n".join(lines)

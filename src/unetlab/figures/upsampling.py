@@ -162,7 +162,7 @@ def checkerboard(path):
         out = F.conv_transpose2d(blob, weight, stride=2, padding=padding,
                                  output_padding=(k - 2) % 2)[0, 0]
         show_image(axes[1, col], out.numpy(), cmap="magma",
-                   title=f"random kernel {k}: score {checkerboard_score(out):.3g}")
+                   title=f"random kernel {k}: score {checkerboard_score(out, window=4):.2f}")
     fig.suptitle("Checkerboard artifacts: kernel 3 / stride 2 overlaps unevenly",
                  fontsize=10)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.88, hspace=0.25,
@@ -172,7 +172,7 @@ def checkerboard(path):
 
 def upsampling_comparison(path, image=None):
     """Figure: one image pooled by 2, then upsampled by each method."""
-    from ..compare.artifacts import checkerboard_score
+    from ..compare.artifacts import blockiness_score, checkerboard_score
 
     if image is None:
         from ..data.synthetic import make_membrane_image
@@ -187,7 +187,7 @@ def upsampling_comparison(path, image=None):
     fig, axes = new_figure(8.0, 4.4, ncols=4, nrows=2)
     for ax, (title, array) in zip(axes.ravel(), panels):
         score = "" if array.shape[0] != 64 or title.startswith("original") else \
-            f"\ncheckerboard {checkerboard_score(array):.2g}"
+            f"\nchecker {checkerboard_score(array):.2f}, blocks {blockiness_score(array):.2f}"
         show_image(ax, array, title + score)
     text = axes[1, 3]
     text.axis("off")

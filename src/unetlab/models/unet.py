@@ -17,7 +17,8 @@ One class covers the family through explicit options, not subclasses:
   1x1 conv), ``"unpool"`` (max-unpooling with the encoder's indices, as in SegNet).
 - ``block="double_conv" | "residual"`` and ``downsample="maxpool" | "stride"``: Res-UNet.
 - ``attention=True``: Attention U-Net's gates on the skip connections.
-- ``skip_fusion="concat" | "sum"``: U-Net's concatenation or FCN-style summation.
+- ``skip_fusion="concat" | "sum" | "none"``: U-Net's concatenation, FCN-style summation,
+  or no skip connections at all (the decoder sees only the upsampled map: an ablation).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .registry import register_model
 
 BLOCKS = ("double_conv", "residual")
 DOWNSAMPLES = ("maxpool", "stride")
-FUSIONS = ("concat", "sum")
+FUSIONS = ("concat", "sum", "none")
 
 
 def _block(kind, spatial_dims, in_ch, out_ch, *, norm, padding, stride=1, first=False):
@@ -58,13 +59,16 @@ class UpLevel(nn.Module):
                  attention, skip_fusion):
         super().__init__()
         self.up = Upsample(spatial_dims, in_ch, skip_ch, upsample)
-        self.gate = AttentionGate(spatial_dims, skip_ch, in_ch) if attention else None
+        use_gate = attention and skip_fusion != "none"
+        self.gate = AttentionGate(spatial_dims, skip_ch, in_ch) if use_gate else None
         self.skip_fusion = skip_fusion
         fused = 2 * skip_ch if skip_fusion == "concat" else skip_ch
         self.conv = _block(block, spatial_dims, fused, skip_ch, norm=norm, padding=padding)
 
     def forward(self, x, skip, indices=None):
         up = self.up(x, indices, output_size=skip.shape[2:])
+        if self.skip_fusion == "none":
+            return self.conv(up)
         if self.gate is not None:
             skip = self.gate(skip, x)
         skip = center_crop(skip, up.shape[2:])  # valid padding: the paper's cropping

@@ -1,0 +1,67 @@
+"""Seeds: spread, intervals and verdicts (unetlab.compare.stats) on hand-made rows."""
+
+import pytest
+
+from unetlab.compare.stats import (
+    aggregate,
+    bootstrap_interval,
+    budget_mode,
+    summarize,
+    verdict_sentence,
+    verdicts,
+)
+
+
+def test_three_seed_interval_is_their_range_and_one_seed_has_none():
+    assert bootstrap_interval([0.2, 0.5, 0.3]) == pytest.approx([0.2, 0.5])
+    assert bootstrap_interval([0.4]) is None
+    assert bootstrap_interval([0.4, None, float("nan")]) is None
+    many = bootstrap_interval([float(i) for i in range(20)])
+    assert 6 < many[0] < 9.5 < many[1] < 13  # narrower than the range, around the mean
+    s = summarize([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0) and s["n"] == 3
+
+
+def _runs(label, mious, latencies):
+    return [{"label": label, "model": "unet", "seed": i, "miou": m, "latency_ms": t,
+             "class_names": ["a", "b"], "iou_per_class": [m, 2 * m], "fingerprint": "x"}
+            for i, (m, t) in enumerate(zip(mious, latencies))]
+
+
+def test_aggregate_and_verdicts_separate_only_without_overlap():
+    a = aggregate(_runs("a", [0.80, 0.82, 0.81], [10.0, 30.0, 20.0]))
+    b = aggregate(_runs("b", [0.70, 0.72, 0.71], [12.0, 25.0, 18.0]))
+    c = aggregate(_runs("c", [0.79, 0.83, 0.75], [50.0, 55.0, 60.0]))
+    assert a["miou"] == pytest.approx(0.81) and a["seeds"] == [0, 1, 2]
+    assert a["iou_per_class"] == pytest.approx([0.81, 1.62])
+    assert "fingerprint" not in a and len(a["runs"]) == 3
+    found = {v["metric"]: v for v in verdicts([a, b, c])}
+    assert found["miou"]["best"] == "a"
+    assert found["miou"]["separated"] == ["b"]          # 0.80..0.82 vs 0.70..0.72
+    assert found["miou"]["not_separated"] == ["c"]      # 0.75..0.83 overlaps
+    assert "latency_ms" not in found  # timed numbers: intervals, never verdicts
+    text = verdict_sentence(found["miou"])
+    assert "separated from b" in text and "not separated from c" in text
+
+
+def test_two_seeds_give_an_interval_but_no_verdict():
+    rows = [aggregate(_runs("a", [0.90, 0.91], [1, 1])),
+            aggregate(_runs("b", [0.10, 0.11], [1, 1]))]
+    assert rows[0]["miou_interval"] == pytest.approx([0.90, 0.91])
+    assert verdicts(rows)[0]["separated"] == []
+
+
+def test_one_seed_never_separates():
+    rows = [aggregate(_runs("a", [0.9], [1.0])), aggregate(_runs("b", [0.1], [9.0]))]
+    found = verdicts(rows)
+    assert all(not v["separated"] for v in found)
+    assert "one seed: no interval" in verdict_sentence(found[0])
+
+
+def test_budget_mode_names_equal_steps_or_equal_time():
+    assert budget_mode({"train": {"max_steps": 200, "epochs": None}}).startswith(
+        "equal steps: each entry trains for 200 optimizer steps")
+    assert budget_mode({"train": {"time_budget_s": 60, "epochs": None}}).startswith(
+        "equal time: each entry trains for 60 s")
+    assert "first of 10 optimizer steps, 5 s" in budget_mode(
+        {"train": {"max_steps": 10, "time_budget_s": 5}})
