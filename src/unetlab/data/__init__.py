@@ -19,6 +19,7 @@ _DATASETS = {
     "camvid": ("camvid", "CamVidDataset"),
     "voc": ("voc", "VocDataset"),
     "cityscapes": ("cityscapes", "CityscapesDataset"),
+    "nifti": ("nifti", "NiftiDataset"),
     "membranes": ("synthetic", "MembranesDataset"),
     "shapes": ("synthetic", "ShapesDataset"),
 }
@@ -49,11 +50,11 @@ def dataset_class(name: str):
 
 
 def build_dataset(name: str, root=None, split: str = "train", *, transform=None, **options):
-    """A dataset by name: ``folder``, ``isbi2012``, ``camvid``, ``voc``, ``cityscapes``
-    (these need ``root``) or the synthetic ``membranes``, ``shapes``. ``options`` go to
-    the dataset class (e.g. ``val_slices``, ``weight_map``, ``cache``, ``normalize``,
-    ``num_images``, ``size``, ``seed``); an unknown option is a one-line error
-    naming the valid ones."""
+    """A dataset by name: ``folder``, ``isbi2012``, ``camvid``, ``voc``, ``cityscapes``,
+    ``nifti`` (3-D volumes; these need ``root``) or the synthetic ``membranes``,
+    ``shapes``. ``options`` go to the dataset class (e.g. ``val_slices``, ``weight_map``,
+    ``cache``, ``normalize``, ``num_images``, ``size``, ``seed``); an unknown option is a
+    one-line error naming the valid ones."""
     cls = dataset_class(name)
     valid = _accepted_options(cls)
     unknown = sorted(set(options) - valid)
@@ -82,8 +83,14 @@ def _accepted_options(cls) -> set[str]:
     return names - {"self", "root", "split", "transform"}
 
 
-def build_transforms(preset: str = "light", tile_size=None, **options):
-    """Augmentation pipeline; see :mod:`unetlab.data.transforms`."""
+def build_transforms(preset: str = "light", tile_size=None, *, spatial_dims: int = 2,
+                     **options):
+    """Augmentation pipeline; see :mod:`unetlab.data.transforms` (2-D) and
+    :mod:`unetlab.data.volume_transforms` (``spatial_dims=3``)."""
+    if spatial_dims == 3:
+        from .volume_transforms import build_volume_transforms
+
+        return build_volume_transforms(preset, tile_size, **options)
     from .transforms import build_transforms as _build
 
     return _build(preset, tile_size, **options)
