@@ -66,7 +66,7 @@ class DataConfig:
     split: str = "train"
     val_split: str | float | None = "val"
     val_items: list | None = None
-    tile_size: int | None = None
+    tile_size: int | list | None = None
     scale: float = 1.0
     augment: str = "light"
     batch_size: int = 4
@@ -301,13 +301,18 @@ def validate(cfg: Config) -> None:
         "train.time_budget_s": cfg.train.time_budget_s, "train.grad_clip": cfg.train.grad_clip,
         "train.early_stop_patience": cfg.train.early_stop_patience,
         "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
-        "train.num_threads": cfg.train.num_threads, "data.tile_size": cfg.data.tile_size,
+        "train.num_threads": cfg.train.num_threads,
         "model.in_channels": cfg.model.in_channels, "model.num_classes": cfg.model.num_classes,
         "data.max_pixels": cfg.data.max_pixels,
     }
     for where, value in {**positive, **optional_positive}.items():
         if value is not None and value <= 0:
             raise UnetlabError(f"{where} must be positive, got {value!r}")
+    tile = cfg.data.tile_size
+    if tile is not None and not all(isinstance(t, int) and not isinstance(t, bool) and t > 0
+                                    for t in (tile if isinstance(tile, list) else [tile])):
+        raise UnetlabError(f"data.tile_size must be a positive integer or one per axis "
+                           f"(e.g. [48, 48, 16]), got {tile!r}")
     if cfg.data.num_workers < 0:
         raise UnetlabError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
     if cfg.schedule.warmup_steps < 0:

@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("checkpoint", type=Path,
                    help="model.safetensors or a checkpoint folder (e.g. runs/x/checkpoints/best)")
     p.add_argument("--dataset", required=True, metavar="FORMAT",
-                   help="dataset format: folder, isbi2012, camvid, voc, cityscapes, "
+                   help="dataset format: folder, isbi2012, camvid, voc, cityscapes, nifti, "
                    "membranes, shapes")
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="dataset root (not needed for the synthetic ones)")
@@ -120,6 +120,19 @@ def check_preprocessing(card: dict, dataset, source) -> None:
                            f"model card says {want.to_card()}")
 
 
+def _medical_options(card: dict) -> dict:
+    """``intensity`` / ``target_spacing`` from the card's ``extensions["medical"]`` and
+    the class names the model was trained with."""
+    medical = (card.get("extensions") or {}).get("medical") or {}
+    names = (card.get("classes") or {}).get("names")
+    out = {"class_names": list(names)} if names else {}
+    if medical.get("intensity") is not None:
+        out["intensity"] = medical["intensity"]
+    if medical.get("spacing") is not None:
+        out["target_spacing"] = medical["spacing"]
+    return out
+
+
 def run(args) -> int:
     from ..inference import distributed as D
     from ..training.builder import select_device
@@ -151,6 +164,8 @@ def _run(args, info, device) -> None:
     except ValueError as exc:
         raise UnetlabError(str(exc)) from None
     options = card_options(model.unetlab_card, parse_options(args.options), args.checkpoint)
+    if args.dataset == "nifti":  # repeat the training's input mapping unless overridden
+        options = {**_medical_options(model.unetlab_card), **options}
     dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)

@@ -30,9 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="image files or folders of images")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--tile-size", type=int, default=256,
-                   help="input tile size in pixels (default 256; valid-padding models: a "
-                   "valid input size such as 572)")
+    p.add_argument("--tile-size", type=int, default=None,
+                   help="input tile size in pixels (default 256, NIfTI volumes 96 per axis; "
+                   "valid-padding models: a valid input size such as 572)")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     p.add_argument("--blend", default="gaussian", choices=("gaussian", "linear", "constant"))
     p.add_argument("--tta", nargs="?", const="dihedral", default=None,
@@ -178,9 +178,11 @@ def _run(args, info, device) -> tuple[list | None, int]:
     import time
 
     from ..card import palette_of
+    from ..data.volumes import is_nifti
     from ..inference import bands, predict_file
     from ..inference import distributed as D
     from ..inference import manifest as M
+    from ..inference.volume import predict_nifti
     from ..models.serialization import load_model
     from ..preprocess import Preprocessing
 
@@ -207,7 +209,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
 
         model = ScaledModel(model, scale)
     entries, stems = payload["doc"]["inputs"], payload["stems"]
-    options = dict(tile_size=args.tile_size, overlap=args.overlap, blend=args.blend,
+    options = dict(tile_size=args.tile_size or 256, overlap=args.overlap, blend=args.blend,
                    tta=args.tta or False, batch_size=args.batch_size,
                    probabilities=args.probabilities,
                    preprocessing=Preprocessing.from_card(card), device=device)
@@ -251,8 +253,18 @@ def _run(args, info, device) -> tuple[list | None, int]:
             finish(i, res, err, t0)
     for i in payload["shards"][info.rank]:
         t0, entry = time.time(), entries[i]
+        stem = Path(stems[i]).relative_to(args.out)
+        if is_nifti(entry["input"]):  # a volume: its own reader and writer (affine kept)
+            res, err = _attempt(predict_nifti, model, Path(entry["input"]), args.out,
+                                stem=stem, **{**options, "tile_size": args.tile_size or 96,
+                                              "preprocessing": None},
+                                medical=(card.get("extensions") or {}).get("medical"),
+                                overwrite=True,  # the plan already refused existing outputs
+                                progress=not args.no_progress)
+            finish(i, res, err, t0)
+            continue
         res, err = _attempt(predict_file, model, Path(entry["input"]), args.out,
-                            stem=Path(stems[i]).relative_to(args.out), palette=palette,
+                            stem=stem, palette=palette,
                             progress=not args.no_progress, geo=_geo(card),
                             class_names=card["classes"]["names"],
                             overwrite=True,  # the plan refused existing outputs already

@@ -20,6 +20,7 @@ _DATASETS = {
     "voc": ("voc", "VocDataset"),
     "cityscapes": ("cityscapes", "CityscapesDataset"),
     "geotiff": ("geotiff", "GeoTiffDataset"),
+    "nifti": ("nifti", "NiftiDataset"),
     "membranes": ("synthetic", "MembranesDataset"),
     "shapes": ("synthetic", "ShapesDataset"),
 }
@@ -51,10 +52,10 @@ def dataset_class(name: str):
 
 def build_dataset(name: str, root=None, split: str = "train", *, transform=None, **options):
     """A dataset by name: ``folder``, ``isbi2012``, ``camvid``, ``voc``, ``cityscapes``,
-    ``geotiff`` (these need ``root``) or the synthetic ``membranes``, ``shapes``.
-    ``options`` go to the dataset class (e.g. ``val_slices``, ``weight_map``, ``cache``,
-    ``normalize``, ``num_images``, ``size``, ``seed``); an unknown option is a one-line
-    error naming the valid ones."""
+    ``geotiff`` (rasters), ``nifti`` (3-D volumes; these need ``root``) or the synthetic
+    ``membranes``, ``shapes``. ``options`` go to the dataset class (e.g. ``val_slices``,
+    ``weight_map``, ``cache``, ``normalize``, ``num_images``, ``size``, ``seed``); an
+    unknown option is a one-line error naming the valid ones."""
     cls = dataset_class(name)
     valid = _accepted_options(cls)
     unknown = sorted(set(options) - valid)
@@ -83,8 +84,14 @@ def _accepted_options(cls) -> set[str]:
     return names - {"self", "root", "split", "transform"}
 
 
-def build_transforms(preset: str = "light", tile_size=None, **options):
-    """Augmentation pipeline; see :mod:`unetlab.data.transforms`."""
+def build_transforms(preset: str = "light", tile_size=None, *, spatial_dims: int = 2,
+                     **options):
+    """Augmentation pipeline; see :mod:`unetlab.data.transforms` (2-D) and
+    :mod:`unetlab.data.volume_transforms` (``spatial_dims=3``)."""
+    if spatial_dims == 3:
+        from .volume_transforms import build_volume_transforms
+
+        return build_volume_transforms(preset, tile_size, **options)
     from .transforms import build_transforms as _build
 
     return _build(preset, tile_size, **options)

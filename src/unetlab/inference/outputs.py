@@ -21,7 +21,13 @@ from pathlib import Path, PurePosixPath
 from ..errors import UnetlabError
 from ..imageio import IMAGE_SUFFIXES, TIFF_SUFFIXES
 
-OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_(labels|overlay|probs)\.(png|tif|tiff)$", re.I)
+OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_(labels|overlay|probs)\.(png|tif|tiff|nii\.gz)$",
+                         re.I)
+NIFTI_SUFFIXES = (".nii.gz", ".nii")  # volumes: unetlab.inference.volume writes .nii.gz
+
+
+def _is_nifti(path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
 DOUBLE_SUFFIXES = (".nii.gz", ".ome.tif", ".ome.tiff")
 
 
@@ -53,7 +59,7 @@ def _is_own_output(f: Path) -> bool:
         return False
     stem = m.group("stem")
     return any(g.is_file() for g in f.parent.glob(f"{glob_escape(stem)}.*")
-               if g.suffix.lower() in IMAGE_SUFFIXES and g.name != f.name
+               if (g.suffix.lower() in IMAGE_SUFFIXES or _is_nifti(g)) and g.name != f.name
                and input_stem(g.name) == stem)
 
 
@@ -78,7 +84,8 @@ def collect_inputs(inputs, *, recursive: bool = False, exclude: Path | None = No
             pattern = item.rglob("*") if recursive else item.iterdir()
             files = []
             for f in pattern:
-                if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+                if not f.is_file() or (f.suffix.lower() not in IMAGE_SUFFIXES
+                                       and not _is_nifti(f)):
                     continue
                 rel = f.relative_to(item)
                 if any(part.startswith(".") for part in rel.parts) or _is_own_output(f):
@@ -107,6 +114,10 @@ def collect_inputs(inputs, *, recursive: bool = False, exclude: Path | None = No
 def output_paths(path: Path, stem: Path, *, spatial_dims: int = 2,
                  probabilities: bool = False) -> dict:
     """Every file predicting ``path`` may write (the overlay only for 2-D images)."""
+    if _is_nifti(path):  # a label volume on the input's grid (unetlab.inference.volume)
+        return {"labels": stem.with_name(f"{stem.name}_labels.nii.gz"), "overlay": None,
+                "probabilities": stem.with_name(f"{stem.name}_probs.nii.gz")
+                if probabilities else None}
     tif = path.suffix.lower() in TIFF_SUFFIXES or spatial_dims > 2
     out = {"labels": stem.with_name(f"{stem.name}_labels.{'tif' if tif else 'png'}"),
            "overlay": stem.with_name(f"{stem.name}_overlay.png") if spatial_dims == 2

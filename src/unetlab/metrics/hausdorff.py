@@ -2,7 +2,8 @@
 
 Surfaces are the mask pixels with a neighbour outside the mask (the image edge counts as
 outside, as in MONAI and medpy). HD_p = max of the two directed p-th percentile
-surface-to-surface distances, in units of ``spacing`` (pixels by default).
+surface-to-surface distances, in units of ``spacing`` (pixels by default; pass the
+voxel sizes of an anisotropic volume, e.g. ``(0.8, 0.8, 2.5)`` mm, to get millimetres).
 
 Label rules (docs/labels.md): ignored pixels belong to no mask; a class absent from
 both masks is ``None`` and left out of means; if exactly one mask is empty the distance
@@ -26,6 +27,19 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
 
 
+def _spacing(spacing, ndim: int) -> np.ndarray:
+    """One positive voxel size per axis (a single number applies to every axis)."""
+    if spacing is None:
+        return np.ones(ndim)
+    sp = np.asarray(spacing, dtype=np.float64).ravel()
+    if sp.size == 1:
+        sp = np.repeat(sp, ndim)
+    if sp.size != ndim or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise ValueError(f"spacing={spacing!r}: expected one positive voxel size or {ndim} "
+                         "(one per axis)")
+    return sp
+
+
 def hausdorff_distance(pred, target, *, percentile: float = 95.0, spacing=None):
     """Percentile Hausdorff distance between two binary masks of one image (any dims).
 
@@ -37,8 +51,7 @@ def hausdorff_distance(pred, target, *, percentile: float = 95.0, spacing=None):
         raise ValueError(f"pred shape {p.shape} differs from target shape {t.shape}")
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    sp = np.ones(p.ndim) if spacing is None else np.broadcast_to(
-        np.asarray(spacing, dtype=np.float64), (p.ndim,))
+    sp = _spacing(spacing, p.ndim)
     if not p.any() and not t.any():
         return None
     if not p.any() or not t.any():
@@ -50,15 +63,19 @@ def hausdorff_distance(pred, target, *, percentile: float = 95.0, spacing=None):
 
 
 def hausdorff95_per_class(pred, target, num_classes: int, *, ignore_index=None, spacing=None,
-                          percentile: float = 95.0) -> list:
-    """Per-class HD95 averaged over the images of (N, *S) label maps; None if never present."""
+                          percentile: float = 95.0, classes=None) -> list:
+    """Per-class HD95 averaged over the images of (N, *S) label maps; None if never present.
+
+    ``spacing``: voxel sizes per spatial axis (the result is then in their units, e.g.
+    mm); ``classes``: the classes to measure (default all; the others are None).
+    """
     p, t = _as_numpy(pred), _as_numpy(target)
     if p.shape != t.shape or p.ndim < 2:
         raise ValueError(f"pred {p.shape} and target {t.shape} must both be (N, *spatial)")
     valid = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
     sums, counts = np.zeros(num_classes), np.zeros(num_classes, dtype=np.int64)
     for pi, ti, vi in zip(p, t, valid):
-        for c in range(num_classes):
+        for c in (range(num_classes) if classes is None else classes):
             d = hausdorff_distance((pi == c) & vi, (ti == c) & vi, percentile=percentile,
                                    spacing=spacing)
             if d is not None:

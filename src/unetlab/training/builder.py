@@ -72,12 +72,13 @@ def _build(cfg: Config, split: str, transform, extra: dict | None = None):
 
 def build_datasets(cfg: Config) -> Datasets:
     """Training and validation sets as the ``data`` section describes them."""
-    from ..data import build_transforms
+    from ..data import build_transforms, dataset_class
 
     d = cfg.data
     transform = None  # "none" without cropping: skip the (no-op) pipeline
     if d.augment != "none" or d.tile_size is not None:
-        transform = build_transforms(d.augment, tile_size=d.tile_size)
+        dims = int(getattr(dataset_class(d.dataset), "spatial_dims", 2))
+        transform = build_transforms(d.augment, tile_size=d.tile_size, spatial_dims=dims)
     train = _build(cfg, d.split, transform)
     if len(train) == 0:
         raise UnetlabError(f"dataset {d.dataset!r} split {d.split!r} at {d.root} is empty")
@@ -111,6 +112,7 @@ def build_model(cfg: Config, info) -> torch.nn.Module:
         raise UnetlabError(f"model.num_classes={cfg.model.num_classes} but dataset "
                            f"{cfg.data.dataset!r} has {info.num_classes} classes")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.options.items()}
+    options.setdefault("spatial_dims", int(getattr(info, "spatial_dims", 2)))  # volumes: 3
     return create_model(cfg.model.name, in_channels=in_ch, num_classes=classes, **options)
 
 

@@ -90,7 +90,7 @@ class Evaluator:
 
     def __init__(self, num_classes: int, *, ignore_index=None, boundary: bool = True,
                  loss_fn=None, challenge: bool = False, per_image: bool = False,
-                 keep_records: bool = False):
+                 keep_records: bool = False, spacing=None):
         from ..metrics import ChallengeScores, SegmentationMetrics
 
         self.num_classes, self.ignore_index, self.boundary = num_classes, ignore_index, boundary
@@ -103,6 +103,10 @@ class Evaluator:
         self.records: list[tuple[int, dict]] | None = [] if keep_records else None
         # loss sum, images in the loss, rand error sum, images with a rand error
         self.sums = torch.zeros(4, dtype=torch.float64)
+        # volumes: HD95 per foreground class in mm (``spacing``: dataset index -> voxel
+        # sizes), summed over the images where the class is present, and those counts
+        self.spacing = spacing
+        self.hd95 = torch.zeros(2, num_classes, dtype=torch.float64)
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, *, names=None,
                weight=None, indices=None) -> None:
@@ -121,21 +125,30 @@ class Evaluator:
         masks = masks.cpu()
         for j in range(labels.shape[0]):
             name = names[j] if names is not None else None
-            record = self._measure(labels[j], masks[j], logits[j], name)
+            index = int(indices[j]) if indices is not None else None
+            spacing = self.spacing(index) if self.spacing and index is not None else None
+            record = self._measure(labels[j], masks[j], logits[j], name, spacing)
             if self.records is not None:
-                index = int(indices[j]) if indices is not None else len(self.records)
+                index = index if index is not None else len(self.records)
                 self.records.append((index, record))
             else:
                 self.add(record)
 
-    def _measure(self, pred, mask, logits, name) -> dict:
-        """One image's metric state, Rand error, challenge counts and score row."""
+    def _measure(self, pred, mask, logits, name, spacing=None) -> dict:
+        """One image's metric state, Rand error, challenge counts, HD95 (mm, volumes)
+        and score row."""
         from ..metrics import ChallengeScores, SegmentationMetrics, pixel_error, rand_error
 
         one = SegmentationMetrics(self.num_classes, ignore_index=self.ignore_index,
                                   boundary=self.boundary)
         one.update(pred[None], mask[None])
-        record = {"metrics": one, "rand": None, "counts": None, "row": None}
+        record = {"metrics": one, "rand": None, "counts": None, "row": None, "hd95": None}
+        if spacing is not None:  # class 0 (background) is not measured
+            from ..metrics import hausdorff95_per_class
+
+            record["hd95"] = hausdorff95_per_class(
+                pred[None], mask[None], self.num_classes, ignore_index=self.ignore_index,
+                spacing=spacing, classes=range(1, self.num_classes))
         if self.binary:
             record["rand"] = rand_error(pred, mask)  # None: no cell pixel in the target
             if self.challenge is not None:
@@ -150,6 +163,9 @@ class Evaluator:
             if self.binary:
                 row.update(pixel_error=pixel_error(pred, mask), rand_error=record["rand"],
                            membrane_dice=m["dice"][1])
+            if record["hd95"] is not None:
+                present = [v for v in record["hd95"] if v is not None]
+                row["hd95"] = sum(present) / len(present) if present else None
             record["row"] = row
         return record
 
@@ -161,6 +177,10 @@ class Evaluator:
             self.sums[3] += 1
         if record["counts"] is not None:
             self.challenge.counts += record["counts"]
+        for c, value in enumerate(record.get("hd95") or []):
+            if value is not None:
+                self.hd95[0, c] += value
+                self.hd95[1, c] += 1
         if record["row"] is not None:
             self.rows.append(record["row"])
 
@@ -172,6 +192,8 @@ class Evaluator:
         self.total.sync()
         if dist is not None and dist.enabled:
             self.sums = distributed.all_reduce_sum(self.sums.to(device), dist).cpu()
+            if self.spacing is not None:
+                self.hd95 = distributed.all_reduce_sum(self.hd95.to(device), dist).cpu()
         return self
 
     def compute(self) -> dict:
@@ -188,6 +210,12 @@ class Evaluator:
             metrics.update({f"challenge_{k}": v for k, v in self.challenge.compute().items()})
         if self.loss_fn is not None:
             metrics["loss"] = float(self.sums[0] / max(float(self.sums[1]), 1.0))
+        if self.spacing is not None:
+            per = [float(s / n) if n and c > 0 else None
+                   for c, (s, n) in enumerate(zip(self.hd95[0].tolist(), self.hd95[1].tolist()))]
+            present = [v for v in per if v is not None]
+            metrics.update(hd95=per, mhd95=sum(present) / len(present) if present else None,
+                           hd95_units="mm (voxel spacing)")
         return metrics
 
 
@@ -215,8 +243,11 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     """
     from torch.utils.data import DataLoader, Subset
 
-    k = int(dataset.num_classes)
-    ignore = getattr(dataset, "ignore_index", None)
+    info = dataset  # a held-out Subset (data.val_split: 0.2) describes no classes itself
+    while not hasattr(info, "num_classes") and hasattr(info, "dataset"):
+        info = info.dataset
+    k = int(info.num_classes)
+    ignore = getattr(info, "ignore_index", None)
     if isinstance(model, torch.nn.Module):  # an optimize_for_inference callable is ready
         model = model.to(device).eval()
     if scale != 1.0:
@@ -225,7 +256,8 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
         model = ScaledModel(model, scale)
     exact = dist_info is not None and dist_info.enabled
     evaluator = Evaluator(k, ignore_index=ignore, boundary=boundary, loss_fn=loss_fn,
-                          challenge=challenge, per_image=per_image, keep_records=exact)
+                          challenge=challenge, per_image=per_image, keep_records=exact,
+                          spacing=_spacing_of(dataset))
     if exact:
         indices = range(dist_info.rank, len(dataset), dist_info.world_size)
     indices = list(range(len(dataset)) if indices is None else indices)
@@ -256,7 +288,7 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     if dist is not None:
         evaluator.sync(dist, device)
     return {"metrics": evaluator.compute(), "per_image": evaluator.rows,
-            "class_names": list(getattr(dataset, "class_names", [])) or
+            "class_names": list(getattr(info, "class_names", [])) or
             [str(c) for c in range(k)]}
 
 
@@ -286,6 +318,17 @@ def crop_targets(logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor
     return masks[index], (weight[index] if weight is not None else None)
 
 
+def _spacing_of(dataset):
+    """``index -> voxel sizes`` of a volume dataset (through Subsets), or None."""
+    if hasattr(dataset, "voxel_spacing"):
+        return dataset.voxel_spacing
+    inner = getattr(dataset, "dataset", None)
+    outer = _spacing_of(inner) if inner is not None else None
+    if outer is None or not hasattr(dataset, "indices"):
+        return None
+    return lambda i: outer(dataset.indices[i])
+
+
 def format_table(result: dict) -> str:
     """A per-class table (IoU, Dice, accuracy, boundary F1) and the means, as text."""
     m, names = result["metrics"], result["class_names"]
@@ -304,6 +347,10 @@ def format_table(result: dict) -> str:
     lines.append(f"{'mean':<{width}} {f(m['miou'])}  {f(m['mdice'])} "
                  f"{f(m['class_accuracy'])} {f(m['boundary_f1'])}")
     lines.append(f"pixel accuracy {f(m['pixel_accuracy']).strip()}")
+    if m.get("hd95") is not None:
+        per = ", ".join(f"{n} {f(v).strip()}" for n, v in zip(names, m["hd95"])
+                        if v is not None)
+        lines.append(f"HD95 (mm): mean {f(m['mhd95']).strip()}" + (f"  ({per})" if per else ""))
     if "pixel_error" in m:
         lines.append(f"pixel error {f(m['pixel_error']).strip()}   "
                      f"Rand error {f(m['rand_error']).strip()}")
