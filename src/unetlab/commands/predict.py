@@ -101,6 +101,15 @@ def _settings(args) -> dict:
             "probabilities": args.probabilities}
 
 
+def _can_split(path, geo) -> bool:
+    """Row bands across ranks write one plain TIFF: not for rasters (their label GeoTIFF
+    keeps the CRS) nor volumes (their NIfTI keeps the affine); those go whole to a rank."""
+    from ..data.volumes import is_nifti
+    from ..inference.raster import is_raster
+
+    return not (is_nifti(path) or is_raster(Path(path), geo))
+
+
 def _model_dims(checkpoint) -> int:
     """The model's spatial dims from its card (the header only: nothing is built)."""
     from ..card import read_card
@@ -115,6 +124,7 @@ def _model_dims(checkpoint) -> int:
 
 def _plan(args, world: int) -> dict:
     """Rank 0: every input, its outputs and its process; refuses before any work."""
+    from ..card import read_card
     from ..inference import manifest as M
     from ..inference.distributed import shard_by_pixels
     from ..inference.outputs import collect_inputs, image_pixels, plan_outputs, prepare_folders
@@ -133,6 +143,7 @@ def _plan(args, world: int) -> dict:
     old = {e["input"]: e for e in (previous or {}).get("inputs", [])}
     items = collect_inputs(args.inputs, recursive=args.recursive, exclude=out)
     reusable = [p for e in old.values() for p in (e.get("planned") or {}).values() if p]
+    geo = _geo(read_card(args.checkpoint, warn=False))
     plan = plan_outputs(items, out, spatial_dims=_model_dims(args.checkpoint),
                         probabilities=args.probabilities, overwrite=args.overwrite,
                         reusable=reusable)
@@ -152,7 +163,7 @@ def _plan(args, world: int) -> dict:
     limit = args.split_above if args.split_above is not None else \
         (sum(p or 1 for p in pixels) / world if world > 1 else None)
     split = [i for i in todo if world > 1 and limit is not None and
-             (entries[i]["pixels"] or 0) > limit]
+             (entries[i]["pixels"] or 0) > limit and _can_split(entries[i]["input"], geo)]
     banded = set(split)
     rest = [i for i in todo if i not in banded]
     ranks = shard_by_pixels([entries[i]["pixels"] for i in rest], world)
