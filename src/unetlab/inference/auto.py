@@ -34,7 +34,7 @@ AGREEMENT = 0.995
 CACHE_FILE = "backend_probe.json"
 _ORDER = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
           ("torch", "bf16"), ("openvino", "bf16"), ("openvino", "int8")]
-_PRECISIONS = ("fp32", "bf16", "int8", "auto")
+_PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 
 
 def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
@@ -43,6 +43,12 @@ def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
     device = torch.device(device or "cpu")
     if device.type != "cpu":
         return [("torch", "fp32" if precision == "auto" else precision)]
+    if precision == "fp16":
+        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16'")
+    features = features or cpu.cpu_features()
+    if precision == "bf16" and not features.bf16:
+        raise ValueError(f"precision='bf16' needs a CPU with AVX512-BF16 or AMX; this is "
+                         f"{features.describe()}")
     allowed = cpu.allowed_precisions(features) if calibration else ("fp32",)
     installed = {"torch": True,
                  "onnxruntime": importlib.util.find_spec("onnxruntime") is not None,
@@ -53,7 +59,7 @@ def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
            and (p in allowed or precision == p)]
     if precision not in ("auto", "fp32") and not out:
         raise ValueError(f"precision={precision!r} is not available with backend={backend!r} "
-                         f"on {(features or cpu.cpu_features()).describe()}")
+                         f"on {features.describe()}")
     return out or [("torch", "fp32")]
 
 
