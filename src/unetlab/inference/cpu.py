@@ -110,17 +110,27 @@ def allowed_precisions(features: CpuFeatures | None = None) -> tuple[str, ...]:
     return ("fp32", "int8") + (("bf16",) if features.bf16 else ())
 
 
-def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
-    """The channel-mixing ratio above which :mod:`.winograd` pays on this CPU, or None
-    when it should stay off.
+#: Winograd's channel-mixing ratio on Intel CPUs with AMX (full-width AVX-512 FMA units):
+#: only layers of 512+ channels on maps of 32x32 or less pay there
+AMX_WINOGRAD_RATIO = 64
 
-    Measured with ``benchmarks/bench_winograd.py`` (2 threads): on AVX-512 CPUs oneDNN's
-    direct convolution is fast enough that Winograd F(4x4, 3x3) pays only for deep layers
-    (the default ratio); on CPUs without AVX-512 it pays from the same layers on, so the
-    same ratio applies; on CPUs without AVX2 PyTorch's kernels are too slow for the
-    transforms to pay, so it stays off.
+
+def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
+    """The channel-mixing ratio above which :mod:`.winograd` is used on this CPU
+    (``in_channels * out_channels >= ratio * N * H * W``), or None to leave it off.
+
+    Measured per layer against oneDNN's direct convolution, 1 thread, on a Sapphire
+    Rapids Xeon (AMX) shared with other jobs, twice (docs/inference.md): with its
+    AVX-512 kernels Winograd paid only for 512 channels on 32x32 (1.8-1.9x; 1024 on
+    16x16: 0.86-1.26x; 256 on 64x64: 0.8-1.0x; larger maps 0.4-0.7x), hence a 16x higher
+    ratio; with oneDNN and PyTorch limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``) it paid
+    from 256 channels on 128x128 (1.4x) to 512 on 32x32 (2.8x), the default ratio, which
+    the earlier runs on a Zen 4 (AVX-512 on 256-bit units) also chose. Without AVX2 it
+    stays off (not measured: PyTorch's generic kernels).
     """
     from .winograd import RATIO
 
     features = features or cpu_features()
+    if features.amx:
+        return AMX_WINOGRAD_RATIO
     return RATIO if features.avx2 else None
