@@ -117,7 +117,7 @@ def _int8_runners(model, x, calibration, threads):
     out["openvino_int8_plain"] = lambda t: compiled(t.numpy())[0]
     try:
         out["onnxruntime_int8"] = _ort_static_int8(plain, calibration, threads)
-    except Exception as exc:  # noqa: BLE001 - a peer's quantizer failing is a result
+    except Exception as exc:  # a peer's quantizer failing is a result, not a crash
         print(f"onnxruntime int8 skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
     return out
 
