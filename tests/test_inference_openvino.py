@@ -103,9 +103,13 @@ def test_export_openvino_int8_round_trips_with_its_card(trained, tmp_path, capsy
     from unetlab.inference.openvino import load_openvino, read_card
     from unetlab.models.serialization import save_model
 
+    from unetlab.card import build_card
+    from unetlab.preprocess import Preprocessing
+
     model = trained[0]
+    prep = Preprocessing(channels=3, normalize={"mean": [0.5] * 3, "std": [0.25] * 3})
     ckpt = save_model(model, tmp_path / "model.safetensors",
-                      metadata={"class_names": list("abcde")})
+                      card=build_card(model, class_names=list("abcde"), preprocessing=prep))
     calib = _write_images(tmp_path / "calib", 3, seed=5)
     out = tmp_path / "ov" / "model.xml"
     args = ["export", str(ckpt), "--format", "openvino", "--int8", "--calibration",
@@ -116,9 +120,10 @@ def test_export_openvino_int8_round_trips_with_its_card(trained, tmp_path, capsy
     opt = card["extensions"]["optimization"]
     assert (opt["backend"], opt["precision"]) == ("openvino", "int8")
     assert opt["calibration"]["batches"] == 3 and opt["calibration"]["folder"] == str(calib)
-    assert card["class_names"] == list("abcde")
+    assert card["classes"]["names"] == list("abcde")
+    assert card["input"]["normalize"]["mean"] == [0.5] * 3  # the card travels whole
     assert card["architecture"]["num_classes"] == 5
-    assert (out.with_suffix(".bin")).is_file() and (tmp_path / "ov" / "model.card.json").is_file()
+    assert (out.with_suffix(".bin")).is_file() and (tmp_path / "ov" / "model.xml.card.json").is_file()
     loaded = load_openvino(out)
     assert (loaded.in_channels, loaded.num_classes, loaded.size_multiple) == (3, 5, 4)
     x = _shapes(2, seed=7, size=60)[0]
