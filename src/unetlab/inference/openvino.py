@@ -119,6 +119,7 @@ def _quiet_nncf(nncf):
     nncf.set_log_level(logging.ERROR)
     stack = contextlib.ExitStack()
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
     return stack
 
 
