@@ -132,7 +132,8 @@ def test_export_openvino_int8_round_trips_with_its_card(trained, tmp_path, capsy
     assert card["classes"]["names"] == list("abcde")
     assert card["input"]["normalize"]["mean"] == [0.5] * 3  # the card travels whole
     assert card["architecture"]["num_classes"] == 5
-    assert (out.with_suffix(".bin")).is_file() and (tmp_path / "ov" / "model.xml.card.json").is_file()
+    assert out.with_suffix(".bin").is_file()
+    assert (tmp_path / "ov" / "model.xml.card.json").is_file()
     loaded = load_openvino(out)
     assert (loaded.in_channels, loaded.num_classes, loaded.size_multiple) == (3, 5, 4)
     x = _shapes(2, seed=7, size=60)[0]

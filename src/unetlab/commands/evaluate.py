@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..errors import UnetlabError
 from ._common import (
+    add_backend_arguments,
     add_json_argument,
     add_max_pixels_argument,
-    add_backend_arguments,
     add_precision_argument,
     existing_path,
     inference_model,
