@@ -36,7 +36,7 @@ def trained():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: one thread is as fast and never oversubscribes
     try:
-        for _ in range(80):
+        for _ in range(150):
             i = torch.randint(0, len(x), (8,))
             loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
             opt.zero_grad()
@@ -56,7 +56,7 @@ def test_int8_agrees_with_fp32_on_trained_model(trained):
     with torch.no_grad():
         ref = model(val_x)
     assert (ref.argmax(1) == val_y).float().mean() > 0.8  # the model did learn
-    calibration = [c for c in _shapes(4, seed=3)[0].split(2)]  # not the validation images
+    calibration = list(_shapes(8, seed=3)[0].split(2))  # not the validation images
     fast = optimize_for_inference(model, backend="openvino", precision="int8",
                                   calibration=calibration)
     got = fast(val_x)
@@ -64,7 +64,7 @@ def test_int8_agrees_with_fp32_on_trained_model(trained):
     agreement = (got.argmax(1) == ref.argmax(1)).float().mean().item()
     assert agreement >= 0.99
     assert fast.optimization["precision"] == "int8"
-    assert fast.optimization["calibration"]["batches"] == 2
+    assert fast.optimization["calibration"]["batches"] == 4
     assert (fast.num_classes, fast.in_channels, fast.spatial_dims) == (5, 3, 2)
 
 
