@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .._io import to_jsonable, write_json  # noqa: F401  (re-exported for the commands)
@@ -60,7 +61,7 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
     fast = optimized(model, backend=backend, device=device, precision=precision,
                      calibration=calibration, probe_shape=shape)
     choice = getattr(fast, "choice", None)
-    if choice is not None:
+    if choice is not None and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
         how = "cached probe" if choice.get("cached") else "probe"
         print(f"backend: {choice['backend']} {choice['precision']}"
               + (f" ({how})" if "cached" in choice else ""))
