@@ -5,7 +5,12 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
 1. ``model``: one forward pass of the classic U-Net (64..1024, batch norm, 3 -> 2
    classes) at each ``--sizes``: eager PyTorch, ``optimize_for_inference`` (torch
    backend; ``--bf16`` adds its bfloat16 variant), ONNX Runtime on the exported model,
-   MONAI ``BasicUNet`` with the same widths.
+   MONAI ``BasicUNet`` with the same widths. ``--openvino`` adds OpenVINO fp32
+   (``backend="openvino"``), ``backend="auto"`` fp32 (the probe's pick), unetlab's int8
+   (NNCF on the folded graph, first conv and 1x1 head in fp32), OpenVINO's own int8 of
+   the plain exported graph (NNCF defaults, OpenVINO's default precision hint) and ONNX
+   Runtime's static int8 quantization (QDQ), all calibrated on the same 4 inputs. The
+   runners are interleaved (``--rounds``) and the medians reported.
 2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
    loop, unetlab U-Net vs MONAI BasicUNet, and ``unetlab_trainer``: the step of
    ``unetlab train`` itself (``Trainer.train_step``, channels-last); ``--bf16`` adds each
@@ -82,7 +87,73 @@ def _basic_unet(channels, classes=2, in_channels=3):
                      features=(*channels, channels[0])).eval()
 
 
-def bench_model(sizes, repeats, device="cpu", compile=False, bf16=False):
+def _cpu_line() -> str:
+    from unetlab.inference.cpu import cpu_features
+
+    return cpu_features().describe()
+
+
+def _int8_runners(model, x, calibration, threads):
+    """OpenVINO int8 (unetlab's graph and the plain one) and ONNX Runtime static int8."""
+    import copy
+    import io
+    import logging
+
+    from unetlab.inference import optimize_for_inference
+    from unetlab.inference.export import onnx_bytes
+
+    out = {"openvino": optimize_for_inference(model, backend="openvino"),
+           "openvino_int8": optimize_for_inference(model, backend="openvino",
+                                                   precision="int8", calibration=calibration)}
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    plain = onnx_bytes(copy.deepcopy(model).eval())  # batch norm not folded
+    quantized = nncf.quantize(ov.convert_model(io.BytesIO(plain)),
+                              nncf.Dataset([c.numpy() for c in calibration]),
+                              subset_size=len(calibration))
+    compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": threads})
+    out["openvino_int8_plain"] = lambda t: compiled(t.numpy())[0]
+    try:
+        out["onnxruntime_int8"] = _ort_static_int8(plain, calibration, threads)
+    except Exception as exc:  # a peer's quantizer failing is a result, not a crash
+        print(f"onnxruntime int8 skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return out
+
+
+def _ort_static_int8(onnx_model: bytes, calibration, threads):
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"image": c.numpy()} for c in calibration])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("m.onnx", "pre.onnx", "q.onnx"))
+        src.write_bytes(onnx_model)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(dst), opts, providers=["CPUExecutionProvider"])
+    return lambda t: session.run(None, {"image": t.numpy()})[0]
+
+
+def bench_model(sizes, repeats, device="cpu", compile=False, bf16=False, openvino=False,
+                rounds=1, threads=2):
     from unetlab.inference import optimize_for_inference
 
     rows = []
@@ -117,8 +188,41 @@ def bench_model(sizes, repeats, device="cpu", compile=False, bf16=False):
             basic = _basic_unet(WIDE).to(device)
             with torch.no_grad():
                 runs["monai_basicunet"] = _median_time(basic, repeats, x)
+        if openvino:
+            runs.update(_interleaved(model, x, fast, basic if _monai() else None, repeats,
+                                     rounds, threads))
         rows.append({"size": size, "seconds": runs})
     return rows
+
+
+def _interleaved(model, x, fast, basic, repeats, rounds, threads):
+    """MONAI, torch, auto, OpenVINO fp32 and the int8 runners, interleaved ``rounds``
+    times (medians), with int8's argmax agreement with fp32 on a held-out input."""
+    from unetlab.inference import optimize_for_inference
+
+    torch.manual_seed(1)
+    calibration = [torch.rand_like(x) for _ in range(4)]
+    runners = {"unetlab": fast}
+    if basic is not None:
+        runners["monai_basicunet"] = basic
+    auto = optimize_for_inference(model, backend="auto", precision="fp32",
+                                  probe_shape=tuple(x.shape))
+    runners["auto"] = auto
+    runners.update(_int8_runners(model, x, calibration, threads))
+    times = {name: [] for name in runners}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, fn in runners.items():
+                times[name].append(_median_time(fn, repeats, x))
+        held_out = torch.rand_like(x)
+        ref = model(held_out).argmax(1)
+        agreement = {f"{name}_argmax_agreement": float(
+            (torch.as_tensor(fn(held_out)).argmax(1) == ref).float().mean())
+            for name, fn in runners.items() if "int8" in name}
+    out = {f"{name}" if name not in ("unetlab", "monai_basicunet") else f"{name}_interleaved":
+           statistics.median(t) for name, t in times.items()}
+    out["auto_choice"] = f"{auto.choice['backend']} {auto.choice['precision']}"
+    return {**out, **agreement}
 
 
 def _trainer_step(size, device, amp, out):
@@ -215,6 +319,14 @@ def _child(args) -> None:
             model = optimize_for_inference(model, precision="bf16")
         elif args.child == "onnxruntime":
             model = optimize_for_inference(model, backend="onnxruntime")
+        elif args.child == "openvino":
+            model = optimize_for_inference(model, backend="openvino")
+        elif args.child == "openvino_int8":  # calibrated on 4 tiles of the image itself
+            image = tifffile.imread(str(path))
+            calibration = [torch.from_numpy(image[None, None, i:i + 256, :256].astype(
+                np.float32) / 255.0) for i in range(0, 1024, 256)]
+            model = optimize_for_inference(model, backend="openvino", precision="int8",
+                                           calibration=calibration)
         predict_file(model, path, path.parent / args.child, tile_size=256, overlap=0.25,
                      blend="gaussian", batch_size=4, write_overlay=False, device=device)
     _sync()
@@ -260,7 +372,8 @@ def _ratio(a, b):
 
 
 def markdown(results) -> str:
-    lines = []
+    cpu = results.get("machine", {}).get("cpu", "?")
+    lines = [f"CPU: {cpu}, {results.get('machine', {}).get('threads')} threads", ""]
     if results.get("model"):
         lines += ["| forward 1x3xSxS | unetlab variant | eager s | unetlab s | onnxruntime s "
                   "| MONAI s | unetlab vs eager | vs ORT | vs MONAI |",
@@ -276,25 +389,47 @@ def markdown(results) -> str:
                 f"{s.get('monai_basicunet', float('nan')):.3f} | {_ratio(s['eager'], u)} | "
                 f"{_ratio(s.get('onnxruntime'), u)} | {_ratio(s.get('monai_basicunet'), u)} |")
         lines.append("")
+    ov_rows = [r for r in results.get("model", []) if "openvino" in r["seconds"]]
+    if ov_rows:
+        lines += ["| forward 1x3xSxS, interleaved medians | runner | s | vs MONAI | "
+                  "vs OpenVINO int8 (plain graph) | argmax agreement with fp32 | CPU |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in ov_rows:
+            s = r["seconds"]
+            monai = s.get("monai_basicunet_interleaved")
+            plain = s.get("openvino_int8_plain")
+            for name in ("monai_basicunet_interleaved", "unetlab_interleaved", "auto",
+                         "openvino", "openvino_int8_plain", "onnxruntime_int8",
+                         "openvino_int8"):
+                if name not in s:
+                    continue
+                label = name.replace("_interleaved", "")
+                if name == "auto":
+                    label = f"auto ({s['auto_choice']})"
+                agree = s.get(f"{name}_argmax_agreement")
+                lines.append(f"| {r['size']} | {label} | {s[name]:.3f} | "
+                             f"{_ratio(monai, s[name])} | {_ratio(plain, s[name])} | "
+                             f"{'' if agree is None else f'{agree:.4f}'} | {cpu} |")
+        lines.append("")
     if results.get("train"):
         s = results["train"]["seconds"]
         lines += ["| train step, batch 2, " f"{results['train']['size']}² | seconds | "
-                  "vs MONAI fp32 | vs MONAI, same precision |", "|---|---|---|---|"]
+                  "vs MONAI fp32 | vs MONAI, same precision | CPU |", "|---|---|---|---|---|"]
         for name, t in s.items():
             same = s.get("monai_basicunet_bf16" if name.endswith("bf16")
                          else "monai_basicunet")
             lines.append(f"| {name} | {t:.3f} | {_ratio(s.get('monai_basicunet'), t)} | "
-                         f"{_ratio(same, t)} |")
+                         f"{_ratio(same, t)} | {cpu} |")
         lines.append("")
     if results.get("tiled"):
-        lines += ["| tiled image | runner | Mpx/s | peak RSS MB | Mpx/s vs MONAI |",
-                  "|---|---|---|---|---|"]
+        lines += ["| tiled image | runner | Mpx/s | peak RSS MB | Mpx/s vs MONAI | CPU |",
+                  "|---|---|---|---|---|---|"]
         for r in results["tiled"]:
             monai = r["runs"].get("monai", {}).get("mpx_per_s")
             for name, run in r["runs"].items():
                 lines.append(f"| {r['size']}² ({r['classes']} classes) | {name} | "
                              f"{run['mpx_per_s']:.3f} | {run['peak_rss_mb']:.0f} | "
-                             f"{_ratio(run['mpx_per_s'], monai)} |")
+                             f"{_ratio(run['mpx_per_s'], monai)} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -312,10 +447,16 @@ def main(argv=None) -> int:
                    help="square image sizes for tiled inference (default 1024)")
     p.add_argument("--classes", type=int, default=2, help="classes for tiled inference")
     p.add_argument("--runners", nargs="*", default=["unetlab", "eager", "monai"],
-                   choices=("unetlab", "unetlab_bf16", "onnxruntime", "eager", "monai"),
+                   choices=("unetlab", "unetlab_bf16", "onnxruntime", "openvino",
+                            "openvino_int8", "eager", "monai"),
                    help="tiled runners: unetlab (optimised model), onnxruntime (unetlab "
                    "tiler, ONNX Runtime backend), eager (unetlab tiler, plain model), monai "
                    "(sliding_window_inference)")
+    p.add_argument("--openvino", action="store_true",
+                   help="also time OpenVINO fp32, backend='auto', int8 (unetlab's graph, "
+                   "OpenVINO's plain graph, ONNX Runtime static), interleaved")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of the --openvino runners (medians)")
     p.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", type=Path, default=Path("bench_inference.json"))
@@ -327,7 +468,8 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     results = {"machine": {"threads": args.threads, "torch": torch.__version__,
-                           "cpu_count": os.cpu_count(), "device": args.device}}
+                           "cpu_count": os.cpu_count(), "device": args.device,
+                           "cpu": _cpu_line()}}
     if args.device.startswith("cuda"):
         results["machine"]["gpu"] = torch.cuda.get_device_name(0)
     if _monai():
@@ -336,7 +478,7 @@ def main(argv=None) -> int:
         results["machine"]["monai"] = monai.__version__
     if args.sizes:
         results["model"] = bench_model(args.sizes, args.repeats, args.device, args.compile,
-                                       args.bf16)
+                                       args.bf16, args.openvino, args.rounds, args.threads)
     if args.train:
         results["train"] = bench_train(args.sizes[0] if args.sizes else 256, args.repeats,
                                        args.device, args.bf16)

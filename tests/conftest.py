@@ -21,6 +21,12 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _probe_cache(tmp_path_factory):
+    """backend="auto" caches its probe in a temporary folder, not the user's cache."""
+    os.environ["UNETLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("unetlab_cache"))
+
+
 def shared_dataset(name: str) -> Path:
     """Path to a dataset in ../shared/data, or skip the test when it is absent."""
     path = SHARED_DATA / name

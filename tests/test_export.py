@@ -73,6 +73,8 @@ def test_optimize_for_inference_bf16_is_close_to_fp32():
 
 def test_optimize_rejects_precisions_it_cannot_run():
     with pytest.raises(ValueError, match="bf16"):
+        optimize_for_inference(_model(), precision="int4")
+    with pytest.raises(ValueError, match="backend='openvino'"):
         optimize_for_inference(_model(), precision="int8")
     with pytest.raises(ValueError, match="CUDA"):
         optimize_for_inference(_model(), precision="fp16", device="cpu")

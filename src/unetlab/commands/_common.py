@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .._io import to_jsonable, write_json  # noqa: F401  (re-exported for the commands)
@@ -15,8 +16,56 @@ def add_json_argument(parser) -> None:
 
 
 def add_precision_argument(parser, help: str) -> None:
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                        help=help)
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "fp32", "bf16", "fp16", "int8"), help=help)
+
+
+def add_backend_arguments(parser, *, eager: bool = True) -> None:
+    """--backend and --calibration (next to --precision): how the model is run."""
+    choices = ("auto", "torch", "onnxruntime", "openvino") + (("eager",) if eager else ())
+    parser.add_argument("--backend", default="auto", choices=choices,
+                        help="auto (default): the fastest backend that keeps fp32's answers "
+                        "on this CPU, from a short cached probe; torch: folded batch norm + "
+                        "channels-last; onnxruntime / openvino: the exported graph"
+                        + ("; eager: the model as is" if eager else ""))
+    parser.add_argument("--calibration", type=existing_path, default=None, metavar="DIR",
+                        help="a folder of your own images: lets --precision int8 (OpenVINO "
+                        "+ NNCF) and auto's reduced precisions be calibrated and checked")
+
+
+def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
+                    batch_size=1):
+    """The model as ``args.backend`` / ``args.precision`` / ``args.calibration`` ask
+    (``eager``: unchanged); prints what ``auto`` chose. One-line UnetlabErrors."""
+    backend, precision = args.backend, args.precision
+    if backend == "eager":
+        if precision not in ("auto", "fp32"):
+            raise UnetlabError(f"--precision {precision} needs --backend torch, openvino "
+                               "or auto (eager runs the model as it is)")
+        if args.calibration is not None:
+            raise UnetlabError("--calibration needs --backend openvino or auto")
+        return model
+    calibration = None
+    if args.calibration is not None:
+        from ..inference.calibration import load_calibration
+
+        calibration = load_calibration(args.calibration, model, tile_size=tile_size or 256,
+                                       preprocessing=preprocessing, batch_size=batch_size)
+    elif precision == "int8":
+        raise UnetlabError("--precision int8 needs --calibration DIR (a few of your own "
+                           "images to calibrate the quantization)")
+    shape = None
+    if tile_size:
+        dims = int(getattr(model, "spatial_dims", 2))
+        shape = (batch_size, int(getattr(model, "in_channels", 1)), *(tile_size,) * dims)
+    fast = optimized(model, backend=backend, device=device, precision=precision,
+                     calibration=calibration, probe_shape=shape)
+    choice = getattr(fast, "choice", None)
+    if choice is not None and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
+        how = "cached probe" if choice.get("cached") else "probe"
+        print(f"backend: {choice['backend']} {choice['precision']}"
+              + (f" ({how})" if "cached" in choice else ""))
+    return fast
 
 
 def optimized(model, **options):
@@ -26,6 +75,8 @@ def optimized(model, **options):
 
     try:
         return optimize_for_inference(model, **options)
+    except UnetlabError:
+        raise
     except ValueError as exc:
         raise UnetlabError(str(exc)) from None
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from ..errors import UnetlabError
 from ._common import (
+    add_backend_arguments,
     add_json_argument,
     add_max_pixels_argument,
     add_precision_argument,
     existing_path,
-    optimized,
+    inference_model,
     safe_name,
     write_json,
 )
@@ -47,8 +48,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per process (default: all cores, divided by "
                    "the processes on the node under torchrun)")
+    add_backend_arguments(p)
     add_precision_argument(p, "run the model in this precision (see unetlab predict "
-                           "--help); measures what bf16 costs in accuracy")
+                           "--help); measures what bf16 or int8 cost in accuracy")
     p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
     add_max_pixels_argument(p)
     p.add_argument("--per-image-csv", type=Path, default=None, metavar="PATH",
@@ -170,8 +172,11 @@ def _run(args, info, device) -> None:
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
     scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
-    if args.precision != "fp32":
-        model = optimized(model, device=device, precision=args.precision)
+    from ..preprocess import Preprocessing
+
+    model = inference_model(model, args, device=device,
+                            preprocessing=Preprocessing.from_card(model.unetlab_card),
+                            tile_size=args.tile_size)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
                             boundary=not args.no_boundary, tta=args.tta,
                             progress=info.is_main, dist_info=info if info.enabled else None,

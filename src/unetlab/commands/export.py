@@ -1,4 +1,5 @@
-"""``unetlab export``: a trained model as ONNX or TorchScript, checked against PyTorch.
+"""``unetlab export``: a trained model as ONNX, TorchScript or OpenVINO (fp32 or int8),
+checked against PyTorch.
 
 The exported graph takes images scaled to [0, 1] (the card's normalisation is its first
 operations unless ``--no-embed-normalize``); the card of the exported file is written
@@ -10,23 +11,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_json_argument, check_new_file, check_not_input, write_json
+from ._common import (
+    add_json_argument,
+    check_new_file,
+    check_not_input,
+    existing_path,
+    write_json,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "export", help="export a model to ONNX or TorchScript",
+        "export", help="export a model to ONNX, TorchScript or OpenVINO",
         description="Export a model with dynamic batch and spatial size, then run the "
         "export and PyTorch on the same random input and print the max abs difference. "
-        "Writes OUT and its card OUT.card.json (what a caller must do to an image).")
+        "Writes OUT and its card OUT.card.json (what a caller must do to an image); "
+        "OpenVINO int8: the argmax agreement on the calibration images.")
     p.add_argument("checkpoint", type=Path,
                    help="a model file (.safetensors) or a training-run folder")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "openvino"))
     p.add_argument("--out", type=Path, required=True,
                    help="output file (never the checkpoint; an existing file only with "
                    "--overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out (and its card) when it already exists")
+    p.add_argument("--int8", action="store_true",
+                   help="openvino: quantize to int8 with NNCF (needs --calibration)")
+    p.add_argument("--calibration", type=existing_path, default=None, metavar="DIR",
+                   help="a folder of your own images to calibrate --int8")
+    p.add_argument("--tile-size", type=int, default=256,
+                   help="calibration crop size (default 256)")
     p.add_argument("--check-size", type=int, default=None,
                    help="spatial size of the check input (default: twice the export size)")
     p.add_argument("--no-embed-normalize", action="store_true",
@@ -59,6 +73,8 @@ def run(args) -> int:
     check_new_file(args.out, args.overwrite)
     check_new_file(card_file, args.overwrite, "the export's card")
     model = load_model(args.checkpoint)
+    if args.format == "openvino" or args.int8 or args.calibration:
+        return _openvino(args, model)
     embed = not args.no_embed_normalize
     example = _example_input(model)
     export = export_onnx if args.format == "onnx" else export_torchscript
@@ -93,3 +109,66 @@ def run(args) -> int:
                                "normalization_in_graph": embed,
                                "check_shape": list(x.shape), "max_abs_diff": diff})
     return 0
+
+
+def _openvino(args, model) -> int:
+    import torch
+
+    from ..errors import UnetlabError
+    from ..inference.calibration import load_calibration
+    from ..inference.openvino import (
+        check_writable,
+        load_openvino,
+        require_openvino,
+        save_openvino,
+    )
+    from ..preprocess import Preprocessing
+    from ._common import optimized
+
+    if args.format != "openvino":
+        raise UnetlabError("--int8 and --calibration need --format openvino")
+    if args.int8 and args.calibration is None:
+        raise UnetlabError("--int8 needs --calibration DIR (a few of your own images)")
+    if args.calibration is not None and not args.int8:
+        raise UnetlabError("--calibration is only used with --int8")
+    require_openvino()
+    check_writable(args.out, args.overwrite)
+    card = model.unetlab_card
+    calibration = None
+    if args.int8:
+        calibration = load_calibration(args.calibration, model, tile_size=args.tile_size,
+                                       preprocessing=Preprocessing.from_card(card))
+    fast = optimized(model, backend="openvino", precision="int8" if args.int8 else "fp32",
+                     calibration=calibration)
+    if calibration is not None:
+        fast.optimization["calibration"]["folder"] = str(args.calibration)
+    path = save_openvino(fast, args.out, card=card, overwrite=args.overwrite)
+    loaded = load_openvino(path)
+    checks = calibration or [_example_input_of(model, args.tile_size)]
+    with torch.no_grad():
+        pairs = [(model(x), loaded(x)) for x in checks]
+    if any(tuple(a.shape) != tuple(b.shape) for a, b in pairs):
+        raise UnetlabError(f"exported model gives shape {tuple(pairs[0][1].shape)}, PyTorch "
+                           f"{tuple(pairs[0][0].shape)}")
+    diff = max(float((b - a).abs().max()) for a, b in pairs)
+    agree = sum(int((a.argmax(1) == b.argmax(1)).sum()) for a, b in pairs) / \
+        sum(a[:, 0].numel() for a, _ in pairs)
+    what = "int8" if args.int8 else "fp32"
+    on = f"{len(checks)} calibration batch(es)" if args.int8 else str(tuple(checks[0].shape))
+    print(f"wrote {path} (openvino {what}); on {on}: argmax agreement with PyTorch "
+          f"{agree:.4f}, max abs logit difference {diff:.3g}")
+    if args.json:
+        write_json(args.json, {"path": path, "format": "openvino", "precision": what,
+                               "optimization": fast.optimization, "argmax_agreement": agree,
+                               "max_abs_diff": diff})
+    return 0
+
+
+def _example_input_of(model, size):
+    from ..inference.export import _example_input
+
+    if getattr(model, "padding", "same") == "valid":
+        from ..models.unet import valid_input_size
+
+        size = valid_input_size(size, getattr(model, "levels", 5))
+    return _example_input(model, size)

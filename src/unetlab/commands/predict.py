@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ..errors import UnetlabError
 from ._common import (
+    add_backend_arguments,
     add_json_argument,
     add_max_pixels_argument,
     add_precision_argument,
-    optimized,
+    inference_model,
     write_json,
 )
 
@@ -39,10 +40,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    choices=("dihedral", "flips"),
                    help="test-time augmentation: flips and 90-degree rotations, averaged")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "eager"),
-                   help="torch: folded batch norm + channels-last; eager: the model as is")
-    add_precision_argument(p, "bf16: about 2x faster on CPUs with AVX512-BF16/AMX and on "
-                           "recent GPUs (logits within ~1%%); fp16: CUDA only (default: fp32)")
+    add_backend_arguments(p)
+    add_precision_argument(p, "auto (default): fp32, or with --calibration the fastest "
+                           "precision that keeps fp32's answers; bf16: CPUs with "
+                           "AVX512-BF16/AMX and recent GPUs; fp16: CUDA only; int8: "
+                           "--backend openvino --calibration DIR")
     p.add_argument("--probabilities", action="store_true",
                    help="also write per-class probability maps (float32 TIFF)")
     p.add_argument("--device", default="cpu",
@@ -73,8 +75,9 @@ def run(args) -> int:
 
     if not args.checkpoint.exists():
         raise UnetlabError(f"{args.checkpoint}: no such checkpoint")
-    if args.backend == "eager" and args.precision != "fp32":
-        raise UnetlabError(f"--precision {args.precision} needs --backend torch")
+    if args.backend == "eager" and args.precision not in ("auto", "fp32"):
+        raise UnetlabError(f"--precision {args.precision} needs --backend torch, openvino "
+                           "or auto (eager runs the model as it is)")
     info, device = D.start(args.device, args.threads)
     ok = False
     try:
@@ -210,9 +213,9 @@ def _run(args, info, device) -> tuple[list | None, int]:
         return None, 0
     model = load_model(args.checkpoint, map_location=device)
     card = model.unetlab_card  # what the model was trained to see, and its classes
-    if args.backend != "eager":
-        model = optimized(model, backend=args.backend, device=device,
-                          precision=args.precision)
+    model = inference_model(model, args, device=device,
+                            preprocessing=Preprocessing.from_card(card),
+                            tile_size=args.tile_size, batch_size=args.batch_size)
     palette = palette_of(card)
     scale = float(card["input"].get("scale", 1.0))
     if scale != 1.0:  # trained at another resolution: the model works at it inside

@@ -25,8 +25,9 @@ from ..models.geometry import geometry_of
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None,
+              "auto": None}
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # forwarded by wrappers: geometry() is what callers read (the plain attributes stay for
@@ -85,7 +86,9 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
                            fold_bn: bool = True, compile: bool = False, device=None,
                            num_threads: int | None = None,
                            precision: str = "fp32",
-                           winograd: bool | None = None) -> InferenceModel:
+                           winograd: bool | None = None,
+                           calibration=None, keep_fp32=("first", "last"),
+                           probe_shape=None, cache: bool = True) -> InferenceModel:
     """A faster callable with ``model``'s contract; ``model`` itself is left unchanged.
 
     ``backend="torch"``: a copy in eval mode with batch norm folded into the preceding
@@ -103,14 +106,37 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     ``winograd`` (torch backend, fp32, CPU): 3x3 convolutions with many channels on small
     maps use Winograd F(2x2, 3x3) (:mod:`unetlab.inference.winograd`; decided per call
     from the input's shape, exact to float rounding). ``None`` (default) turns it on for
-    fp32 on the CPU without ``compile``.
+    fp32 on the CPU where :func:`.cpu.winograd_ratio` says it pays.
+
+    ``backend="openvino"`` (CPU, ``pip install "unetlab[openvino]"``): the exported graph
+    compiled by OpenVINO; ``precision`` ``"fp32"``, ``"bf16"`` (CPUs with BF16 only) or
+    ``"int8"``: NNCF post-training quantization calibrated on ``calibration``, an
+    iterable of ``(N, C, H, W)`` input tensors (a few batches of your own, preprocessed
+    images); ``keep_fp32`` names the layers left unquantized (:mod:`.openvino`).
+
+    ``backend="auto"`` and/or ``precision="auto"``: the fastest candidate on this CPU
+    whose argmax agrees with the fp32 model on at least 99.5% of the probe's pixels, from
+    a short probe (on ``calibration``, else a random ``probe_shape`` input) cached per
+    CPU, model and input shape (:mod:`.auto`). Reduced precisions (bf16 where the CPU
+    has it, int8) are tried only when ``calibration`` is given.
     """
+    if backend == "auto" or precision == "auto":
+        from .auto import choose
+
+        return choose(model, backend=backend, precision=precision, device=device,
+                      calibration=calibration, num_threads=num_threads,
+                      probe_shape=probe_shape, cache=cache, keep_fp32=keep_fp32)
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not valid; choose one of {list(BACKENDS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not valid; choose one of "
                          f"{list(PRECISIONS)}")
     device = torch.device(device) if device is not None else _device_of(model)
+    if backend == "openvino":
+        return _openvino_model(model, device, fold_bn, precision, calibration, num_threads,
+                               keep_fp32)
+    if precision == "int8" or calibration is not None:
+        raise ValueError("precision='int8' (and calibration) need backend='openvino'")
     dtype = _check_precision(precision, backend, device)
     net = copy.deepcopy(model).eval().to(device)
     if fold_bn:
@@ -123,12 +149,18 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
         net = net.to(memory_format=fmt)
     if dtype is not None:
         net = net.to(dtype)
+    ratio = None
+    if winograd is None or winograd:
+        from .cpu import winograd_ratio
+        from .winograd import RATIO
+
+        ratio = winograd_ratio() if winograd is None else (winograd_ratio() or RATIO)
     if winograd is None:
-        winograd = device.type == "cpu" and dtype is None and not compile
+        winograd = device.type == "cpu" and dtype is None and not compile and ratio is not None
     if winograd:
         from .winograd import apply_winograd
 
-        apply_winograd(net)
+        apply_winograd(net, ratio)
     fn = torch.compile(net, dynamic=False) if compile else net
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -142,14 +174,27 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     return InferenceModel(run, backend="torch", device=device, source=model, module=net)
 
 
+def _openvino_model(model, device, fold_bn, precision, calibration, num_threads, keep_fp32):
+    from .openvino import openvino_model, require_openvino
+
+    require_openvino()
+    if device.type != "cpu":
+        raise ValueError(f"backend='openvino' runs on the CPU, not {device}")
+    net = copy.deepcopy(model).eval().cpu()
+    if fold_bn:
+        fold_batch_norm(net)
+    return openvino_model(net, model, precision=precision, calibration=calibration,
+                          num_threads=num_threads, keep_fp32=keep_fp32)
+
+
 def _check_precision(precision: str, backend: str, device: torch.device):
     """The torch dtype for ``precision`` (None for fp32), or a ValueError saying why not."""
     dtype = PRECISIONS[precision]
     if dtype is None:
         return None
-    if backend != "torch":
-        raise ValueError(f"precision={precision!r} needs backend='torch' (the ONNX Runtime "
-                         "backend runs fp32)")
+    if backend != "torch":  # openvino is handled before
+        raise ValueError(f"precision={precision!r} needs backend='torch' or 'openvino' (the "
+                         "ONNX Runtime backend runs fp32)")
     if dtype is torch.float16 and device.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16'")
     if device.type == "cpu" and not _native_cpu_bf16():

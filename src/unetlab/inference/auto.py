@@ -1,0 +1,212 @@
+"""``backend="auto"``: the fastest backend and precision that keeps fp32's answers here.
+
+A short probe builds each candidate (torch, ONNX Runtime and OpenVINO in fp32; bf16 where
+the CPU computes it natively; OpenVINO int8), runs it on the probe input, and keeps the
+fastest whose per-pixel argmax agrees with the fp32 model on at least
+:data:`AGREEMENT` of the pixels (so a binary pixel error moves by at most 0.005).
+Reduced precisions are tried only on ``calibration`` data, the user's own images: random
+inputs say nothing about their accuracy. bf16 is never a candidate on a CPU without
+AVX512-BF16 or AMX (:func:`.cpu.allowed_precisions`).
+
+The choice is cached in ``$UNETLAB_CACHE_DIR`` (default: the user cache folder,
+``~/.cache/unetlab``) under a key made of the CPU, the library versions, the model's
+config and weights, the probe shape and the calibration data, so the probe runs once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from . import cpu
+
+log = logging.getLogger(__name__)
+
+AGREEMENT = 0.995
+CACHE_FILE = "backend_probe.json"
+_ORDER = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+          ("torch", "bf16"), ("openvino", "bf16"), ("openvino", "int8")]
+_PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
+
+
+def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
+               calibration: bool = False, features: cpu.CpuFeatures | None = None) -> list:
+    """``(backend, precision)`` pairs the probe tries, fastest-looking first."""
+    device = torch.device(device or "cpu")
+    if device.type != "cpu":
+        return [("torch", "fp32" if precision == "auto" else precision)]
+    if precision == "fp16":
+        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16'")
+    features = features or cpu.cpu_features()
+    if precision == "bf16" and not features.bf16:
+        raise ValueError(f"precision='bf16' needs a CPU with AVX512-BF16 or AMX; this is "
+                         f"{features.describe()}")
+    allowed = cpu.allowed_precisions(features) if calibration else ("fp32",)
+    installed = {"torch": True,
+                 "onnxruntime": importlib.util.find_spec("onnxruntime") is not None,
+                 "openvino": importlib.util.find_spec("openvino") is not None
+                 and importlib.util.find_spec("nncf") is not None}
+    out = [(b, p) for b, p in _ORDER
+           if installed[b] and backend in ("auto", b) and precision in ("auto", p)
+           and (p in allowed or precision == p)]
+    if precision not in ("auto", "fp32") and not out:
+        raise ValueError(f"precision={precision!r} is not available with backend={backend!r} "
+                         f"on {features.describe()}")
+    return out or [("torch", "fp32")]
+
+
+def _default_shape(model) -> tuple:
+    dims = int(getattr(model, "spatial_dims", 2))
+    size = 256 if dims == 2 else 64
+    if getattr(model, "padding", "same") == "valid":
+        from ..models.unet import valid_input_size
+
+        size = valid_input_size(size, getattr(model, "levels", 5))
+    return (1, int(getattr(model, "in_channels", 1)), *(size,) * dims)
+
+
+def _digest(model, shape, batches, pairs) -> str:
+    from .. import __version__
+
+    h = hashlib.sha256()
+    versions = {name: _version(name) for name in ("openvino", "onnxruntime", "nncf")}
+    h.update(json.dumps({"cpu": cpu.cpu_features().as_dict(), "torch": torch.__version__,
+                         "unetlab": __version__, "versions": versions,
+                         "config": getattr(model, "unetlab_config", type(model).__name__),
+                         "shape": list(shape), "candidates": pairs,
+                         "agreement": AGREEMENT}, sort_keys=True, default=str).encode())
+    for tensor in list(model.state_dict().values()) + list(batches):
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _version(name: str):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def cache_path() -> Path:
+    root = os.environ.get("UNETLAB_CACHE_DIR")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("unetlab")
+    return Path(root) / CACHE_FILE
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(key: str, entry: dict) -> None:
+    path = cache_path()
+    data = _read_cache()
+    data[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only home: the probe just runs again next time
+        log.warning("cannot cache the backend probe in %s: %s", path, exc)
+
+
+def _agreement(reference: list, outputs: list) -> float:
+    same = sum(int((a.argmax(1) == b.argmax(1)).sum()) for a, b in zip(reference, outputs))
+    return same / sum(a[:, 0].numel() for a in reference)
+
+
+def _time(fn, x, repeats: int = 3) -> float:
+    fn(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def choose(model, *, backend="auto", precision="auto", device=None, calibration=None,
+           num_threads=None, probe_shape=None, cache=True, keep_fp32=("first", "last")):
+    """The fastest accurate candidate as an InferenceModel with a ``choice`` dict."""
+    from .export import optimize_for_inference
+
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not valid with backend='auto'; choose "
+                         f"one of {list(_PRECISIONS)}")
+    batches = [torch.as_tensor(b).float() for b in calibration] if calibration is not None \
+        else []
+    pairs = candidates(backend=backend, precision=precision, device=device,
+                       calibration=bool(batches))
+
+    def build(b, p):
+        return optimize_for_inference(model, backend=b, precision=p, device=device,
+                                      num_threads=num_threads, keep_fp32=keep_fp32,
+                                      calibration=batches if p == "int8" else None)
+
+    if len(pairs) == 1:
+        fast = build(*pairs[0])
+        fast.choice = {"backend": pairs[0][0], "precision": pairs[0][1], "probed": False}
+        return fast
+    shape = tuple(probe_shape or (batches[0].shape if batches else _default_shape(model)))
+    key = _digest(model, shape, batches, pairs)
+    entry = _read_cache().get(key) if cache else None
+    if entry is not None:
+        fast = build(entry["backend"], entry["precision"])
+        fast.choice = {**entry, "cached": True}
+        log.info("backend auto (cached): %s %s", entry["backend"], entry["precision"])
+        return fast
+    entry, fast = _probe(model, pairs, build, shape, batches, device)
+    if cache:
+        _write_cache(key, entry)
+    fast.choice = {**entry, "cached": False}
+    return fast
+
+
+def _probe(model, pairs, build, shape, batches, device):
+    dev = torch.device(device or "cpu")
+    torch.manual_seed(0)
+    x = torch.rand(shape)
+    checks = batches or [x]
+    net = model.eval()
+    with torch.inference_mode():
+        reference = [net(b.to(dev)).float().cpu() for b in checks]
+    seconds, agreement, best = {}, {}, None
+    for b, p in pairs:
+        name = f"{b}_{p}"
+        try:
+            fast = build(b, p)
+        except (ValueError, ImportError, RuntimeError) as exc:
+            log.info("backend probe: %s skipped (%s)", name, exc)
+            continue
+        agreement[name] = _agreement(reference, [fast(c).float().cpu() for c in checks])
+        if agreement[name] < AGREEMENT:
+            log.info("backend probe: %s rejected, argmax agreement %.4f", name, agreement[name])
+            continue
+        seconds[name] = _time(fast, x.to(dev))
+        if best is None or seconds[name] < seconds[best[0]]:
+            best = (name, b, p, fast)
+    if best is None:
+        raise RuntimeError("no backend passed the probe")
+    name, b, p, fast = best
+    entry = {"backend": b, "precision": p, "seconds": seconds, "agreement": agreement,
+             "shape": list(shape), "cpu": cpu.cpu_features().describe(),
+             "calibration_batches": len(batches)}
+    log.info("backend auto: %s (%.3f s per %s; %s)", name, seconds[name], list(shape),
+             ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()))
+    return entry, fast

@@ -1,0 +1,136 @@
+"""What this CPU can do: its name and vector extensions, detected once per process.
+
+The features decide the CPU-aware defaults: which precisions ``backend="auto"`` may try
+(bf16 only with AVX512-BF16 or AMX, :func:`allowed_precisions`), and whether and where
+Winograd convolutions pay (:func:`winograd_ratio`). Tests replace :func:`cpu_features`
+(``monkeypatch.setattr(unetlab.inference.cpu, "cpu_features", lambda: fake)``); every
+caller looks it up through this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+#: /proc/cpuinfo flags behind each feature (any of them)
+_FLAGS = {
+    "avx2": ("avx2",),
+    "avx512": ("avx512f",),
+    "vnni": ("avx512_vnni", "avx_vnni"),
+    "bf16": ("avx512_bf16", "amx_bf16"),
+    "amx": ("amx_tile",),
+}
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """A CPU's name and the vector extensions that matter for inference."""
+
+    name: str
+    avx2: bool = False
+    avx512: bool = False
+    vnni: bool = False     # int8 dot products (AVX512-VNNI or AVX-VNNI)
+    bf16: bool = False     # native bfloat16 (AVX512-BF16 or AMX-BF16)
+    amx: bool = False      # Intel AMX tiles (bf16 and int8 matrix units)
+
+    @property
+    def extensions(self) -> list[str]:
+        """The present extensions, e.g. ``["AVX2", "AVX-512", "VNNI", "BF16", "AMX"]``."""
+        names = {"avx2": "AVX2", "avx512": "AVX-512", "vnni": "VNNI", "bf16": "BF16",
+                 "amx": "AMX"}
+        return [label for key, label in names.items() if getattr(self, key)]
+
+    def describe(self) -> str:
+        """One line for benchmark tables and logs: ``name (AVX2, AVX-512, ...)``."""
+        return f"{self.name} ({', '.join(self.extensions) or 'no AVX2'})"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "extensions": self.extensions}
+
+
+def parse_cpuinfo(text: str) -> CpuFeatures:
+    """Features from the text of ``/proc/cpuinfo`` (first processor)."""
+    name, flags = platform.processor() or "unknown CPU", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and name in ("unknown CPU", platform.processor()):
+            name = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return CpuFeatures(name=name, **{f: any(x in flags for x in names)
+                                     for f, names in _FLAGS.items()})
+
+
+@functools.lru_cache(maxsize=1)
+def _detect() -> CpuFeatures:
+    try:
+        features = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux: ask PyTorch what its kernels were built for
+        features = CpuFeatures(name=platform.processor() or "unknown CPU")
+    return _with_torch(features)
+
+
+def _with_torch(features: CpuFeatures) -> CpuFeatures:
+    """Fill in what /proc/cpuinfo could not tell (other OSes) from PyTorch's probes."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+
+    def probe(name: str) -> bool:
+        fn = getattr(cpu, name, None)
+        try:
+            return bool(fn()) if fn is not None else False
+        except RuntimeError:
+            return False
+
+    capability = torch.backends.cpu.get_cpu_capability().upper()
+    return CpuFeatures(
+        name=features.name,
+        avx2=features.avx2 or capability in ("AVX2", "AVX512"),
+        avx512=features.avx512 or capability == "AVX512",
+        vnni=(features.vnni or probe("_is_avx512_vnni_supported")
+              or probe("_is_avx2_vnni_supported")),
+        bf16=features.bf16 or probe("_is_avx512_bf16_supported"),
+        amx=features.amx or probe("_is_amx_tile_supported"),
+    )
+
+
+def cpu_features() -> CpuFeatures:
+    """This machine's CPU features (detected on the first call, then cached)."""
+    return _detect()
+
+
+def allowed_precisions(features: CpuFeatures | None = None) -> tuple[str, ...]:
+    """The CPU precisions worth trying here: ``fp32`` always, ``int8`` (fast with VNNI or
+    AMX, still correct without), ``bf16`` only where the CPU computes it natively."""
+    features = features or cpu_features()
+    return ("fp32", "int8") + (("bf16",) if features.bf16 else ())
+
+
+#: Winograd's channel-mixing ratio on Intel CPUs with AMX (full-width AVX-512 FMA units):
+#: only layers of 512+ channels on maps of 32x32 or less pay there
+AMX_WINOGRAD_RATIO = 64
+
+
+def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
+    """The channel-mixing ratio above which :mod:`.winograd` is used on this CPU
+    (``in_channels * out_channels >= ratio * N * H * W``), or None to leave it off.
+
+    Measured per layer against oneDNN's direct convolution, 1 thread, on a Sapphire
+    Rapids Xeon (AMX) shared with other jobs, twice (docs/inference.md): with its
+    AVX-512 kernels Winograd paid only for 512 channels on 32x32 (1.8-1.9x; 1024 on
+    16x16: 0.86-1.26x; 256 on 64x64: 0.8-1.0x; larger maps 0.4-0.7x), hence a 16x higher
+    ratio; with oneDNN and PyTorch limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``) it paid
+    from 256 channels on 128x128 (1.4x) to 512 on 32x32 (2.8x), the default ratio, which
+    the earlier runs on a Zen 4 (AVX-512 on 256-bit units) also chose. Without AVX2 it
+    stays off (not measured: PyTorch's generic kernels).
+    """
+    from .winograd import RATIO
+
+    features = features or cpu_features()
+    if features.amx:
+        return AMX_WINOGRAD_RATIO
+    return RATIO if features.avx2 else None

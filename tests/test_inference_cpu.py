@@ -1,0 +1,105 @@
+"""CPU feature detection and the CPU-aware defaults: what ``backend="auto"`` may pick
+(never bf16 without BF16), its cached probe, and Winograd's use per CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import unetlab
+from unetlab.inference import auto, cpu, optimize_for_inference
+
+SPR = """processor : 0
+model name : Intel(R) Xeon(R) Platinum 8480+
+flags : fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+EPYC_AVX2 = """processor : 0
+model name : AMD EPYC 7R32
+flags : fpu sse2 avx avx2 fma
+"""
+AVX2_ONLY = cpu.CpuFeatures(name="AVX2 CPU", avx2=True)
+WITH_BF16 = cpu.CpuFeatures(name="AMX CPU", avx2=True, avx512=True, vnni=True, bf16=True,
+                            amx=True)
+
+
+def test_parse_cpuinfo_reads_name_and_extensions():
+    spr, epyc = cpu.parse_cpuinfo(SPR), cpu.parse_cpuinfo(EPYC_AVX2)
+    assert spr.name == "Intel(R) Xeon(R) Platinum 8480+"
+    assert spr.extensions == ["AVX2", "AVX-512", "VNNI", "BF16", "AMX"]
+    assert epyc.extensions == ["AVX2"] and not epyc.bf16
+    assert epyc.describe() == "AMD EPYC 7R32 (AVX2)"
+
+
+def test_cpu_features_is_detected_once():
+    assert cpu.cpu_features() is cpu.cpu_features()
+    assert isinstance(cpu.cpu_features().describe(), str)
+
+
+def _model():
+    torch.manual_seed(0)
+    return unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(8, 16),
+                                norm="batch").eval()
+
+
+@pytest.mark.parametrize("features", [AVX2_ONLY, WITH_BF16])
+def test_auto_never_tries_bf16_without_native_bf16(features, monkeypatch, tmp_path):
+    monkeypatch.setattr(cpu, "cpu_features", lambda: features)
+    monkeypatch.setenv("UNETLAB_CACHE_DIR", str(tmp_path))
+    pairs = auto.candidates(calibration=True)
+    assert any(p == "bf16" for _, p in pairs) == features.bf16
+    assert ("openvino", "int8") in pairs or not auto.candidates(backend="openvino")
+    assert all(p == "fp32" for _, p in auto.candidates(calibration=False))
+    # the torch backend's probe: fp32 against bf16 only where the CPU has BF16
+    calibration = [torch.rand(2, 1, 32, 32)]
+    fast = optimize_for_inference(_model(), backend="torch", precision="auto",
+                                  calibration=calibration)
+    assert fast.choice["precision"] in (("fp32", "bf16") if features.bf16 else ("fp32",))
+    tried = set(fast.choice.get("agreement", {}))
+    assert ("torch_bf16" in tried) == features.bf16
+
+
+def test_asking_for_bf16_or_int8_on_a_cpu_that_cannot_is_refused(monkeypatch):
+    monkeypatch.setattr(cpu, "cpu_features", lambda: AVX2_ONLY)
+    pytest.importorskip("openvino")
+    with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
+        optimize_for_inference(_model(), backend="openvino", precision="bf16")
+    with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
+        optimize_for_inference(_model(), backend="auto", precision="bf16",
+                               calibration=[torch.rand(1, 1, 32, 32)])
+
+
+def test_auto_probe_is_cached_and_keeps_fp32_answers(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNETLAB_CACHE_DIR", str(tmp_path))
+    model = _model()
+    first = optimize_for_inference(model, backend="auto", probe_shape=(1, 1, 32, 32))
+    assert first.choice["cached"] is False and first.choice["precision"] == "fp32"
+    assert min(first.choice["agreement"].values()) >= auto.AGREEMENT
+    entries = json.loads(auto.cache_path().read_text())
+    assert len(entries) == 1
+    second = optimize_for_inference(model, backend="auto", probe_shape=(1, 1, 32, 32))
+    assert second.choice["cached"] is True
+    assert second.choice["backend"] == first.choice["backend"]
+    x = torch.rand(2, 1, 40, 24)
+    with torch.no_grad():
+        assert (second(x) - model(x)).abs().max() < 1e-4
+    # another input shape is another probe
+    optimize_for_inference(model, backend="auto", probe_shape=(1, 1, 48, 48))
+    assert len(json.loads(auto.cache_path().read_text())) == 2
+
+
+def test_winograd_follows_the_cpu(monkeypatch):
+    from unetlab.inference.winograd import WinogradConv2d
+
+    model = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(8, 128))
+    monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.CpuFeatures(name="old CPU"))
+    assert cpu.winograd_ratio() is None
+    plain = optimize_for_inference(model, backend="torch")
+    assert not any(isinstance(m, WinogradConv2d) for m in plain.net.modules())
+    monkeypatch.setattr(cpu, "cpu_features", lambda: AVX2_ONLY)
+    fast = optimize_for_inference(model, backend="torch")
+    ratios = {m.ratio for m in fast.net.modules() if isinstance(m, WinogradConv2d)}
+    assert ratios == {cpu.winograd_ratio(AVX2_ONLY)}
+    # AMX CPUs: only the deepest layers pay (a higher channel-mixing ratio)
+    assert cpu.winograd_ratio(WITH_BF16) > cpu.winograd_ratio(AVX2_ONLY)
