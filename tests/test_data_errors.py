@@ -98,7 +98,8 @@ def test_bad_names_and_options():
         build_dataset("shape")
     with pytest.raises(UnetlabError, match="unknown option.*num_imgs.*valid:.*num_images"):
         build_dataset("membranes", num_imgs=3)
-    with pytest.raises(UnetlabError, match="choose from none, flips, light, paper, strong, upright"):
+    with pytest.raises(UnetlabError,
+                       match="choose from none, flips, light, paper, strong, upright"):
         build_transforms("heavy")
     with pytest.raises(UnetlabError, match="unknown transform option.*rotation"):
         build_transforms("light", rotation=10)
