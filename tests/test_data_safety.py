@@ -54,6 +54,25 @@ def test_masks_of_0_65535_mixed_with_0_255_are_an_error(tmp_path):
     assert "65535" in text and "masks/c.png" in text and "[0, 255]" in text
 
 
+def test_a_stray_colour_in_colour_masks_is_listed_with_its_file(tmp_path):
+    mask = np.zeros((100, 120, 3), np.uint8)
+    mask[:50] = (200, 0, 0)
+    mask[50:, :60] = (0, 0, 200)
+    _pair(tmp_path, "a", mask)
+    assert build_dataset("folder", tmp_path).num_classes == 3  # black, red, blue
+    stray = mask.copy()
+    stray[99, 119] = (100, 0, 100)  # one anti-aliased pixel
+    _pair(tmp_path, "b", stray)
+    with pytest.raises(UnetlabError) as exc:
+        build_dataset("folder", tmp_path)
+    text = _one_line(exc)
+    assert "[100, 0, 100] (1 pixel(s) in " in text and "masks/b.png" in text
+    assert "masks/a.png" not in text
+    # a declared mapping takes the masks as they are
+    mapping = {"#000000": 0, "#c80000": 1, "#0000c8": 2, "#640064": 0}
+    assert build_dataset("folder", tmp_path, mapping=mapping).num_classes == 3
+
+
 @pytest.mark.parametrize("values", [(0, 255), (0, 65535), (0, 1, 2, 3), (0,)])
 def test_consistent_undeclared_masks_still_work(tmp_path, values):
     dtype = np.uint16 if max(values) > 255 else np.uint8

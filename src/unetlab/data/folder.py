@@ -106,6 +106,7 @@ class FolderDataset(PairedFilesDataset):
         ignored = {_parse_key(v) for v in ignore_values}
         values: set = set()
         grey: dict[int, list] = {}  # value -> [(file, pixels), ...]
+        colours: dict[tuple, list] = {}  # the same for colour masks
         rgb = False
         for _, _, mask_path in self.samples:
             raw = read_image(mask_path)
@@ -113,8 +114,11 @@ class FolderDataset(PairedFilesDataset):
                     np.array_equal(raw[..., 0], raw[..., 1])
                     and np.array_equal(raw[..., 0], raw[..., 2])):
                 rgb = True
-                codes = np.unique(_encode_rgb(raw))
-                values |= {((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in codes.tolist()}
+                codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
+                for c, n in zip(codes.tolist(), counts.tolist()):
+                    colour = ((c >> 16) & 255, (c >> 8) & 255, c & 255)
+                    colours.setdefault(colour, []).append((mask_path, n))
+                    values.add(colour)
             else:
                 raw = raw[..., 0] if raw.ndim == 3 else raw
                 found, counts = np.unique(raw, return_counts=True)
@@ -123,12 +127,47 @@ class FolderDataset(PairedFilesDataset):
                 values |= set(found.tolist())
         if rgb:
             values = {v if isinstance(v, tuple) else (v, v, v) for v in values}
+            check_rare_colours({v: f for v, f in colours.items() if v not in ignored})
         else:
             check_undeclared_values({v: f for v, f in grey.items() if v not in ignored})
         found = sorted(values - ignored)
         log.info("folder dataset: no mapping declared; mask values %s -> classes 0..%d",
                  found, len(found) - 1)
         return {v: i for i, v in enumerate(found)}
+
+
+RARE_COLOUR_SHARE = 1e-4  # an undeclared colour on fewer pixels is taken for a stray one
+MAX_UNDECLARED_COLOURS = 64
+
+
+def check_rare_colours(where: dict) -> None:
+    """Undeclared colour masks: a colour on fewer than 0.01% of the mask pixels (an
+    anti-aliased edge, a stray pixel) or more than 64 colours is a one-line error listing
+    them and their files, instead of silently becoming classes (a declared ``mapping``
+    takes the masks as they are).
+
+    ``where``: ``{(r, g, b): [(mask file, pixel count), ...]}`` over the whole split.
+    """
+    total = sum(n for files in where.values() for _, n in files)
+
+    def describe(colour):
+        files = where[colour]
+        shown = ", ".join(str(f) for f, _ in files[:3]) + \
+            (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
+        return f"{list(colour)} ({sum(n for _, n in files):,} pixel(s) in {shown})"
+
+    declare = "declare the classes (mapping: {'#rrggbb': class, ...})"
+    if len(where) > MAX_UNDECLARED_COLOURS:
+        raise UnetlabError(f"{len(where)} different colours in the masks (anti-aliased or "
+                           f"photographic masks?), e.g. {'; '.join(map(describe, list(where)[:3]))}"
+                           f"; {declare}")
+    rare = sorted(c for c, files in where.items()
+                  if sum(n for _, n in files) < RARE_COLOUR_SHARE * total)
+    if rare:
+        raise UnetlabError(f"undeclared mask colours on fewer than {RARE_COLOUR_SHARE:.2%} of "
+                           f"the pixels: {'; '.join(map(describe, rare[:5]))}"
+                           f"{f' (+{len(rare) - 5} more)' if len(rare) > 5 else ''}; fix the "
+                           f"masks, or {declare}")
 
 
 def check_undeclared_values(where: dict) -> None:
