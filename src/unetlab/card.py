@@ -168,8 +168,10 @@ def validate_card(card, source="model card") -> dict:
         _fail(source, f"input.{exc}")
     scale = inp.get("scale", 1.0)
     if isinstance(scale, bool) or not isinstance(scale, int | float) or \
-            not math.isfinite(scale) or scale <= 0:
-        _fail(source, f"input.scale must be a positive number, got {scale!r}")
+            not math.isfinite(scale) or not 0 < scale <= 4:
+        _fail(source, f"input.scale must be a number in (0, 4], got {scale!r}")
+    if scale != 1 and arch.get("spatial_dims", 2) != 2:
+        _fail(source, f"input.scale={scale} is for 2-D models only")
     classes = _dict(card.get("classes", {}), source, "classes")
     cnames = classes.get("names", [])
     if not isinstance(cnames, list) or not all(isinstance(n, str) for n in cnames) or \

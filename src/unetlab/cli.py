@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        from .commands._common import check_json_target
+
+        check_json_target(args)  # --json never replaces an input or an earlier file
         with pixel_limit(getattr(args, "max_pixels", None)):  # --max-pixels
             return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -125,6 +125,41 @@ def check_not_input(out: Path, inputs, what: str = "--out") -> None:
                                "another path")
 
 
+def check_json_target(args) -> None:
+    """``--json PATH`` (every command that has it), checked before any work: never one of
+    the command's inputs, and an existing file only with ``--overwrite`` (commands
+    without that flag: choose another path)."""
+    path = getattr(args, "json", None)
+    if path is None:
+        return
+    target = Path(path).resolve()
+    inputs = []
+    for name in ("inputs", "checkpoint", "config", "data", "calibration"):
+        value = getattr(args, name, None)
+        inputs += value if isinstance(value, list) else [value] if value is not None else []
+    for item in inputs:
+        if Path(item).resolve() == target:
+            raise UnetlabError(f"--json {path} is an input of this command; choose another path")
+    if target.is_dir():
+        raise UnetlabError(f"--json {path} is a folder; give a file path")
+    if target.exists() and not getattr(args, "overwrite", False):
+        hint = "pass --overwrite to replace it" if hasattr(args, "overwrite") else \
+            "choose another path or remove it"
+        raise UnetlabError(f"--json {path} already exists; {hint}")
+
+
+def free_name(path: Path) -> Path:
+    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``, ... : the first that does not
+    exist (a default output name that keeps earlier results)."""
+    path = Path(path)
+    n = 2
+    while path.exists():
+        path = path.with_name(f"{path.stem.rsplit('-', 1)[0] if n > 2 else path.stem}-{n}"
+                              f"{path.suffix}")
+        n += 1
+    return path
+
+
 def check_new_file(path: Path, overwrite: bool, what: str = "--out") -> None:
     """A one-line error when ``path`` exists and ``overwrite`` is not set."""
     if Path(path).exists() and not overwrite:

@@ -18,6 +18,7 @@ from ._common import (
     add_max_pixels_argument,
     add_precision_argument,
     existing_path,
+    free_name,
     inference_model,
     safe_name,
     write_json,
@@ -188,7 +189,7 @@ def _run(args, info, device) -> None:
                    "num_images": len(dataset), "scale": scale})
     print(format_table(result))
     folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
-    target = args.json or folder / f"eval_{args.dataset}_{args.split}.json"
+    target = args.json or free_name(folder / f"eval_{args.dataset}_{args.split}.json")
     out = {**result["metrics"], "class_names": result["class_names"],
            **{k: result[k] for k in ("checkpoint", "dataset", "data", "split", "num_images",
                                      "scale")}}

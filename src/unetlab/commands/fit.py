@@ -25,17 +25,31 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+FIT_OUTPUTS = ("plan.yaml", "report.md", "report.json", "fingerprint.json", "probe.json",
+               "overlays")
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an existing, non-empty RUN_DIR unless ``--overwrite``; with it, only what
+    fit and its training wrote is removed (other files in the folder stay)."""
     from ..errors import UnetlabError
+    from ..training.trainer import RUN_OUTPUTS
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
+    if not out.is_dir():
+        raise UnetlabError(f"--out {out} exists and is not a folder")
     if not overwrite:
         raise UnetlabError(f"{out} exists and is not empty; pass --overwrite to replace it")
     if not (out / "plan.yaml").is_file():
         raise UnetlabError(f"{out} is not a run folder of unetlab fit (no plan.yaml); "
                            "not replacing it")
-    shutil.rmtree(out)
+    for name in FIT_OUTPUTS + RUN_OUTPUTS:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
 
 
 def run(args) -> int:

@@ -71,6 +71,9 @@ class SegmentationDataset(Dataset):
         from .resample import check_scale
 
         self.scale = check_scale(scale)
+        if self.scale != 1.0 and getattr(self, "spatial_dims", 2) != 2:
+            raise UnetlabError(f"{type(self).__name__}: data.scale={self.scale} resizes 2-D "
+                               "images only; resample volumes with target_spacing")
         if cache not in (True, False, "auto"):
             raise UnetlabError(f"cache={cache!r}: expected True, False or 'auto'")
         self.transform = transform

@@ -83,8 +83,17 @@ def read_volume(path, *, labels: bool = False) -> Volume:
     path = Path(path)
     if not path.is_file():
         raise UnetlabError(f"{path}: no such NIfTI file")
+    from ..imageio import check_finite
+    from ..limits import check_pixels
+
     try:
         img = nib.load(str(path))
+        shape = tuple(int(s) for s in img.shape)  # the header's, before any voxel is read
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise UnetlabError(f"{path}: unreadable NIfTI ({' '.join(str(exc).split())})") \
+            from None
+    check_pixels(path, shape, int(np.prod(shape[:3], dtype=np.int64)))
+    try:
         if labels:
             raw = np.asanyarray(img.dataobj)
         else:
@@ -104,6 +113,8 @@ def read_volume(path, *, labels: bool = False) -> Volume:
                                    f"(e.g. {array[rounded != array].flat[0]})")
             array = rounded
         array = array.astype(np.int64)
+    else:
+        check_finite(array, path)
     spacing = tuple(round(float(z), 6) for z in img.header.get_zooms()[:3])  # float32 noise
     if any(not np.isfinite(s) or s <= 0 for s in spacing):
         raise UnetlabError(f"{path}: invalid voxel spacing {spacing} in the header")

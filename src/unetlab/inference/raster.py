@@ -220,7 +220,10 @@ def _stream(model, src, source, plans, prep, tmp, out, bands, palette, class_nam
                     for i in range(k):
                         prob_dst.set_band_description(i + 1, _class_name(class_names, i))
                     probs = _RowWriter(prob_dst, src.width, k, np.float32)
-            valid = valid_mask(src, bands, window_of(rows, slice(0, src.width)))
+            window = window_of(rows, slice(0, src.width))
+            floats = np.issubdtype(np.dtype(src.dtypes[bands[0] - 1]), np.floating)
+            valid = valid_mask(src, bands, window,  # NaN/inf pixels are no-data too
+                               data=src.read(bands, window=window) if floats else None)
             lab = values.argmax(0).numpy().astype(labels.dtype)
             lab[~valid] = label_dst.nodata
             final = rows.stop == src.height

@@ -60,7 +60,13 @@ def save_model(model: nn.Module, path, metadata: dict | None = None,
 
 
 def resolve_model_file(path) -> Path:
+    """A model file, a checkpoint folder, or a training-run folder (its best checkpoint,
+    else its last)."""
     path = Path(path)
+    if path.is_dir() and not (path / MODEL_FILE).is_file():
+        for which in ("best", "last"):
+            if (path / "checkpoints" / which / MODEL_FILE).is_file():
+                return path / "checkpoints" / which / MODEL_FILE
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():
@@ -112,7 +118,7 @@ def _build_checked(card: dict, path: Path, shapes: dict, max_parameters: int) ->
     try:
         with torch.device("meta"):
             probe = create_model(arch["name"], **kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise UnetlabError(f"{path}: model card does not build a model "
                            f"({' '.join(str(exc).split())})") from None
     expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}

@@ -100,6 +100,8 @@ def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     if resume or not out_dir.is_dir():
         return
     earlier = [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
+    if earlier == ["config.yaml"]:  # a run that stopped before its first row or checkpoint:
+        return                     # nothing of it is lost when the new run rewrites it
     if not earlier:
         return
     if not overwrite:
