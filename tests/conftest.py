@@ -11,6 +11,10 @@ import torch
 SHARED_DATA = Path(os.environ.get("UNETLAB_SHARED_DATA",
                                   Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
+# torch.compile's inductor compiles in this process instead of a forked pool of compile
+# workers (forks of an xdist worker share its channel to the controller).
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
 # Two cores, often two xdist workers: one thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

@@ -73,7 +73,7 @@ def test_info_one_line_errors_and_never_overwrites_the_model(tmp_path, capsys):
     path = unetlab.save_model(model, tmp_path / "m.safetensors")
     before = path.read_bytes()
     assert main(["info", str(path), "--json", str(path)]) == 2
-    assert "would write over the input" in _one_line_error(capsys, "info")
+    assert "is an input of this command" in _one_line_error(capsys, "info")
     assert path.read_bytes() == before
 
 

@@ -53,11 +53,15 @@ def test_quick_models_suite_writes_tables_json_plots_and_resumes(tmp_path, capsy
     assert "equal steps: each entry trains for 2 optimizer steps" in text
     assert "not separated" in text and "one seed: no interval" in text
 
-    # resume: nothing is retrained, results are identical
-    assert main([*QUICK, "--out", str(out), "--json", str(js)]) == 0
+    # resume: nothing is retrained, results are identical (the earlier --json file is
+    # never replaced: the second summary goes to its own path)
+    js2 = tmp_path / "summary2.json"
+    assert main([*QUICK, "--out", str(out), "--json", str(js2)]) == 0
     assert capsys.readouterr().err.count("(reused)") == 5
     assert (folder / "unet" / "seed_0" / "result.json").stat().st_mtime_ns == stamp
-    assert json.loads(js.read_text()) == summary
+    assert json.loads(js2.read_text()) == summary
+    assert main([*QUICK, "--out", str(out), "--json", str(js)]) == 2
+    assert "already exists" in capsys.readouterr().err
 
 
 @pytest.mark.slow
