@@ -35,12 +35,9 @@ GDAL_CACHE_MB = 64
 
 def require_rasterio():
     """The ``rasterio`` module, or a one-line error naming the extra that installs it."""
-    try:
-        import rasterio
-    except ImportError:
-        raise UnetlabError('GeoTIFF / GDAL rasters need rasterio: pip install "unetlab[geo]"') \
-            from None
-    return rasterio
+    from ._extras import require
+
+    return require("rasterio", "geo", "GeoTIFF / GDAL rasters need rasterio")
 
 
 def open_raster(path, mode: str = "r", **profile):

@@ -166,9 +166,11 @@ def _openvino(args, model) -> int:
 
 def _example_input_of(model, size):
     from ..inference.export import _example_input
+    from ..models.geometry import geometry_of
 
-    if getattr(model, "padding", "same") == "valid":
+    geo = geometry_of(model)
+    if geo.padding == "valid":
         from ..models.unet import valid_input_size
 
-        size = valid_input_size(size, getattr(model, "levels", 5))
+        size = valid_input_size(size, geo.levels)
     return _example_input(model, size)

@@ -24,12 +24,9 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 def require_nibabel():
     """The nibabel module, or a one-line error naming the extra that installs it."""
-    try:
-        import nibabel
-    except ImportError:
-        raise UnetlabError('NIfTI volumes need nibabel: pip install "unetlab[medical]"') \
-            from None
-    return nibabel
+    from .._extras import require
+
+    return require("nibabel", "medical", "NIfTI volumes need nibabel")
 
 
 def is_nifti(path) -> bool:

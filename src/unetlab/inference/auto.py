@@ -64,12 +64,15 @@ def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
 
 
 def _default_shape(model) -> tuple:
-    dims = int(getattr(model, "spatial_dims", 2))
+    from ..models.geometry import geometry_of
+
+    geo = geometry_of(model)
+    dims = geo.spatial_dims
     size = 256 if dims == 2 else 64
-    if getattr(model, "padding", "same") == "valid":
+    if geo.padding == "valid":
         from ..models.unet import valid_input_size
 
-        size = valid_input_size(size, getattr(model, "levels", 5))
+        size = valid_input_size(size, geo.levels)
     return (1, int(getattr(model, "in_channels", 1)), *(size,) * dims)
 
 

@@ -36,26 +36,22 @@ KEEP_FP32 = ("first", "last")
 
 def require_openvino():
     """The ``openvino`` module, or a one-line error naming the extra to install."""
-    try:
-        import openvino
-    except ImportError:
-        raise UnetlabError('backend="openvino" needs OpenVINO and NNCF: '
-                           'pip install "unetlab[openvino]"') from None
-    return openvino
+    from .._extras import require
+
+    return require("openvino", "openvino", 'backend="openvino" needs OpenVINO and NNCF')
 
 
 def _require_nncf():
-    try:
-        import nncf
-    except ImportError:
-        raise UnetlabError('precision="int8" needs NNCF: pip install "unetlab[openvino]"') \
-            from None
-    return nncf
+    from .._extras import require
+
+    return require("nncf", "openvino", 'precision="int8" needs NNCF')
 
 
 def _multiple(source) -> int:
-    same = getattr(source, "padding", "same") == "same"
-    return int(getattr(source, "size_multiple", 1) or 1) if same else 1
+    from ..models.geometry import geometry_of
+
+    geo = geometry_of(source)
+    return geo.divisor if geo.padding == "same" else 1
 
 
 def convert(net: torch.nn.Module):
