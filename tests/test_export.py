@@ -125,10 +125,33 @@ def test_export_command_missing_checkpoint_one_line(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("unetlab export: error:")
 
 
+_COMPILED = """
+import torch, unetlab
+from unetlab.inference import optimize_for_inference
+torch.manual_seed(0)
+model = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(8, 16, 32),
+                             norm="batch")
+g = torch.Generator().manual_seed(3)
+for m in model.modules():  # batch-norm statistics that folding must carry (as _model)
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+        m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+model.eval()
+fast = optimize_for_inference(model, compile=True)
+x = torch.rand(1, 1, 32, 32)
+with torch.no_grad():
+    print(float((fast(x) - model(x)).abs().max()))
+"""
+
+
 @pytest.mark.slow
 def test_optimize_for_inference_compiled_matches_eager():
-    model = _model()
-    fast = optimize_for_inference(model, compile=True)
-    x = torch.rand(1, 1, 32, 32)
-    with torch.no_grad():
-        assert (fast(x) - model(x)).abs().max() < 1e-4
+    # In its own interpreter: torch.compile inside a long-lived xdist worker that has
+    # already loaded OpenVINO, ONNX Runtime, ... took the worker down (3 of 5 full runs).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _COMPILED], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-4
