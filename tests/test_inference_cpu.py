@@ -47,6 +47,7 @@ def _model():
 def test_auto_never_tries_bf16_without_native_bf16(features, monkeypatch, tmp_path):
     monkeypatch.setattr(cpu, "cpu_features", lambda: features)
     monkeypatch.setenv("UNETLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("UNETLAB_AUTO_BACKENDS", raising=False)  # the full candidate list
     pairs = auto.candidates(calibration=True)
     assert any(p == "bf16" for _, p in pairs) == features.bf16
     assert ("openvino", "int8") in pairs or not auto.candidates(backend="openvino")
@@ -103,3 +104,10 @@ def test_winograd_follows_the_cpu(monkeypatch):
     assert ratios == {cpu.winograd_ratio(AVX2_ONLY)}
     # AMX CPUs: only the deepest layers pay (a higher channel-mixing ratio)
     assert cpu.winograd_ratio(WITH_BF16) > cpu.winograd_ratio(AVX2_ONLY)
+
+
+def test_auto_backends_can_be_limited(monkeypatch):
+    monkeypatch.setenv("UNETLAB_AUTO_BACKENDS", "torch")
+    assert {b for b, _ in auto.candidates()} == {"torch"}
+    monkeypatch.delenv("UNETLAB_AUTO_BACKENDS")
+    assert "torch" in {b for b, _ in auto.candidates()}

@@ -31,6 +31,7 @@ from . import cpu
 log = logging.getLogger(__name__)
 
 AGREEMENT = 0.995
+AUTO_BACKENDS_ENV = "UNETLAB_AUTO_BACKENDS"
 CACHE_FILE = "backend_probe.json"
 _ORDER = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
           ("torch", "bf16"), ("openvino", "bf16"), ("openvino", "int8")]
@@ -54,6 +55,10 @@ def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
                  "onnxruntime": importlib.util.find_spec("onnxruntime") is not None,
                  "openvino": importlib.util.find_spec("openvino") is not None
                  and importlib.util.find_spec("nncf") is not None}
+    only = os.environ.get(AUTO_BACKENDS_ENV)  # e.g. "torch,onnxruntime": auto tries only these
+    if only and backend == "auto":
+        names = {n.strip() for n in only.split(",") if n.strip()}
+        installed = {b: ok and b in names for b, ok in installed.items()}
     out = [(b, p) for b, p in _ORDER
            if installed[b] and backend in ("auto", b) and precision in ("auto", p)
            and (p in allowed or precision == p)]
