@@ -245,3 +245,47 @@ def test_plan_on_a_folder_without_val_split_holds_out_a_stated_fraction(tmp_path
     assert cfg.data.val_split == pytest.approx(0.2)
     assert "held out" in out.read_text()
     assert cfg.model.in_channels is None and cfg.data.tile_size <= 48
+
+
+def _fake_steps(rates_by_mode):
+    """A stand-in for the probe's timing: seconds per step by (amp, channels_last)."""
+    tried = []
+
+    def fake(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
+             channels_last=False):
+        mode = ("bf16" if amp is not None else "none", channels_last)
+        tried.append(mode)
+        return 1.0 / (rates_by_mode[mode] / width)
+    return fake, tried
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_probe_tries_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, bf16):
+    import unetlab.inference.cpu as cpu
+    import unetlab.planning.probe as probe
+
+    features = cpu.CpuFeatures("test cpu", avx2=True, bf16=bf16)
+    monkeypatch.setattr(cpu, "cpu_features", lambda: features)
+    fake, tried = _fake_steps({("none", False): 16.0, ("none", True): 17.0,
+                               ("bf16", True): 48.0})
+    monkeypatch.setattr(probe, "_step_seconds", fake)
+    result = probe_machine(depth=1, tile=16, batch=2, in_channels=1, num_classes=2,
+                           widths=(8, 16), cache_dir=tmp_path, seconds=0.01)
+    if bf16:
+        assert result["amp"] == "bf16" and result["channels_last"]
+        assert result["steps_per_s"]["8"] == pytest.approx(6.0)   # measured in bf16
+    else:
+        # no native bf16: never timed; channels-last's 6% is under the 15% needed
+        assert ("bf16", True) not in tried
+        assert result["amp"] == "none" and not result["channels_last"]
+        assert result["steps_per_s"]["8"] == pytest.approx(2.0)
+    plan = make_plan(_fingerprint(), {**result, "tile": 192, "batch": 4}, 1800, dataset="x")
+    cfg = config_from_dict(plan.config)
+    assert cfg.train.amp == result["amp"] and cfg.train.channels_last == result["channels_last"]
+    assert ("bf16" in plan.reasons["train.amp"]) == bf16
+
+
+def test_a_saved_probe_without_modes_plans_full_precision():
+    plan = make_plan(_fingerprint(), _probe({8: 4.0, 16: 2.0}), 1800, dataset="x")
+    assert plan.config["train"]["amp"] == "none"
+    assert plan.config["train"]["channels_last"] is False

@@ -236,9 +236,21 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                                   "(unetlab evaluate measures it afterwards)")
     r["train.best_metric"] = ("binary data without an ignore label: the share of wrong "
                               "pixels" if binary else "mean IoU over the classes")
-    amp = "bf16" if device == "cuda" else "none"
-    r["train.amp"] = ("bfloat16 autocast on the GPU" if device == "cuda" else
-                      "full precision on the CPU")
+    amp = str(probe.get("amp", "bf16" if device == "cuda" else "none"))
+    channels_last = bool(probe.get("channels_last", False))
+    modes = probe.get("modes") or {}
+    tried = ", ".join(f"{m} {v:.2f}" for m, v in modes.items() if v)
+    if device == "cuda":
+        r["train.amp"] = "bfloat16 autocast on the GPU"
+    elif amp == "bf16":
+        r["train.amp"] = (f"bfloat16 autocast: this CPU computes bf16 natively and the probe "
+                          f"measured it fastest (steps/s: {tried})")
+    else:
+        r["train.amp"] = ("full precision: " + (f"the fastest mode the probe measured "
+                                                 f"(steps/s: {tried})" if tried else
+                                                 "the CPU default"))
+    if channels_last:
+        r["train.channels_last"] = "channels-last layout: faster in the probe"
     val_split = "val" if fp.has_own_val else FALLBACK_VAL_FRACTION
     r["data.val_split"] = ("the dataset's own validation split" if fp.has_own_val else
                            f"no validation split: the last {FALLBACK_VAL_FRACTION:.0%} of "
@@ -256,7 +268,8 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
         "optim": {"name": "adam", "lr": lr},
         "schedule": {"name": "cosine", "warmup_steps": warmup, "by_time": True},
         "train": {"epochs": None, "time_budget_s": round(train_s, 1), "val_every": val_every,
-                  "best_metric": best, "boundary_metric": False, "amp": amp, "seed": seed,
+                  "best_metric": best, "boundary_metric": False, "amp": amp,
+                  "channels_last": channels_last, "seed": seed,
                   "out_dir": str(out_dir),
                   "device": device},
     }

@@ -5,6 +5,12 @@ A candidate is a same-padding U-Net with batch norm of ``depth`` poolings and ba
 ``w`` (channels ``w, 2w, ...``), trained on ``batch`` random tiles of ``tile`` pixels with
 Adam. The probe times whole optimizer steps (forward, loss, backward, step) after one
 warm-up step and stops measuring wider networks once one is too slow to matter.
+
+The numeric mode is measured too, on one reference width: on a CPU, float32 in the
+default layout and in channels-last, and bfloat16 autocast in channels-last only where
+the CPU computes bfloat16 natively (AVX512-BF16 or AMX: emulated bf16 is several times
+slower, so it is never tried elsewhere); on a GPU, bfloat16 autocast. The fastest mode is
+used for every width and recorded in the probe (``amp``, ``channels_last``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,19 @@ log = logging.getLogger(__name__)
 CPU_WIDTHS = (8, 16, 24, 32, 48)
 GPU_WIDTHS = (16, 32, 48, 64)
 PROBE_SECONDS = 0.6      # per candidate, after the warm-up step
-PROBE_VERSION = 1
+PROBE_VERSION = 2
+MODE_WIDTH = 16          # the width the CPU modes are compared on
+MODE_GAIN = 1.15         # a mode other than float32 must be this much faster to be used
+
+
+def cpu_modes() -> list[tuple[str, bool]]:
+    """(amp, channels_last) modes worth measuring on this CPU: bf16 only where native."""
+    from ..inference.cpu import cpu_features
+
+    modes = [("none", False), ("none", True)]
+    if cpu_features().bf16:
+        modes.append(("bf16", True))
+    return modes
 
 
 def default_cache_dir() -> Path:
@@ -59,7 +77,8 @@ def candidate_channels(width: int, depth: int) -> list[int]:
     return [width * 2 ** i for i in range(depth + 1)]
 
 
-def _step_seconds(width, depth, tile, batch, in_ch, classes, device, amp, seconds) -> float:
+def _step_seconds(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
+                  channels_last: bool = False) -> float:
     from .. import create_model
 
     torch.manual_seed(0)
@@ -68,6 +87,9 @@ def _step_seconds(width, depth, tile, batch, in_ch, classes, device, amp, second
     net = net.to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.randn(batch, in_ch, tile, tile, device=device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch, tile, tile), device=device)
 
     def step():
@@ -97,7 +119,10 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
     """Seconds per optimizer step of each candidate width at ``tile``/``batch``.
 
     Returns ``{"device", "key", "tile", "batch", "depth", "steps_per_s": {width: value},
-    "cached": bool, "probe_s"}``. With ``budget_s`` and ``min_steps``, widths are not
+    "amp", "channels_last", "modes", "cached": bool, "probe_s"}``: ``amp`` ("none" or
+    "bf16") and ``channels_last`` are the fastest numeric mode, in which every width is
+    measured; ``modes`` holds the steps/s of each mode tried at :data:`MODE_WIDTH`.
+    With ``budget_s`` and ``min_steps``, widths are not
     measured past the first that would make fewer than ``min_steps / 2`` steps in
     ``budget_s`` (wider is only slower). Results are cached in ``cache_dir`` (default
     ``~/.cache/unetlab``) under a key of the machine, torch version, threads and the
@@ -105,27 +130,59 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
     """
     device = torch.device(device)
     widths = tuple(widths or (GPU_WIDTHS if device.type == "cuda" else CPU_WIDTHS))
-    amp = torch.bfloat16 if device.type == "cuda" else None
+    modes = [("bf16", False)] if device.type == "cuda" else cpu_modes()
     key = {**machine_key(device), "depth": depth, "tile": tile, "batch": batch,
            "in_channels": in_channels, "num_classes": num_classes, "widths": list(widths),
-           "amp": str(amp)}
+           "modes": [f"{a}{'+cl' if c else ''}" for a, c in modes]}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"probe-{digest}.json"
     rates: dict[str, float] = {}
+    mode_rates: dict[str, float] = {}
     if use_cache and path.is_file():
         try:
             cached = json.loads(path.read_text())
             if cached.get("key") == key:
                 rates = {str(k): float(v) for k, v in cached["steps_per_s"].items()}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+                mode_rates = {str(k): float(v) for k, v in cached["modes"].items()}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError,
+                AttributeError):
             log.warning("ignoring unreadable probe cache %s", path)
+            rates, mode_rates = {}, {}
     start = time.perf_counter()
     measured = 0
+
+    def name(amp_name, cl):
+        return f"{amp_name}{'+cl' if cl else ''}"
+
+    ref = MODE_WIDTH if MODE_WIDTH in widths else widths[0]
+    if len(modes) > 1:
+        ref = MODE_WIDTH if MODE_WIDTH in widths else widths[0]
+        for amp_name, cl in modes:
+            if name(amp_name, cl) not in mode_rates:
+                dtype = torch.bfloat16 if amp_name == "bf16" else None
+                mode_rates[name(amp_name, cl)] = round(1.0 / _step_seconds(
+                    ref, depth, tile, batch, in_channels, num_classes, device, dtype,
+                    seconds, channels_last=cl), 4)
+                measured += 1
+                log.info("probe: mode %s at width %d, %.3f steps/s", name(amp_name, cl), ref,
+                         mode_rates[name(amp_name, cl)])
+        base = mode_rates[name("none", False)]
+        best = max(mode_rates, key=lambda m: mode_rates[m])
+        if mode_rates[best] < MODE_GAIN * base:
+            best = name("none", False)
+    else:
+        best = name(*modes[0])
+        mode_rates.setdefault(best, 0.0)
+    amp_name, cl = best.split("+")[0], best.endswith("+cl")
+    amp = torch.bfloat16 if amp_name == "bf16" else None
     for w in widths:
+        if str(w) not in rates and len(modes) > 1 and w == ref:
+            rates[str(w)] = mode_rates[best]  # measured in this mode already
         if str(w) not in rates:
             rates[str(w)] = round(1.0 / _step_seconds(w, depth, tile, batch, in_channels,
-                                                      num_classes, device, amp, seconds), 4)
+                                                      num_classes, device, amp, seconds,
+                                                      channels_last=cl), 4)
             measured += 1
             log.info("probe: width %d, %.3f steps/s", w, rates[str(w)])
         if budget_s and min_steps and budget_s * rates[str(w)] < min_steps / 2:
@@ -135,7 +192,8 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
                      time_limit_s)
             break
     result = {"device": device.type, "key": key, "tile": tile, "batch": batch,
-              "depth": depth, "steps_per_s": rates, "cached": measured == 0,
+              "depth": depth, "steps_per_s": rates, "amp": amp_name, "channels_last": cl,
+              "modes": mode_rates, "cached": measured == 0,
               "probe_s": round(time.perf_counter() - start, 2)}
     if use_cache and measured:
         try:

@@ -41,7 +41,9 @@ def render_plan(plan: Plan, fp: Fingerprint, probe: dict, budget_s: float) -> st
             f"({budget_s:.0f}s) on the {probe['device']}",
             *format_fingerprint(fp).splitlines(),
             f"probe: steps/s by base width {{{rates}}} at {probe['tile']}px tiles, batch "
-            f"{probe['batch']} ({'cached' if probe.get('cached') else 'measured'})",
+            f"{probe['batch']}, {probe.get('amp', 'none')}"
+            f"{' channels-last' if probe.get('channels_last') else ''} "
+            f"({'cached' if probe.get('cached') else 'measured'})",
             f"expected: ~{e['steps']} steps, ~{e['epochs']} epochs, {e['passes']} passes "
             f"over the training pixels, {e['validations']} validations",
             "Edit freely: this is an ordinary config (unetlab train PLAN.yaml)."]
