@@ -289,3 +289,16 @@ def test_a_saved_probe_without_modes_plans_full_precision():
     plan = make_plan(_fingerprint(), _probe({8: 4.0, 16: 2.0}), 1800, dataset="x")
     assert plan.config["train"]["amp"] == "none"
     assert plan.config["train"]["channels_last"] is False
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_amp_auto_on_a_cpu_uses_bf16_only_where_native(monkeypatch, bf16):
+    import torch
+
+    import unetlab.inference.cpu as cpu
+    from unetlab.training.builder import resolve_amp
+
+    features = cpu.CpuFeatures("test cpu", avx2=True, bf16=bf16)
+    monkeypatch.setattr(cpu, "cpu_features", lambda: features)
+    assert resolve_amp("auto", torch.device("cpu")) == (torch.bfloat16 if bf16 else None)
+    assert resolve_amp("none", torch.device("cpu")) is None

@@ -37,6 +37,10 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "none":
         return None
     if amp == "auto":
+        if device.type == "cpu":  # bf16 only where the CPU computes it natively
+            from ..inference.cpu import cpu_features
+
+            return torch.bfloat16 if cpu_features().bf16 else None
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
