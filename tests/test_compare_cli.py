@@ -132,6 +132,7 @@ def test_seeds_give_spread_intervals_and_verdicts(tmp_path, capsys):
     (["compare", "--quick", "--set", "train.epoks=3"], "train.epoks"),
     (["compare", "--quick", "--device", "cuda:7"], "cuda"),
     (["compare", "--quick", "--seeds", "0"], "seeds must be >= 1"),
+    (["compare", "--quick", "--only", "unet,vgg"], "--only vgg: no such entry"),
 ])
 def test_one_line_errors(argv, message, capsys, monkeypatch):
     import torch
@@ -148,3 +149,18 @@ def test_missing_suite_is_an_error(tmp_path, capsys):
                    "models: [{name: unet}]\n")
     assert main(["compare", "--config", str(cfg), "--losses", "--out", str(tmp_path)]) == 2
     assert "no losses section" in capsys.readouterr().err
+
+
+def test_only_runs_some_entries_and_a_full_run_reuses_them(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*QUICK, "--out", str(out), "--only", "unet,fcn8s"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("trained 2 steps") == 2
+    assert "run without --only" in captured.out
+    folder = out / "models"
+    assert (folder / "unet" / "summary.json").is_file()
+    assert not (folder / "results.md").exists()        # a table of 2 of 5 entries: not written
+    assert main([*QUICK, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("(reused)") == 2 and err.count("trained 2 steps") == 3
+    assert (folder / "results.md").is_file()

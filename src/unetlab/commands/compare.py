@@ -43,6 +43,9 @@ def add_parser(subparsers) -> None:
                    help="train every entry with N seeds (train.seed, +1, ...); overrides "
                         "the file's seeds (default: the file's, else 1)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, auto")
+    p.add_argument("--only", metavar="LABEL[,LABEL]", default=None,
+                   help="run only these entries (their runs and summaries; the suite's "
+                        "tables need a run without --only, which reuses these runs)")
     p.add_argument("--no-resume", action="store_true",
                    help="retrain entries even when their results exist")
     add_json_argument(p)
@@ -81,9 +84,11 @@ def run(args) -> int:
     if missing:
         raise UnetlabError(f"{path} has no {', '.join(missing)} section; it has: "
                            f"{', '.join(spec.suites) or 'none'}")
+    only = [o.strip() for o in args.only.split(",") if o.strip()] if args.only else None
     summary: dict = {}
     for suite in suites:
-        bar = tqdm(total=len(spec.suites[suite]) * len(spec.seeds), desc=suite, unit="run",
+        n = len(only) if only else len(spec.suites[suite])
+        bar = tqdm(total=n * len(spec.seeds), desc=suite, unit="run",
                    file=sys.stderr, disable=None)
 
         def report(i, total, row, reused, bar=bar, suite=suite):
@@ -96,10 +101,13 @@ def run(args) -> int:
                       file=sys.stderr)
 
         rows = run_suite(spec, suite, args.out, device=device, resume=not args.no_resume,
-                         callback=report, command=_command(args, path, suite))
+                         callback=report, command=_command(args, path, suite), only=only)
         bar.close()
         summary[suite] = {row["label"]: row for row in rows}
-        print(f"{suite}: {args.out / suite / 'results.md'}")
+        if only:
+            print(f"{suite}: {', '.join(only)} done; run without --only for the table")
+        else:
+            print(f"{suite}: {args.out / suite / 'results.md'}")
     if args.json is not None:
         write_json(args.json, summary)
     return 0

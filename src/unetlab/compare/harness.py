@@ -193,12 +193,16 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
 
 
 def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
-              resume: bool = True, callback=None, command: str | None = None) -> list[dict]:
+              resume: bool = True, callback=None, command: str | None = None,
+              only: list[str] | None = None) -> list[dict]:
     """Run every entry of ``suite`` once per seed of ``spec.seeds``; write each entry's
     ``summary.json`` and the suite's CSV, Markdown table (with the budget mode, seeds,
     machine, ``command`` and verdicts) and plots to ``OUT/<suite>/``; return one
     aggregated row per entry. ``callback(index, total, row, reused)`` is called after
-    each run (progress display)."""
+    each run (progress display). ``only``: run just the entries with these labels
+    (e.g. to split a suite over processes); the suite's tables are then not written,
+    since they would lack the other entries (a later run without ``only`` reuses these
+    runs and writes them)."""
     from .._io import write_json
     from .plots import plot_suite
     from .report import write_csv, write_markdown
@@ -209,6 +213,13 @@ def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
                            f"{', '.join(spec.suites) or 'none'}")
     out = Path(out)
     entries = spec.suites[suite]
+    if only:
+        labels = [e.label for e in entries]
+        unknown = [o for o in only if o not in labels]
+        if unknown:
+            raise UnetlabError(f"--only {', '.join(unknown)}: no such entry in the {suite} "
+                               f"suite of {spec.source}; it has: {', '.join(labels)}")
+        entries = [e for e in entries if e.label in only]
     total = len(entries) * len(spec.seeds)
     rows, done = [], 0
     for entry in entries:
@@ -223,6 +234,8 @@ def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
         row = aggregate(runs)
         write_json(out / suite / entry.label / SUMMARY_FILE, row)
         rows.append(row)
+    if only:
+        return rows
     folder = out / suite
     write_csv(rows, folder / "results.csv")
     write_markdown(rows, folder / "results.md", title=f"unetlab compare: {suite}",
