@@ -262,6 +262,11 @@ def test_segnet_sizes():
     assert abs(n_params(model) - 29.4e6) < 0.1e6
     convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 13 and all(m.kernel_size == (3, 3) for m in convs)
+    quarter = create_model("segnet", in_channels=3, num_classes=11, width=0.25)
+    widths = [m.out_channels for m in quarter.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert widths[0] == 16 and max(widths) == 128 and len(widths) == 13
+    with pytest.raises(ValueError, match="width"):
+        create_model("segnet", in_channels=3, num_classes=11, width=-1)
     basic = create_model("segnet_basic", in_channels=3, num_classes=11)
     assert abs(n_params(basic) - 1.425e6) < 0.015e6
     assert all(m.kernel_size == (7, 7) for m in basic.encoder.modules() if isinstance(m, nn.Conv2d))

@@ -94,9 +94,14 @@ class SegNet(nn.Module):
 
 
 @register_model("segnet")
-def segnet(in_channels, num_classes, spatial_dims=2, norm="batch"):
-    """SegNet: VGG16-BN encoder (13 convolutions), mirrored decoder, indexed unpooling."""
-    return SegNet(in_channels, num_classes, spatial_dims, stages=VGG16_STAGES, norm=norm)
+def segnet(in_channels, num_classes, spatial_dims=2, norm="batch", width=1.0):
+    """SegNet: VGG16-BN encoder (13 convolutions), mirrored decoder, indexed unpooling.
+    ``width`` scales every channel count (1.0 is the paper's network; 0.25 gives
+    16..128 channels for a CPU comparison), as FCN's ``width`` does."""
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or not width > 0:
+        raise ValueError(f"width must be a positive number, got {width!r}")
+    stages = tuple(tuple(max(1, round(c * width)) for c in stage) for stage in VGG16_STAGES)
+    return SegNet(in_channels, num_classes, spatial_dims, stages=stages, norm=norm)
 
 
 @register_model("segnet_basic")
