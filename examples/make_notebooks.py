@@ -3,15 +3,24 @@
 The two notebooks share every code cell; only the text differs (English / Brazilian
 Portuguese), including the strings inside the code (plot titles, printed messages),
 written ``<<English::Português>>`` in the templates below. Edit this file, then run
-``python examples/make_notebooks.py``. The tests
-(tests/test_notebooks.py) execute both notebooks with ``UNETLAB_FAST=1`` (a few
-training steps) and check that they are current with this file.
+``python examples/make_notebooks.py --execute``: it writes both notebooks and runs them
+(a real run, a few CPU minutes each, without the ISBI 2012 data, as in a fresh clone),
+storing their outputs, figures included, so that they read complete on the web. Without
+``--execute`` it rewrites the cells and keeps the stored outputs while the code cells are
+unchanged (a text-only edit), drops them otherwise.
+
+The tests (tests/test_notebooks.py) check that the committed cells are current with this
+file and hold outputs (figures, no errors), and execute both notebooks again, in memory,
+with ``UNETLAB_FAST=1`` (a few training steps).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -51,6 +60,12 @@ The whole notebook runs on a CPU in under ten minutes (9.6 min measured on a bus
 2-core machine, 4 of them for ISBI 2012). The environment variable `UNETLAB_FAST=1`
 (set by the tests) makes every training run only a few steps; the code is the same.
 The chapters in `docs/course/` explain each step in depth.
+
+*The outputs stored in this file come from a real run (not `UNETLAB_FAST`) on a 2-core
+CPU shared with other jobs (0.9 to 2.6 min for the whole notebook), made by
+`python examples/make_notebooks.py --execute` without the ISBI 2012 data (as in a fresh
+clone of the repository, so section 4 only says it skips). The first training also has a
+150 s time budget: on a slower machine it stops earlier, with other numbers.*
 """, """
 # U-Net na prática: treinar, observar, comparar
 
@@ -69,6 +84,12 @@ O notebook inteiro roda em CPU em menos de dez minutos (9,6 min medidos numa má
 2 núcleos ocupada, 4 deles para o ISBI 2012). A variável de ambiente `UNETLAB_FAST=1` (usada
 pelos testes) faz cada treino rodar só alguns passos; o código é o mesmo.
 Os capítulos em `docs/course/` explicam cada etapa em detalhe (em inglês).
+
+*As saídas guardadas neste arquivo vêm de uma execução real (sem `UNETLAB_FAST`) numa CPU
+de 2 núcleos compartilhada com outros processos (de 0,9 a 2,6 min para o notebook inteiro),
+feita por `python examples/make_notebooks.py --execute` sem os dados do ISBI 2012 (como num
+clone novo do repositório; por isso a seção 4 só avisa que fica de fora). O primeiro treino
+também tem um limite de 150 s: numa máquina mais lenta ele para antes, com outros números.*
 """)
 
 code("""
@@ -263,22 +284,25 @@ md("""
 ## 4. Real data: ISBI 2012 (if present)
 
 The U-Net paper trained on 30 slices of the ISBI 2012 challenge. When the folder
-`shared/data/isbi2012` is next to the project (or `UNETLAB_ISBI` points to it), this
-section trains on 20 real slices with the paper's augmentation (elastic deformation)
-and validates on slices 20-24. Otherwise it says so and moves on.
+`shared/data/isbi2012` is next to the project (or `UNETLAB_ISBI` points to it; an empty
+`UNETLAB_ISBI` skips the section), this section trains on 20 real slices with the paper's
+augmentation (elastic deformation) and validates on slices 20-24. Otherwise it says so
+and moves on.
 """, """
 ## 4. Dados reais: ISBI 2012 (se disponíveis)
 
 O artigo da U-Net treinou com 30 fatias do desafio ISBI 2012. Quando a pasta
-`shared/data/isbi2012` está ao lado do projeto (ou `UNETLAB_ISBI` aponta para ela), esta
-seção treina com 20 fatias reais usando a aumentação de dados do artigo (deformação
-elástica) e valida nas fatias 20 a 24. Caso contrário, ela avisa e segue adiante.
+`shared/data/isbi2012` está ao lado do projeto (ou `UNETLAB_ISBI` aponta para ela; com
+`UNETLAB_ISBI` vazia a seção fica de fora), esta seção treina com 20 fatias reais usando a
+aumentação de dados do artigo (deformação elástica) e valida nas fatias 20 a 24. Caso
+contrário, ela avisa e segue adiante.
 """)
 
 code("""
-candidates = [os.environ.get("UNETLAB_ISBI", ""), "../shared/data/isbi2012",
-              "../../shared/data/isbi2012",
-              Path(unetlab.__file__).resolve().parents[3] / "shared" / "data" / "isbi2012"]
+# UNETLAB_ISBI, when set, is the only place looked at (set it empty to skip this section)
+candidates = [os.environ["UNETLAB_ISBI"]] if "UNETLAB_ISBI" in os.environ else [
+    "../shared/data/isbi2012", "../../shared/data/isbi2012",
+    Path(unetlab.__file__).resolve().parents[3] / "shared" / "data" / "isbi2012"]
 isbi_root = next((Path(c) for c in candidates if c and (Path(c) / "train").is_dir()), None)
 print("ISBI 2012:", isbi_root if isbi_root else
       "<<not found, skipping this section::não encontrado, esta seção fica de fora>>")
@@ -478,13 +502,20 @@ md("""
 """)
 
 
+#: the notebook-level metadata of every written notebook (execution would add the
+#: kernel's Python version and more: replaced by this so that a rerun changes no byte)
+METADATA = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"}}
+
+#: figures stored in the notebooks: 80 dpi keeps each notebook well under 1.5 MB
+FIGURE_DPI = 80
+
+
 def build(language: str) -> nbformat.NotebookNode:
-    """The notebook in ``language`` ("en" or "pt")."""
+    """The notebook in ``language`` ("en" or "pt"), without outputs."""
     index = {"en": 1, "pt": 2}[language]
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                  "name": "python3"},
-                   "language_info": {"name": "python"}}
+    nb.metadata = nbformat.from_dict(METADATA)
     for i, cell in enumerate(CELLS):
         maker = nbformat.v4.new_markdown_cell if cell[0] == "markdown" else \
             nbformat.v4.new_code_cell
@@ -492,11 +523,89 @@ def build(language: str) -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> int:
+def cells_of(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(type, source) of every cell: what the generator decides, outputs aside."""
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def keep_outputs(stored: nbformat.NotebookNode, nb: nbformat.NotebookNode) -> bool:
+    """Copy the outputs of ``stored`` into ``nb`` when their code cells are the same.
+
+    Outputs come from the code alone, so a change in the text (markdown) keeps them; any
+    change in a code cell, or in their number, drops them all (False).
+    """
+    code = [[c for c in book.cells if c.cell_type == "code"] for book in (stored, nb)]
+    if [c.source for c in code[0]] != [c.source for c in code[1]]:
+        return False
+    for old, new in zip(*code):
+        new.outputs, new.execution_count = old.outputs, old.execution_count
+    return True
+
+
+def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 1200) -> float:
+    """Run ``nb`` in place with nbclient, ``workdir`` as its current folder; seconds taken.
+
+    A real run: ``UNETLAB_FAST`` is removed and ``UNETLAB_ISBI`` set empty (the ISBI 2012
+    section skips, as in a fresh clone, which has no ../shared/data), so the stored
+    outputs are what anyone gets from the repository alone. Timings are not recorded and
+    the notebook metadata is reset, so the file holds only sources and outputs.
+    """
+    import time
+
+    from nbclient import NotebookClient
+
+    os.environ.pop("UNETLAB_FAST", None)
+    os.environ["UNETLAB_ISBI"] = ""
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    kwargs = f"{{'bbox_inches': 'tight', 'dpi': {FIGURE_DPI}}}"
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            extra_arguments=[f"--InlineBackend.print_figure_kwargs={kwargs}"],
+                            resources={"metadata": {"path": str(workdir)}})
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    seconds = time.perf_counter() - start
+    nb.metadata = nbformat.from_dict(METADATA)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
+    return seconds
+
+
+def _merge_streams(outputs: list) -> list:
+    """Consecutive prints to one stream as one output (how the kernel splits them varies
+    from run to run: merged, a rerun changes only what the code prints differently)."""
+    merged: list = []
+    for output in outputs:
+        if (output.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                and merged[-1].name == output.name):
+            merged[-1].text += output.text
+        else:
+            merged.append(output)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--execute", action="store_true",
+                        help="also run each notebook (a real run, not UNETLAB_FAST; a few "
+                             "minutes each on a CPU) and store its outputs in the file")
+    parser.add_argument("--timeout", type=int, default=1200,
+                        help="seconds one cell may run with --execute (default 1200)")
+    args = parser.parse_args(argv)
     for language in ("en", "pt"):
         path = HERE / f"tutorial_{language}.ipynb"
-        nbformat.write(build(language), path)
-        print(f"wrote {path}")
+        nb = build(language)
+        if args.execute:
+            with tempfile.TemporaryDirectory(prefix="unetlab-notebook-") as workdir:
+                seconds = execute(nb, Path(workdir), timeout=args.timeout)
+            print(f"executed {path.name} in {seconds:.0f} s")
+        elif not (path.exists() and keep_outputs(nbformat.read(path, as_version=4), nb)):
+            print(f"{path.name}: the code changed, run with --execute to store its outputs",
+                  file=sys.stderr)
+        nbformat.validate(nb)
+        nbformat.write(nb, path)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

@@ -1,6 +1,9 @@
 """The tutorial notebooks (English and Portuguese) run top to bottom.
 
-They are executed with nbclient and ``UNETLAB_FAST=1`` (every training a few real
+The committed files hold the outputs of a real run (``make_notebooks.py --execute``):
+their cells must be current with the generator, outputs aside, and those outputs must
+hold figures and no error. The tests execute them again, in memory (the committed files
+are never written), with nbclient and ``UNETLAB_FAST=1`` (every training a few real
 steps), in a temporary folder so their run folders land there. The ISBI 2012 section
 trains too when ../shared/data/isbi2012 is present.
 """
@@ -29,12 +32,54 @@ def _maker():
 
 @pytest.mark.parametrize("language", ["en", "pt"])
 def test_notebook_is_current(language):
-    """The committed notebook equals what examples/make_notebooks.py writes."""
+    """The committed cells (type and source) are what examples/make_notebooks.py writes.
+
+    Outputs are not compared: the committed files store those of a real run.
+    """
     committed = nbformat.read(EXAMPLES / f"tutorial_{language}.ipynb", as_version=4)
     built = _maker().build(language)
     assert [(c.cell_type, c.source) for c in committed.cells] == \
         [(c.cell_type, c.source) for c in built.cells]
-    assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
+    assert committed.metadata == built.metadata  # no kernel version, nothing run-specific
+    assert all("execution" not in c.metadata for c in committed.cells)  # no timestamps
+
+
+def _outputs(nb) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+@pytest.mark.parametrize("language", ["en", "pt"])
+def test_committed_notebook_has_outputs(language):
+    """The committed notebook reads complete on the web: figures, printed results, no error."""
+    path = EXAMPLES / f"tutorial_{language}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    outputs = _outputs(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("outputs") for c in code), "a code cell without output: run --execute"
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # one run, in order
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
+    assert not [o for o in outputs if o.output_type == "error"]
+    stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    stdout = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    assert "fast: False" in stdout  # a real run, as the first cell says
+    assert str(ROOT) not in stdout and "/tmp" not in stdout  # nothing of the machine that ran it
+    assert path.stat().st_size < 1_500_000
+
+
+def test_regenerating_keeps_outputs_only_for_the_same_code():
+    """make_notebooks.py without --execute: a text edit keeps the stored outputs, a code edit
+    drops them all (they would no longer be what the code prints)."""
+    maker = _maker()
+    stored = nbformat.read(EXAMPLES / "tutorial_en.ipynb", as_version=4)
+    text_edit = maker.build("en")
+    text_edit.cells[0].source += "\nmore text"
+    assert maker.keep_outputs(stored, text_edit)
+    assert _outputs(text_edit) == _outputs(stored) and _outputs(text_edit)
+    code_edit = maker.build("en")
+    next(c for c in code_edit.cells if c.cell_type == "code").source += "\nprint(1)"
+    assert not maker.keep_outputs(stored, code_edit)
+    assert not _outputs(code_edit)
 
 
 def _skeleton(source: str) -> list:
@@ -67,10 +112,16 @@ def test_notebook_runs(language, tmp_path, monkeypatch):
 
     monkeypatch.setenv("UNETLAB_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    nb = nbformat.read(EXAMPLES / f"tutorial_{language}.ipynb", as_version=4)
+    path = EXAMPLES / f"tutorial_{language}.ipynb"
+    committed = path.read_bytes()
+    nb = nbformat.reads(committed.decode("utf-8"), as_version=4)  # a copy, in memory
+    for cell in nb.cells:
+        if cell.cell_type == "code":  # the stored outputs go: only this run's are checked
+            cell.outputs, cell.execution_count = [], None
     client = NotebookClient(nb, timeout=240, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # the native "python3" kernel runs this interpreter (sys.executable)
+    assert path.read_bytes() == committed  # the committed notebook is never rewritten
 
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                       for o in c.get("outputs", []) if o.get("output_type") == "stream")
