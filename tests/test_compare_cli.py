@@ -164,3 +164,16 @@ def test_only_runs_some_entries_and_a_full_run_reuses_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("(reused)") == 2 and err.count("trained 2 steps") == 3
     assert (folder / "results.md").is_file()
+
+
+def test_a_changed_setup_retrains_but_keeps_the_earlier_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*QUICK, "--out", str(out), "--only", "unet"]) == 0
+    first = json.loads((out / "models" / "unet" / "seed_0" / "result.json").read_text())
+    changed = ["compare", "--quick", "--set", "train.max_steps=3"]
+    assert main([*changed, "--out", str(out), "--only", "unet"]) == 0
+    assert "trained 3 steps" in capsys.readouterr().err
+    kept = out / "models" / "unet" / "superseded" / "seed_0-1" / "result.json"
+    assert json.loads(kept.read_text()) == first          # the earlier run, untouched
+    again = json.loads((out / "models" / "unet" / "seed_0" / "result.json").read_text())
+    assert again["train_steps"] == 3

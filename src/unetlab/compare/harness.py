@@ -113,6 +113,20 @@ def _save_crop(entry_dir: Path, item: dict, logits: torch.Tensor, palette) -> No
                         palette=np.asarray(palette, dtype=np.uint8))
 
 
+def _set_aside(entry_dir: Path) -> Path:
+    """Move an earlier run of an entry (retrained because its setup changed, or on
+    ``--no-resume``) to ``superseded/<name>-<n>`` beside it: never deleted, and out of
+    the ``seed_*`` folders that the suite's tables and curves read."""
+    folder = entry_dir.parent / "superseded"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (folder / f"{entry_dir.name}-{n}").exists():
+        n += 1
+    target = folder / f"{entry_dir.name}-{n}"
+    entry_dir.rename(target)
+    return target
+
+
 def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
               device: str = "cpu", resume: bool = True,
               seed: int | None = None) -> tuple[dict, bool]:
@@ -138,6 +152,9 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
         if old.get("fingerprint") == key:
             return old, True
         log.info("%s: setup changed since the last run, training again", entry.label)
+    if entry_dir.is_dir() and any(entry_dir.iterdir()):
+        kept = _set_aside(entry_dir)
+        log.warning("%s: the earlier run is kept in %s", entry.label, kept)
     entry_dir.mkdir(parents=True, exist_ok=True)
     cfg = entry_config(spec, entry, entry_dir, device, seed)
     if cfg.data.val_split is None:
