@@ -126,3 +126,31 @@ def test_crop_targets_centres_masks_for_valid_padding():
 def test_flatten_metrics():
     assert flatten_metrics({"iou": [0.5, None], "miou": 0.5, "reduction": "dataset"}) == {
         "iou.0": 0.5, "miou": 0.5}
+
+
+def test_last_every_s_writes_last_at_validations_and_the_end_only(tmp_path, monkeypatch):
+    """Short epochs of a large model: ``train.last_every_s`` skips the per-epoch write of
+    checkpoints/last, never the ones at validations or at the end, and the time spent
+    writing counts in the budget."""
+    out = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(
+        out, epochs=6, extra=["train.val_every=3", "train.last_every_s=3600"]))
+    trainer = Trainer(cfg)
+    saved = []
+    real = trainer.save
+
+    def spy(which):
+        saved.append((which, trainer.epoch))
+        real(which)
+
+    monkeypatch.setattr(trainer, "save", spy)
+    trainer.fit()
+    lasts = [epoch for which, epoch in saved if which == "last"]
+    assert lasts == [1, 3, 6]            # the first epoch, then validations (3, 6) only
+    state = json.loads((out / "checkpoints" / "last" / "state.json").read_text())
+    assert state["epoch"] == 6 and state["step"] == trainer.step
+
+
+def test_last_every_s_must_be_positive():
+    with pytest.raises(UnetlabError, match="train.last_every_s"):
+        load_config(None, ["train.last_every_s=0"])

@@ -141,6 +141,7 @@ class TrainConfig:
     boundary_metric: bool = True
     early_stop_patience: int | None = None
     checkpoint_every_steps: int | None = None
+    last_every_s: float | None = None
     seed: int = 0
     device: str = "auto"
     out_dir: str = "runs/run"
@@ -301,6 +302,7 @@ def validate(cfg: Config) -> None:
         "train.time_budget_s": cfg.train.time_budget_s, "train.grad_clip": cfg.train.grad_clip,
         "train.early_stop_patience": cfg.train.early_stop_patience,
         "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
+        "train.last_every_s": cfg.train.last_every_s,
         "train.num_threads": cfg.train.num_threads,
         "model.in_channels": cfg.model.in_channels, "model.num_classes": cfg.model.num_classes,
         "data.max_pixels": cfg.data.max_pixels,

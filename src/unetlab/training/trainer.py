@@ -177,6 +177,8 @@ class Trainer:
         self.epoch_loss = [0.0, 0]  # loss sum and batch count of that epoch so far
         self.step = 0             # optimizer steps done
         self.elapsed_s = 0.0      # training time over all sessions of the run
+        self._last_saved_at: float | None = None   # train.last_every_s
+        self._unsaved_epochs = 0
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.bad_validations = 0
@@ -312,16 +314,17 @@ class Trainer:
                     self.epoch += 1
                     self.batch_in_epoch = 0
                 early = False
+                started = time.perf_counter()
                 if validate and self.val_set is not None:
-                    started = time.perf_counter()
                     metrics = self.validate()
-                    self.elapsed_s += time.perf_counter() - started  # the budget counts it
                     row.update(metrics)
                     early = self._track_best(metrics, row["epoch"])
                 self.history.append(row)
                 self.logger.log_row(row)
                 self._report(row)
-                self.save("last")
+                if self._last_due(force=validate or bool(result["stop"]) or early):
+                    self.save("last")
+                self.elapsed_s += time.perf_counter() - started  # the budget counts it
                 if result["stop"]:
                     reason = result["stop"]
                     break
@@ -371,13 +374,31 @@ class Trainer:
         """Stopping between epochs without a validation since the last training: do it
         now so that ``best`` reflects the final weights too."""
         if self.val_set is None or not self.history or "val_loss" in self.history[-1]:
+            if self._unsaved_epochs:
+                self.save("last")
             return
+        started = time.perf_counter()
         metrics = self.validate()
         self.history[-1].update(metrics)
         self._track_best(metrics, self.history[-1]["epoch"])
         self.logger.log_row(self.history[-1])
         self._report(self.history[-1])
         self.save("last")
+        self.elapsed_s += time.perf_counter() - started
+
+    def _last_due(self, force: bool) -> bool:
+        """Whether ``checkpoints/last`` is written after this epoch: always, unless
+        ``train.last_every_s`` asks for at most one write per that many seconds (short
+        epochs of a large model); validations and stops always write it."""
+        every = self.cfg.train.last_every_s
+        now = time.perf_counter()
+        if force or every is None or self._last_saved_at is None \
+                or now - self._last_saved_at >= every:
+            self._last_saved_at = now
+            self._unsaved_epochs = 0
+            return True
+        self._unsaved_epochs += 1
+        return False
 
     def _report(self, row: dict) -> None:
         """One line per epoch under the progress bar (only with ``train.progress``)."""
