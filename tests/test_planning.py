@@ -176,6 +176,8 @@ def test_fit_runs_end_to_end(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["val_native"]["pixel_error"] is not None
     assert report["training"]["steps"] >= 1
+    text = (out / "report.md").read_text()               # the CPU and its extensions
+    assert "Machine: " in text and "torch threads" in text and "Numeric mode: none" in text
     assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
     assert list((out / "overlays").glob("*_overlay.png"))
     assert load_config(out / "plan.yaml").data.dataset == "membranes"

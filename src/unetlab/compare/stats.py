@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import math
-import platform
 
 import numpy as np
 
@@ -170,13 +169,7 @@ def machine_description(device: str) -> str:
 
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from ..inference.cpu import cpu_features
+
+    cpu = cpu_features().describe()
     return f"{cpu}, {torch.get_num_threads()} torch threads (torch {torch.__version__})"

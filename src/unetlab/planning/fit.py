@@ -19,6 +19,7 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
     report dict (also ``out_dir/report.json``)."""
     from .. import load_model
     from .._io import atomic_write_text, write_json
+    from ..compare.stats import machine_description
     from ..config import config_from_dict
     from ..training import train
     from ..training.builder import best_mode, select_device
@@ -65,6 +66,7 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
     report = {
         "dataset": dataset, "data": None if root is None else str(root),
         "budget_s": budget_s, "device": str(dev), "seed": seed, "scale": scale,
+        "machine": machine_description(str(dev)),
         "plan": plan.config, "reasons": plan.reasons, "expected": plan.expected,
         "training": {k: summary[k] for k in ("reason", "epochs", "steps", "elapsed_s",
                                              "best_metric", "best_value", "best_epoch")},

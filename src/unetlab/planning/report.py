@@ -79,7 +79,11 @@ def format_report(report: dict, table: str | None) -> str:
              f"{t['train_s']:.0f}s, final evaluation and report {t['report_s']:.1f}s).",
              f"Planned ~{e['steps']} steps; made {report['training']['steps']} "
              f"({report['training']['reason']}). Config: plan.yaml (with the reasons).",
-             f"Device: {report['device']}; seed {report['seed']}.", ""]
+             f"Device: {report['device']}; seed {report['seed']}."
+             + (f" Machine: {report['machine']}." if report.get("machine") else ""),
+             f"Numeric mode: {report['plan']['train'].get('amp', 'none')}"
+             + (", channels-last" if report['plan']['train'].get('channels_last') else "")
+             + ".", ""]
     native, trained = report.get("val_native"), report.get("val_training_scale")
     if native is not None:
         keys = [k for k in ("miou", "mdice", "pixel_accuracy", "pixel_error", "rand_error")
