@@ -83,7 +83,7 @@ Você vai
 O notebook inteiro roda em CPU em menos de dez minutos (9,6 min medidos numa máquina de
 2 núcleos ocupada, 4 deles para o ISBI 2012). A variável de ambiente `UNETLAB_FAST=1` (usada
 pelos testes) faz cada treino rodar só alguns passos; o código é o mesmo.
-Os capítulos em `docs/course/` explicam cada etapa em detalhe (em inglês).
+Os capítulos em `docs/curso/` explicam cada etapa em detalhe.
 
 *As saídas guardadas neste arquivo vêm de uma execução real (sem `UNETLAB_FAST`) numa CPU
 de 2 núcleos compartilhada com outros processos (de 0,9 a 2,6 min para o notebook inteiro),
@@ -294,7 +294,7 @@ and moves on.
 O artigo da U-Net treinou com 30 fatias do desafio ISBI 2012. Quando a pasta
 `shared/data/isbi2012` está ao lado do projeto (ou `UNETLAB_ISBI` aponta para ela; com
 `UNETLAB_ISBI` vazia a seção fica de fora), esta seção treina com 20 fatias reais usando a
-aumentação de dados do artigo (deformação elástica) e valida nas fatias 20 a 24. Caso
+aumento de dados do artigo (deformação elástica) e valida nas fatias 20 a 24. Caso
 contrário, ela avisa e segue adiante.
 """)
 
@@ -493,8 +493,8 @@ md("""
 
 - `unetlab demo` treina e avalia o pipeline inteiro pela linha de comando;
   `unetlab train configs/isbi2012_cpu30.yaml` reproduz o cenário do artigo em CPU.
-- `docs/course/` acompanha o capítulo: a forma em U, as conexões de salto, o upsampling,
-  padding e blocos (tiles), aumentação de dados, funções de perda, o loop de
+- `docs/curso/` acompanha o capítulo: a forma em U, as conexões de salto, o upsampling,
+  padding e blocos (tiles), aumento de dados, funções de perda, o loop de
   treinamento, FCN vs SegNet vs U-Net, Res-UNet e Attention U-Net.
 - Exercícios: troque a perda para `"ce"` e compare o Dice da membrana; treine com
   `model.name=attention_unet` ou `resunet`; mude o `upsample` e observe o escore de

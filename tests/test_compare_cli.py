@@ -133,6 +133,8 @@ def test_seeds_give_spread_intervals_and_verdicts(tmp_path, capsys):
     (["compare", "--quick", "--device", "cuda:7"], "cuda"),
     (["compare", "--quick", "--seeds", "0"], "seeds must be >= 1"),
     (["compare", "--quick", "--only", "unet,vgg"], "--only vgg: no such entry"),
+    (["compare", "--quick", "--only", ","], "--only needs at least one"),
+    (["compare", "--quick", "--models", "--losses", "--only", "vgg"], "--only vgg"),
 ])
 def test_one_line_errors(argv, message, capsys, monkeypatch):
     import torch
@@ -177,3 +179,27 @@ def test_a_changed_setup_retrains_but_keeps_the_earlier_run(tmp_path, capsys):
     assert json.loads(kept.read_text()) == first          # the earlier run, untouched
     again = json.loads((out / "models" / "unet" / "seed_0" / "result.json").read_text())
     assert again["train_steps"] == 3
+
+
+def test_a_run_being_trained_by_a_live_process_is_not_touched(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    folder = out / "models" / "unet" / "seed_0"
+    folder.mkdir(parents=True)
+    (folder / "partial.txt").write_text("epoch 3")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / "RUNNING").write_text(f"{child.pid}\n")
+        assert main([*QUICK, "--out", str(out), "--only", "unet"]) == 2
+        assert f"being trained by process {child.pid}" in capsys.readouterr().err
+        assert (folder / "partial.txt").read_text() == "epoch 3"
+    finally:
+        child.kill()
+        child.wait()
+    # that process is gone: an interrupted run, set aside and retrained
+    assert main([*QUICK, "--out", str(out), "--only", "unet"]) == 0
+    assert (out / "models" / "unet" / "superseded" / "seed_0-1" / "partial.txt").is_file()
+    assert not (folder / "RUNNING").exists() and os.getpid()

@@ -281,6 +281,10 @@ def test_probe_tries_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, bf16)
         assert ("bf16", True) not in tried
         assert result["amp"] == "none" and not result["channels_last"]
         assert result["steps_per_s"]["8"] == pytest.approx(2.0)
+    again = probe_machine(depth=1, tile=16, batch=2, in_channels=1, num_classes=2,
+                          widths=(8, 16), cache_dir=tmp_path, seconds=0.01)
+    assert again["cached"] and (again["amp"], again["channels_last"]) == \
+        (result["amp"], result["channels_last"]) and again["steps_per_s"] == result["steps_per_s"]
     plan = make_plan(_fingerprint(), {**result, "tile": 192, "batch": 4}, 1800, dataset="x")
     cfg = config_from_dict(plan.config)
     assert cfg.train.amp == result["amp"] and cfg.train.channels_last == result["channels_last"]
@@ -304,3 +308,22 @@ def test_amp_auto_on_a_cpu_uses_bf16_only_where_native(monkeypatch, bf16):
     monkeypatch.setattr(cpu, "cpu_features", lambda: features)
     assert resolve_amp("auto", torch.device("cpu")) == (torch.bfloat16 if bf16 else None)
     assert resolve_amp("none", torch.device("cpu")) is None
+
+
+def test_a_saved_bf16_probe_is_refused_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys):
+    import unetlab.inference.cpu as cpu
+
+    features = cpu.CpuFeatures("test cpu", avx2=True, bf16=False)
+    monkeypatch.setattr(cpu, "cpu_features", lambda: features)
+    probe = tmp_path / "probe.json"
+    args = ["plan", "--dataset", "membranes", "--option", "num_images=6", "--option",
+            "size=48", "--budget", "20s", "--out", str(tmp_path / "p.yaml"), "--probe",
+            str(probe)]
+    probe.write_text(json.dumps({**_probe({8: 6.0}, tile=48), "amp": "bf16",
+                                 "channels_last": True, "modes": {"bf16+cl": 6.0}}))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "does not compute" in err and len(err.strip().splitlines()) == 1
+    probe.write_text(json.dumps({**_probe({8: 6.0}, tile=48), "modes": [1, 2]}))
+    assert main(args) == 2
+    assert "malformed" in capsys.readouterr().err

@@ -84,10 +84,23 @@ def run(args) -> int:
     if missing:
         raise UnetlabError(f"{path} has no {', '.join(missing)} section; it has: "
                            f"{', '.join(spec.suites) or 'none'}")
-    only = [o.strip() for o in args.only.split(",") if o.strip()] if args.only else None
+    only = None
+    if args.only is not None:
+        only = list(dict.fromkeys(o.strip() for o in args.only.split(",") if o.strip()))
+        if not only:
+            raise UnetlabError("--only needs at least one entry label (e.g. --only unet,fcn8s)")
+        labels = {e.label for suite in suites for e in spec.suites[suite]}
+        unknown = [o for o in only if o not in labels]
+        if unknown:
+            raise UnetlabError(f"--only {', '.join(unknown)}: no such entry in the "
+                               f"{', '.join(suites)} suite(s) of {path}; they have: "
+                               f"{', '.join(sorted(labels))}")
+        suites = [s for s in suites if any(e.label in only for e in spec.suites[s])]
     summary: dict = {}
     for suite in suites:
-        n = len(only) if only else len(spec.suites[suite])
+        chosen = [o for o in only if o in {e.label for e in spec.suites[suite]}] \
+            if only else None
+        n = len(chosen) if chosen else len(spec.suites[suite])
         bar = tqdm(total=n * len(spec.seeds), desc=suite, unit="run",
                    file=sys.stderr, disable=None)
 
@@ -101,11 +114,11 @@ def run(args) -> int:
                       file=sys.stderr)
 
         rows = run_suite(spec, suite, args.out, device=device, resume=not args.no_resume,
-                         callback=report, command=_command(args, path, suite), only=only)
+                         callback=report, command=_command(args, path, suite), only=chosen)
         bar.close()
         summary[suite] = {row["label"]: row for row in rows}
-        if only:
-            print(f"{suite}: {', '.join(only)} done; run without --only for the table")
+        if chosen:
+            print(f"{suite}: {', '.join(chosen)} done; run without --only for the table")
         else:
             print(f"{suite}: {args.out / suite / 'results.md'}")
     if args.json is not None:

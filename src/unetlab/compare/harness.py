@@ -29,6 +29,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from .spec import CompareSpec, Entry
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+RUNNING_FILE = "RUNNING"  # the pid of the process training the entry
 METRIC_KEYS = ("miou", "mdice", "pixel_accuracy", "class_accuracy", "boundary_f1",
                "pixel_error")
 SUMMARY_FILE = "summary.json"
@@ -113,6 +115,35 @@ def _save_crop(entry_dir: Path, item: dict, logits: torch.Tensor, palette) -> No
                         palette=np.asarray(palette, dtype=np.uint8))
 
 
+def _resolved_amp(spec: CompareSpec, entry: Entry, device: str) -> str:
+    """The autocast an entry trains with on this machine ("none", "bf16", "fp16")."""
+    import torch
+
+    from ..training.builder import resolve_amp, select_device
+
+    amp = str(((spec.base.get("train") or {}).get("amp")) or "none")
+    dtype = resolve_amp(amp, select_device(device))
+    return {None: "none", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+def _check_not_running(entry_dir: Path, label: str) -> None:
+    """Refuse to touch a run that another live process is training (``--only`` splits)."""
+    marker = entry_dir / RUNNING_FILE
+    try:
+        pid = int(marker.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return  # an interrupted run: set aside like any earlier one
+        except PermissionError:
+            pass
+        raise UnetlabError(f"{label}: {entry_dir} is being trained by process {pid}; wait "
+                           f"for it (or remove {marker} if that process is gone)")
+
+
 def _set_aside(entry_dir: Path) -> Path:
     """Move an earlier run of an entry (retrained because its setup changed, or on
     ``--no-resume``) to ``superseded/<name>-<n>`` beside it: never deleted, and out of
@@ -143,15 +174,20 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
     if seed is not None:
         entry_dir = entry_dir / f"seed_{seed}"
     key = fingerprint(spec, entry, device, seed)
+    amp = _resolved_amp(spec, entry, device)
     result_file = entry_dir / RESULT_FILE
     if resume and result_file.is_file():
         try:
             old = json.loads(result_file.read_text())
         except (OSError, ValueError):
             old = {}
-        if old.get("fingerprint") == key:
+        # train.amp "auto" resolves by machine (bf16 only on CPUs with native bf16): a
+        # result is reused only in the numeric mode it was trained in (older results
+        # without the field are taken as they are)
+        if old.get("fingerprint") == key and old.get("amp", amp) == amp:
             return old, True
         log.info("%s: setup changed since the last run, training again", entry.label)
+    _check_not_running(entry_dir, entry.label)
     if entry_dir.is_dir() and any(entry_dir.iterdir()):
         kept = _set_aside(entry_dir)
         log.warning("%s: the earlier run is kept in %s", entry.label, kept)
@@ -160,8 +196,13 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
     if cfg.data.val_split is None:
         raise UnetlabError("the comparison needs a validation split (base.data.val_split)")
     start = time.perf_counter()
-    trainer = Trainer(cfg, overwrite=True)  # this entry's own folder: retrained on purpose
-    summary = trainer.fit()
+    marker = entry_dir / RUNNING_FILE
+    marker.write_text(f"{os.getpid()}\n")
+    try:
+        trainer = Trainer(cfg, overwrite=True)  # this entry's own folder: retrained on purpose
+        summary = trainer.fit()
+    finally:
+        marker.unlink(missing_ok=True)
     metrics = _final_metrics(trainer)
     net, info, dev = trainer.net, trainer.info, select_device(device)
     num_classes = int(info.num_classes)
@@ -201,7 +242,7 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
         "blockiness": (float(np.mean([blockiness_score(x) for x in logits]))
                        if logits else None),
         "seed": cfg.train.seed, "device": str(dev), "machine": machine_description(str(dev)),
-        "wall_s": time.perf_counter() - start, "fingerprint": key,
+        "wall_s": time.perf_counter() - start, "fingerprint": key, "amp": amp,
     }
     from .._io import write_json
 

@@ -98,8 +98,9 @@ def segnet(in_channels, num_classes, spatial_dims=2, norm="batch", width=1.0):
     """SegNet: VGG16-BN encoder (13 convolutions), mirrored decoder, indexed unpooling.
     ``width`` scales every channel count (1.0 is the paper's network; 0.25 gives
     16..128 channels for a CPU comparison), as FCN's ``width`` does."""
-    if not isinstance(width, (int, float)) or isinstance(width, bool) or not width > 0:
-        raise ValueError(f"width must be a positive number, got {width!r}")
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width <= 4:
+        raise ValueError(f"segnet width is a multiplier of VGG16's channels in (0, 4] (1.0 = "
+                         f"the paper), got {width!r}; segnet_basic's width is a channel count")
     stages = tuple(tuple(max(1, round(c * width)) for c in stage) for stage in VGG16_STAGES)
     return SegNet(in_channels, num_classes, spatial_dims, stages=stages, norm=norm)
 

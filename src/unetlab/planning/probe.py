@@ -54,8 +54,11 @@ def default_cache_dir() -> Path:
 
 def machine_key(device: torch.device) -> dict:
     """What the cached numbers depend on."""
+    from ..inference.cpu import cpu_features
+
     key = {"node": platform.node(), "machine": platform.machine(),
-           "processor": platform.processor() or _cpu_model(), "cpus": os.cpu_count(),
+           "processor": platform.processor() or _cpu_model(),
+           "cpu": cpu_features().describe(), "cpus": os.cpu_count(),
            "torch": torch.__version__, "threads": torch.get_num_threads(),
            "device": device.type, "probe_version": PROBE_VERSION}
     if device.type == "cuda":
@@ -139,12 +142,18 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
     path = cache / f"probe-{digest}.json"
     rates: dict[str, float] = {}
     mode_rates: dict[str, float] = {}
+    rates_mode = None
+
+    def name(amp_name, cl):
+        return f"{amp_name}{'+cl' if cl else ''}"
+
     if use_cache and path.is_file():
         try:
             cached = json.loads(path.read_text())
             if cached.get("key") == key:
                 rates = {str(k): float(v) for k, v in cached["steps_per_s"].items()}
                 mode_rates = {str(k): float(v) for k, v in cached["modes"].items()}
+                rates_mode = name(str(cached["amp"]), bool(cached["channels_last"]))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError,
                 AttributeError):
             log.warning("ignoring unreadable probe cache %s", path)
@@ -152,28 +161,32 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
     start = time.perf_counter()
     measured = 0
 
-    def name(amp_name, cl):
-        return f"{amp_name}{'+cl' if cl else ''}"
-
     ref = MODE_WIDTH if MODE_WIDTH in widths else widths[0]
     if len(modes) > 1:
-        ref = MODE_WIDTH if MODE_WIDTH in widths else widths[0]
         for amp_name, cl in modes:
-            if name(amp_name, cl) not in mode_rates:
-                dtype = torch.bfloat16 if amp_name == "bf16" else None
-                mode_rates[name(amp_name, cl)] = round(1.0 / _step_seconds(
-                    ref, depth, tile, batch, in_channels, num_classes, device, dtype,
-                    seconds, channels_last=cl), 4)
-                measured += 1
-                log.info("probe: mode %s at width %d, %.3f steps/s", name(amp_name, cl), ref,
-                         mode_rates[name(amp_name, cl)])
+            if name(amp_name, cl) in mode_rates:
+                continue
+            if mode_rates and time_limit_s is not None \
+                    and time.perf_counter() - start > time_limit_s:
+                log.info("probe: mode comparison stopped after %.1fs (limit %.1fs)",
+                         time.perf_counter() - start, time_limit_s)
+                break
+            dtype = torch.bfloat16 if amp_name == "bf16" else None
+            mode_rates[name(amp_name, cl)] = round(1.0 / _step_seconds(
+                ref, depth, tile, batch, in_channels, num_classes, device, dtype,
+                seconds, channels_last=cl), 4)
+            measured += 1
+            log.info("probe: mode %s at width %d, %.3f steps/s", name(amp_name, cl), ref,
+                     mode_rates[name(amp_name, cl)])
         base = mode_rates[name("none", False)]
-        best = max(mode_rates, key=lambda m: mode_rates[m])
+        best = max(mode_rates, key=lambda m: mode_rates[m])  # among the modes measured
         if mode_rates[best] < MODE_GAIN * base:
             best = name("none", False)
     else:
         best = name(*modes[0])
         mode_rates.setdefault(best, 0.0)
+    if rates_mode is not None and rates_mode != best:
+        rates = {}  # the widths were measured in another mode (a completed partial probe)
     amp_name, cl = best.split("+")[0], best.endswith("+cl")
     amp = torch.bfloat16 if amp_name == "bf16" else None
     for w in widths:

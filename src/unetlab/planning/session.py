@@ -90,6 +90,18 @@ def check_probe(probe: dict, device_type: str, tile: int, batch: int) -> None:
     if not ok:
         raise UnetlabError(f"the saved probe does not fit: it needs device {device_type!r}, "
                            f"tile {tile}, batch {batch} and steps_per_s")
+    amp, cl, modes = probe.get("amp", "none"), probe.get("channels_last", False), \
+        probe.get("modes", {})
+    if amp not in ("none", "bf16") or not isinstance(cl, bool) or not isinstance(modes, dict):
+        raise UnetlabError("the saved probe's numeric mode is malformed: amp must be 'none' "
+                           "or 'bf16', channels_last true or false, modes an object")
+    if amp == "bf16" and device_type == "cpu":
+        from ..inference.cpu import cpu_features
+
+        if not cpu_features().bf16:
+            raise UnetlabError("the saved probe chose bf16, which this CPU does not compute "
+                               "natively (it would be several times slower here); probe "
+                               "this machine instead (leave out --probe)")
 
 
 def load_probe(path) -> dict:

@@ -322,9 +322,11 @@ class Trainer:
                 self.history.append(row)
                 self.logger.log_row(row)
                 self._report(row)
-                if self._last_due(force=validate or bool(result["stop"]) or early):
-                    self.save("last")
                 self.elapsed_s += time.perf_counter() - started  # the budget counts it
+                if self._last_due(force=validate or bool(result["stop"]) or early):
+                    started = time.perf_counter()
+                    self.save("last")
+                    self.elapsed_s += time.perf_counter() - started  # and the write
                 if result["stop"]:
                     reason = result["stop"]
                     break
@@ -383,6 +385,8 @@ class Trainer:
         self._track_best(metrics, self.history[-1]["epoch"])
         self.logger.log_row(self.history[-1])
         self._report(self.history[-1])
+        self.elapsed_s += time.perf_counter() - started
+        started = time.perf_counter()
         self.save("last")
         self.elapsed_s += time.perf_counter() - started
 
@@ -392,8 +396,11 @@ class Trainer:
         epochs of a large model); validations and stops always write it."""
         every = self.cfg.train.last_every_s
         now = time.perf_counter()
-        if force or every is None or self._last_saved_at is None \
-                or now - self._last_saved_at >= every:
+        due = force or every is None or self._last_saved_at is None \
+            or now - self._last_saved_at >= every
+        if every is not None:  # each rank's clock differs: all write when any is due
+            due = distributed.any_rank(due, self.dist, self.device)
+        if due:
             self._last_saved_at = now
             self._unsaved_epochs = 0
             return True
