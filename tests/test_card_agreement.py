@@ -15,14 +15,7 @@ from unetlab.card import card_for_dataset, read_card
 from unetlab.cli import main
 from unetlab.data import build_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscribing the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_folder(root, split, *, rgb: bool, count: int = 3, size: int = 32, seed: int = 0):

@@ -10,15 +10,7 @@ from unetlab.cli import main
 QUICK = ["compare", "--quick", "--set", "train.max_steps=2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscribing the shared cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_quick_models_suite_writes_tables_json_plots_and_resumes(tmp_path, capsys):
