@@ -18,7 +18,11 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
 3. ``tiled``: an image of each ``--tiled-sizes`` (a TIFF on disk) segmented with tile 256,
    overlap 0.25, gaussian blending, by ``unetlab.inference.predict_file`` (streaming) and by
    MONAI ``sliding_window_inference`` on the image in memory, same model (U-Net 16..128,
-   batch norm). Each run is its own subprocess, so peak RSS (``ru_maxrss``) is its own.
+   batch norm). Each run is its own subprocess, so peak RSS (``VmHWM``) is its own.
+   ``--runners auto auto_calibrated`` run what ``unetlab predict`` runs by default
+   (``backend="auto"``, without and with 4 calibration tiles). Mpx/s counts the
+   segmentation; the model's set-up (export, compilation, quantization, auto's probe on
+   an empty cache) is reported beside it and in "Mpx/s with setup".
 
 Peers are optional: ``pip install 'unetlab[bench]'`` (monai). Missing peers are skipped.
 
@@ -300,6 +304,7 @@ def _child(args) -> None:
     model = _unet(TILED, classes=args.classes, in_channels=1).to(device)
     _sync()
     t = time.perf_counter()
+    setup_s = 0.0
     if args.child == "monai":
         from monai.inferers import sliding_window_inference
 
@@ -313,6 +318,11 @@ def _child(args) -> None:
     else:
         from unetlab.inference import optimize_for_inference, predict_file
 
+        def calibration():  # 4 tiles of the image itself, as `--calibration` would give
+            image = tifffile.imread(str(path), key=0)
+            return [torch.from_numpy(image[None, None, i:i + 256, :256].astype(
+                np.float32) / 255.0) for i in range(0, 1024, 256)]
+
         if args.child == "unetlab":
             model = optimize_for_inference(model)
         elif args.child == "unetlab_bf16":
@@ -321,18 +331,28 @@ def _child(args) -> None:
             model = optimize_for_inference(model, backend="onnxruntime")
         elif args.child == "openvino":
             model = optimize_for_inference(model, backend="openvino")
-        elif args.child == "openvino_int8":  # calibrated on 4 tiles of the image itself
-            image = tifffile.imread(str(path))
-            calibration = [torch.from_numpy(image[None, None, i:i + 256, :256].astype(
-                np.float32) / 255.0) for i in range(0, 1024, 256)]
+        elif args.child == "openvino_int8":
             model = optimize_for_inference(model, backend="openvino", precision="int8",
-                                           calibration=calibration)
+                                           calibration=calibration())
+        elif args.child in ("auto", "auto_calibrated"):
+            # what `unetlab predict` does by default (without / with --calibration); the
+            # probe runs here (an empty cache), so setup_s is a first call's cost
+            from unetlab.inference.auto import choose
+
+            os.environ["UNETLAB_CACHE_DIR"] = str(path.parent / f"cache_{args.child}")
+            model = choose(model, probe_shape=(4, 1, 256, 256),
+                           calibration=calibration() if args.child == "auto_calibrated"
+                           else None)
+            print(json.dumps({"choice": model.choice}), file=sys.stderr)
+        _sync()
+        setup_s = time.perf_counter() - t
+        t = time.perf_counter()
         predict_file(model, path, path.parent / args.child, tile_size=256, overlap=0.25,
                      blend="gaussian", batch_size=4, write_overlay=False, device=device)
     _sync()
     seconds = time.perf_counter() - t
     rss_mb = _peak_rss_mb()
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": rss_mb}))
+    print(json.dumps({"seconds": seconds, "setup_s": setup_s, "peak_rss_mb": rss_mb}))
 
 
 def bench_tiled(sizes, classes, threads, runners, device="cpu"):
@@ -359,6 +379,11 @@ def bench_tiled(sizes, classes, threads, runners, device="cpu"):
                     continue
                 out = json.loads(res.stdout.strip().splitlines()[-1])
                 out["mpx_per_s"] = size * size / 1e6 / out["seconds"]
+                out["mpx_per_s_with_setup"] = size * size / 1e6 / (out["seconds"]
+                                                                   + out["setup_s"])
+                for line in res.stderr.splitlines():
+                    if line.startswith('{"choice"'):
+                        out["choice"] = json.loads(line)["choice"]
                 runs[runner] = out
             rows.append({"size": size, "classes": classes, "runs": runs})
             path.unlink()
@@ -422,14 +447,21 @@ def markdown(results) -> str:
                          f"{_ratio(same, t)} | {cpu} |")
         lines.append("")
     if results.get("tiled"):
-        lines += ["| tiled image | runner | Mpx/s | peak RSS MB | Mpx/s vs MONAI | CPU |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| tiled image | runner | Mpx/s | setup s | Mpx/s with setup | peak RSS MB "
+                  "| Mpx/s vs MONAI | with setup vs MONAI | CPU |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in results["tiled"]:
             monai = r["runs"].get("monai", {}).get("mpx_per_s")
             for name, run in r["runs"].items():
-                lines.append(f"| {r['size']}² ({r['classes']} classes) | {name} | "
-                             f"{run['mpx_per_s']:.3f} | {run['peak_rss_mb']:.0f} | "
-                             f"{_ratio(run['mpx_per_s'], monai)} | {cpu} |")
+                with_setup = run.get("mpx_per_s_with_setup", run["mpx_per_s"])
+                choice = run.get("choice")
+                label = f"{name} ({choice['backend']} {choice['precision']})" if choice \
+                    else name
+                lines.append(f"| {r['size']}² ({r['classes']} classes) | {label} | "
+                             f"{run['mpx_per_s']:.3f} | {run.get('setup_s', 0.0):.1f} | "
+                             f"{with_setup:.3f} | {run['peak_rss_mb']:.0f} | "
+                             f"{_ratio(run['mpx_per_s'], monai)} | "
+                             f"{_ratio(with_setup, monai)} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -448,9 +480,11 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, default=2, help="classes for tiled inference")
     p.add_argument("--runners", nargs="*", default=["unetlab", "eager", "monai"],
                    choices=("unetlab", "unetlab_bf16", "onnxruntime", "openvino",
-                            "openvino_int8", "eager", "monai"),
-                   help="tiled runners: unetlab (optimised model), onnxruntime (unetlab "
-                   "tiler, ONNX Runtime backend), eager (unetlab tiler, plain model), monai "
+                            "openvino_int8", "auto", "auto_calibrated", "eager", "monai"),
+                   help="tiled runners: unetlab (optimised model, torch fp32), onnxruntime / "
+                   "openvino[_int8] (unetlab tiler, that backend), auto / auto_calibrated "
+                   "(what `unetlab predict` runs by default, without / with --calibration: "
+                   "the probe's pick), eager (unetlab tiler, plain model), monai "
                    "(sliding_window_inference)")
     p.add_argument("--openvino", action="store_true",
                    help="also time OpenVINO fp32, backend='auto', int8 (unetlab's graph, "

@@ -65,3 +65,27 @@ def test_budget_mode_names_equal_steps_or_equal_time():
         "equal time: each entry trains for 60 s")
     assert "first of 10 optimizer steps, 5 s" in budget_mode(
         {"train": {"max_steps": 10, "time_budget_s": 5}})
+
+
+def test_paired_images_separates_only_a_consistent_difference(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "paired_images", Path(__file__).parents[1] / "benchmarks" / "paired_images.py")
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+
+    def write(path, values):
+        path.write_text("name,miou\n" + "".join(f"im{i},{v}\n" for i, v in enumerate(values)))
+        return paired.read_rows(path)
+
+    base = [0.40, 0.55, 0.31, 0.62, 0.47, 0.52, 0.38, 0.44]
+    a = write(tmp_path / "a.csv", base)
+    better = write(tmp_path / "b.csv", [v + 0.05 + 0.01 * (i % 3) for i, v in enumerate(base)])
+    noisy = write(tmp_path / "c.csv", [v + (0.1 if i % 2 else -0.1) for i, v in enumerate(base)])
+    (row,) = paired.compare(a, better, ["miou"])
+    assert row["separated"] and row["interval"][0] > 0 and row["images"] == 8
+    assert abs(row["mean_diff"] - (0.05 + 0.01 * (0 + 1 + 2 + 0 + 1 + 2 + 0 + 1) / 8)) < 1e-9
+    (row,) = paired.compare(a, noisy, ["miou"])
+    assert not row["separated"] and row["interval"][0] < 0 < row["interval"][1]

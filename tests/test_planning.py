@@ -178,6 +178,9 @@ def test_fit_runs_end_to_end(tmp_path, capsys):
     assert report["training"]["steps"] >= 1
     text = (out / "report.md").read_text()               # the CPU and its extensions
     assert "Machine: " in text and "torch threads" in text and "Numeric mode: none" in text
+    tta = report["val_native_tta"]                   # measured when the budget leaves time
+    assert tta["transforms"] == 8 and ("measures" in tta or "skipped" in tta)
+    assert "Test-time augmentation" in text
     assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
     assert list((out / "overlays").glob("*_overlay.png"))
     assert load_config(out / "plan.yaml").data.dataset == "membranes"
@@ -327,3 +330,27 @@ def test_a_saved_bf16_probe_is_refused_on_a_cpu_without_bf16(tmp_path, monkeypat
     probe.write_text(json.dumps({**_probe({8: 6.0}, tile=48), "modes": [1, 2]}))
     assert main(args) == 2
     assert "malformed" in capsys.readouterr().err
+
+
+def test_fit_measures_tta_only_when_the_budget_leaves_time():
+    import unetlab
+    from unetlab.data import build_dataset
+    from unetlab.planning.fit import _tta_if_time
+    from unetlab.planning.report import tta_sentence
+
+    val = build_dataset("shapes", None, split="val", num_images=2, size=32)
+    model = unetlab.create_model("unet", in_channels=3, num_classes=val.num_classes,
+                         channels=[4, 8], norm="batch").eval()
+    skipped = _tta_if_time(model, val, 1.0, eval_s=10.0, left_s=20.0)
+    assert "measures" not in skipped and "~92s" in skipped["skipped"]  # 10 s x 8 x 1.15
+    done = _tta_if_time(model, val, 1.0, eval_s=0.01, left_s=60.0)
+    assert done["transforms"] == 8 and 0 <= done["measures"]["miou"] <= 1
+    report = {"plan": {"train": {"best_metric": "pixel_error"}},
+              "val_native": {"pixel_error": 0.08},
+              "val_native_tta": {"measures": {"pixel_error": 0.07}, "transforms": 8,
+                                 "seconds": 3.0}}
+    assert "improves pixel_error" in tta_sentence(report) and "--tta" in tta_sentence(report)
+    report["val_native_tta"]["measures"]["pixel_error"] = 0.09        # lower is better
+    assert "does not improve" in tta_sentence(report)
+    report["val_native_tta"] = skipped
+    assert tta_sentence(report).startswith("Test-time augmentation not measured: would take")

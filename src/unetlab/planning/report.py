@@ -85,19 +85,46 @@ def format_report(report: dict, table: str | None) -> str:
              + (", channels-last" if report['plan']['train'].get('channels_last') else "")
              + ".", ""]
     native, trained = report.get("val_native"), report.get("val_training_scale")
+    tta = report.get("val_native_tta") or {}
+    with_tta = tta.get("measures")
     if native is not None:
         keys = [k for k in ("miou", "mdice", "pixel_accuracy", "pixel_error", "rand_error")
                 if native.get(k) is not None]
-        lines += ["| validation measure | at the model's scale "
-                  f"({report['scale']}) | at native resolution |", "|---|---:|---:|"]
+        head = f"| validation measure | at the model's scale ({report['scale']}) | at native " \
+            "resolution |" + (" native, with `--tta` |" if with_tta else "")
+        lines += [head, "|---|---:|---:|" + ("---:|" if with_tta else "")]
         for k in keys:
             tv = trained.get(k) if trained else None
             tv = "-" if tv is None else f"{tv:.4f}"
-            lines.append(f"| {k} | {tv} | {native[k]:.4f} |")
-        lines += ["", "Per class at native resolution:", "", "```", table or "", "```"]
+            extra = ""
+            if with_tta:
+                extra = " - |" if with_tta.get(k) is None else f" {with_tta[k]:.4f} |"
+            lines.append(f"| {k} | {tv} | {native[k]:.4f} |{extra}")
+        lines += ["", tta_sentence(report), "", "Per class at native resolution:", "",
+                  "```", table or "", "```"]
     else:
         lines.append("No validation split: no measures.")
     if report.get("overlays"):
         lines += ["", "Overlays: " + ", ".join(Path(p).name for p in report["overlays"])]
     lines += ["", "Curves: curves.png; rows: metrics.csv; best model: checkpoints/best"]
     return "\n".join(lines) + "\n"
+
+
+def tta_sentence(report: dict) -> str:
+    """Whether test-time augmentation helped the run's best metric, in one sentence."""
+    tta = report.get("val_native_tta") or {}
+    metric = report["plan"]["train"].get("best_metric")
+    if "skipped" in tta:
+        return f"Test-time augmentation not measured: {tta['skipped']}."
+    native, with_tta = report.get("val_native") or {}, tta.get("measures") or {}
+    if native.get(metric) is None or with_tta.get(metric) is None:
+        return "Test-time augmentation not measured."
+    lower = metric in ("pixel_error", "rand_error")
+    better = with_tta[metric] < native[metric] if lower else with_tta[metric] > native[metric]
+    verb = "improves" if better else "does not improve"
+    advice = ("predict with `unetlab predict --tta` for these numbers" if better
+              else "predict without it")
+    return (f"Test-time augmentation ({tta['transforms']} transforms, {tta['seconds']:.0f}s) "
+            f"{verb} {metric} on the validation images ({native[metric]:.4f} -> "
+            f"{with_tta[metric]:.4f}): {advice}. One run on the split the checkpoint was "
+            "chosen on, not a verdict.")
