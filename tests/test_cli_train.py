@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
+import tifffile
 import torch
 
 import unetlab
 from training_helpers import tiny_overrides
+from unetlab.card import read_card
 from unetlab.cli import main
 from unetlab.data import build_dataset
+from unetlab.imageio import write_image
 from unetlab.metrics import SegmentationMetrics, challenge_scores, pixel_error
 
 
@@ -78,6 +82,39 @@ def test_evaluate_with_tta_on_any_image_size(tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     result = json.loads(js.read_text())
     assert 0.0 <= result["pixel_error"] <= 1.0 and 0.0 <= result["challenge_pixel_error"] <= 1.0
+
+
+def test_tta_uses_the_views_the_card_says_training_showed(tmp_path, capsys, caplog):
+    # trained with `upright` (left-right flips only): bare --tta averages the image and
+    # its mirror, the same as --tta hflip, not the 8 views of --tta dihedral
+    out = tmp_path / "upright"
+    args = [a for o in tiny_overrides(out, epochs=1, augment="upright") for a in ("--set", o)]
+    assert main(["train", *args]) == 0
+    best = out / "checkpoints" / "best"
+    training = read_card(best / "model.safetensors")["training"]
+    assert training["augment"] == "upright" and training["tta"] == "hflip"
+    results = {}
+    for mode in ("auto", "hflip"):
+        js = tmp_path / f"{mode}.json"
+        argv = ["evaluate", str(best), "--dataset", "membranes", "--option", "num_images=2",
+                "--option", "size=32", "--no-boundary", "--json", str(js), "--tta"]
+        assert main(argv + ([] if mode == "auto" else [mode])) == 0
+        results[mode] = json.loads(js.read_text())
+    assert results["auto"]["miou"] == results["hflip"]["miou"]
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    rng = np.random.default_rng(0)
+    write_image(image, (rng.random((32, 32)) * 255).astype(np.uint8))
+    probs = {}
+    for mode in ("auto", "hflip", "dihedral"):
+        out_dir = tmp_path / f"pred_{mode}"
+        argv = ["predict", str(best), str(image), "--out", str(out_dir), "--probabilities",
+                "--tta"]
+        assert main(argv + ([] if mode == "auto" else [mode])) == 0
+        probs[mode] = tifffile.imread(str(out_dir / "a_probs.tif"))
+    assert np.array_equal(probs["auto"], probs["hflip"])
+    assert np.abs(probs["auto"] - probs["dihedral"]).max() > 1e-6
+    assert "never did" in caplog.text                # dihedral was asked for: warned
 
 
 def test_evaluate_in_bf16_measures_what_it_costs(trained, tmp_path, capsys):

@@ -141,3 +141,59 @@ def test_batch_of_images(small_unet):
     out = predict_tiled(small_unet, x, tile_size=32, overlap=0.5)
     assert out.shape == (2, 2, 40, 36)
     assert torch.allclose(out[1], predict_tiled(small_unet, x[1], tile_size=32, overlap=0.5))
+
+
+def test_tta_mirror_modes_average_the_tile_and_its_mirror(small_unet):
+    x = torch.rand(1, 32, 40)                          # non-square: no rotations anyway
+    for mode, dim in (("hflip", -1), ("vflip", -2)):
+        got = predict_tiled(small_unet, x, tile_size=(32, 40), tta=mode,
+                            output="probabilities")
+        with torch.no_grad():
+            a = torch.softmax(small_unet(x[None])[0], 0)
+            b = torch.softmax(small_unet(x[None].flip(dim))[0].flip(dim), 0)
+        assert torch.allclose(got, (a + b) / 2, atol=1e-5)
+    assert len(tta_transforms(2, "hflip", True)) == 2
+    assert len(tta_transforms(2, "flips", False)) == 4
+    with pytest.raises(ValueError, match="not valid"):
+        tta_transforms(2, "rot45", True)
+
+
+@pytest.mark.parametrize("preset, symmetries, mode", [
+    ("upright", ("hflip",), "hflip"),          # road scenes: never upside down
+    ("light", ("hflip", "vflip"), "flips"),    # 15-degree rotations are no 90-degree turn
+    ("paper", ("hflip", "vflip", "rot90"), "dihedral"),
+    ("flips", ("hflip", "vflip", "rot90"), "dihedral"),
+    ("none", (), None),
+])
+def test_tta_follows_the_views_the_training_augmentation_showed(preset, symmetries, mode):
+    from unetlab.data import augment_symmetries
+    from unetlab.inference.tiling import card_tta_mode
+
+    assert augment_symmetries(preset) == symmetries
+    assert card_tta_mode(symmetries) == mode
+    assert augment_symmetries(preset, rot90=0.5, vflip=0.5, hflip=0.5) == (
+        "hflip", "vflip", "rot90")
+    assert card_tta_mode(augment_symmetries("light", spatial_dims=3), 3) == "flips"
+    assert card_tta_mode(augment_symmetries("none", spatial_dims=3), 3) is None
+
+
+def test_tta_for_card_keeps_to_the_trained_views_and_warns(caplog):
+    from unetlab.inference.tiling import tta_for_card
+
+    def card(tta=None, augment="upright"):
+        return {"training": {"augment": augment, "tta": tta}} if tta else {"training": {}}
+
+    with caplog.at_level("WARNING"):
+        assert tta_for_card("auto", card("hflip")) == "hflip" and not caplog.records
+        assert tta_for_card(None, card("hflip")) is False
+        assert tta_for_card("auto", card("none", "none")) is False
+        assert "trained without flips" in caplog.text
+        caplog.clear()
+        assert tta_for_card("auto", card()) == "dihedral"        # an older card: as before
+        assert "does not say" in caplog.text
+        caplog.clear()
+        assert tta_for_card("dihedral", card("hflip")) == "dihedral"  # as asked, warned
+        assert "never did" in caplog.text
+        caplog.clear()
+        assert tta_for_card("hflip", card("dihedral", "paper")) == "hflip"
+        assert not caplog.records

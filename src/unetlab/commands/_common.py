@@ -20,6 +20,18 @@ def add_precision_argument(parser, help: str) -> None:
                         choices=("auto", "fp32", "bf16", "fp16", "int8"), help=help)
 
 
+def add_tta_argument(parser) -> None:
+    """--tta [MODE]: test-time augmentation, by default over the views the model's
+    training augmentation showed it (its card)."""
+    parser.add_argument("--tta", nargs="?", const="auto", default=None,
+                        choices=("auto", "dihedral", "flips", "hflip", "vflip"),
+                        help="test-time augmentation: average the model's outputs over "
+                        "flipped/rotated views. Bare --tta (auto): the views its training "
+                        "showed it, from the model card (all 8 flips and 90-degree turns "
+                        "for paper/strong/flips, left-right mirrors only for upright road "
+                        "scenes); or name them: dihedral, flips, hflip, vflip")
+
+
 def add_backend_arguments(parser, *, eager: bool = True) -> None:
     """--backend and --calibration (next to --precision): how the model is run."""
     choices = ("auto", "torch", "onnxruntime", "openvino") + (("eager",) if eager else ())

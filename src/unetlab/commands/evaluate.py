@@ -17,6 +17,7 @@ from ._common import (
     add_json_argument,
     add_max_pixels_argument,
     add_precision_argument,
+    add_tta_argument,
     existing_path,
     free_name,
     inference_model,
@@ -43,7 +44,7 @@ def add_parser(subparsers) -> None:
                    "(the normalisation comes from the model card; see unetlab info)")
     p.add_argument("--tile-size", type=int, default=None,
                    help="predict with overlapping tiles of this size (default: whole image)")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation (flips, 90°)")
+    add_tta_argument(p)
     p.add_argument("--device", default="auto",
                    help="cpu, cuda or auto (default); under torchrun cuda = one GPU per process")
     p.add_argument("--threads", type=int, default=None,
@@ -158,6 +159,7 @@ def _run(args, info, device) -> None:
     rank 0 prints and writes the results."""
     from .. import load_model
     from ..data import build_dataset
+    from ..inference.tiling import tta_for_card
     from ..training.evaluation import check_compatible, evaluate_model, format_table
 
     try:
@@ -173,13 +175,14 @@ def _run(args, info, device) -> None:
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
     scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
+    tta = tta_for_card(args.tta, model.unetlab_card)
     from ..preprocess import Preprocessing
 
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(model.unetlab_card),
                             tile_size=args.tile_size)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
-                            boundary=not args.no_boundary, tta=args.tta,
+                            boundary=not args.no_boundary, tta=tta,
                             progress=info.is_main, dist_info=info if info.enabled else None,
                             scale=scale)
     if not info.is_main:

@@ -11,6 +11,7 @@ from ._common import (
     add_json_argument,
     add_max_pixels_argument,
     add_precision_argument,
+    add_tta_argument,
     inference_model,
     write_json,
 )
@@ -36,9 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "valid-padding models: a valid input size such as 572)")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     p.add_argument("--blend", default="gaussian", choices=("gaussian", "linear", "constant"))
-    p.add_argument("--tta", nargs="?", const="dihedral", default=None,
-                   choices=("dihedral", "flips"),
-                   help="test-time augmentation: flips and 90-degree rotations, averaged")
+    add_tta_argument(p)
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     add_backend_arguments(p)
     add_precision_argument(p, "auto (default): fp32, or with --calibration the fastest "
@@ -196,6 +195,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
     from ..inference import bands, predict_file
     from ..inference import distributed as D
     from ..inference import manifest as M
+    from ..inference.tiling import tta_for_card
     from ..inference.volume import predict_nifti
     from ..models.serialization import load_model
     from ..preprocess import Preprocessing
@@ -213,6 +213,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
         return None, 0
     model = load_model(args.checkpoint, map_location=device)
     card = model.unetlab_card  # what the model was trained to see, and its classes
+    tta = tta_for_card(args.tta, card)
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(card),
                             tile_size=args.tile_size, batch_size=args.batch_size)
@@ -224,7 +225,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
         model = ScaledModel(model, scale)
     entries, stems = payload["doc"]["inputs"], payload["stems"]
     options = dict(tile_size=args.tile_size or 256, overlap=args.overlap, blend=args.blend,
-                   tta=args.tta or False, batch_size=args.batch_size,
+                   tta=tta, batch_size=args.batch_size,
                    probabilities=args.probabilities,
                    preprocessing=Preprocessing.from_card(card), device=device)
     tag = f"[rank {info.rank}] " if info.enabled else ""

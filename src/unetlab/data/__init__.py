@@ -26,7 +26,8 @@ _DATASETS = {
 }
 SYNTHETIC = ("membranes", "shapes")
 
-__all__ = ["build_dataset", "build_transforms", "class_statistics", "dataset_class",
+__all__ = ["augment_symmetries", "build_dataset", "build_transforms", "class_statistics",
+           "dataset_class",
            "list_datasets", "list_presets", "transforms_from_config"]
 
 
@@ -82,6 +83,24 @@ def _accepted_options(cls) -> set[str]:
         if klass is SegmentationDataset:
             break
     return names - {"self", "root", "split", "transform"}
+
+
+def augment_symmetries(preset: str, *, spatial_dims: int = 2, **options) -> tuple[str, ...]:
+    """The flips and rotations an augmentation preset shows the model (2-D: ``"hflip"``,
+    ``"vflip"``, ``"rot90"``; 3-D: ``"flips"``, along every axis): what test-time
+    augmentation may average over."""
+    if spatial_dims == 3:
+        from ..errors import UnetlabError
+        from .volume_transforms import VOLUME_PRESETS
+
+        if preset not in VOLUME_PRESETS:
+            raise UnetlabError(f"unknown volume augmentation preset {preset!r}; choose from "
+                               f"{', '.join(VOLUME_PRESETS)}")
+        flip = options.get("flip_p", VOLUME_PRESETS[preset]["flip_p"])
+        return ("flips",) if flip > 0 else ()
+    from .transforms import symmetries
+
+    return symmetries(preset, **options)
 
 
 def build_transforms(preset: str = "light", tile_size=None, *, spatial_dims: int = 2,

@@ -59,6 +59,21 @@ def list_presets() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
+def symmetries(preset: str, **options) -> tuple[str, ...]:
+    """The exact geometric maps a 2-D preset shows the model: ``"hflip"`` (left-right),
+    ``"vflip"`` (top-bottom), ``"rot90"`` (90-degree turns, or rotations of at least 90
+    degrees). Test-time augmentation averages over these only: a view the training never
+    showed (a road scene upside down) is a different image to the model."""
+    if preset not in PRESETS:
+        raise UnetlabError(f"unknown augmentation preset {preset!r}; choose from "
+                           f"{', '.join(PRESETS)}")
+    p = {**_BASE, **PRESETS[preset], **options}
+    out = [name for name in ("hflip", "vflip") if p[name] > 0]
+    if p["rot90"] > 0 or (p["rotate"] >= 90 and p["affine_p"] > 0):
+        out.append("rot90")
+    return tuple(out)
+
+
 class SegmentationTransform:
     """A callable ``transform(image=, mask=None, weight=None) -> dict`` wrapping an
     albumentations pipeline; ``weight`` is moved as a mask (nearest neighbour).

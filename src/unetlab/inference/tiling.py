@@ -212,19 +212,31 @@ def read_region(image, starts, lengths) -> np.ndarray:
 
 # ---- test-time augmentation -------------------------------------------------------------
 
+#: test-time augmentation modes and the symmetries each needs the model to have learnt
+TTA_MODES = {"dihedral": {"hflip", "vflip", "rot90"}, "flips": {"hflip", "vflip"},
+             "hflip": {"hflip"}, "vflip": {"vflip"}}
+
+
 def tta_transforms(spatial_dims: int, tta, square: bool):
     """List of ``(forward, inverse)`` tensor maps over the spatial axes of ``(N, C, *S)``.
 
     ``tta=True`` or ``"dihedral"``: in 2-D the 8 flips and 90-degree rotations of a
     square tile (flips only for non-square tiles); ``"flips"``: every combination of
-    flips along the spatial axes (2**spatial_dims maps, 3-D volumes included).
+    flips along the spatial axes (2**spatial_dims maps, 3-D volumes included);
+    ``"hflip"`` / ``"vflip"``: the tile and its mirror along the last / second-to-last
+    axis (a model trained with left-right flips only, e.g. road scenes). Which of these
+    a model was trained for is in its card: see :func:`tta_for_card`.
     """
     if not tta:
         return [(None, None)]
     mode = "dihedral" if tta is True else tta
-    if mode not in ("dihedral", "flips"):
-        raise ValueError(f"tta={tta!r} is not valid; choose False, True, 'dihedral' or 'flips'")
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta={tta!r} is not valid; choose False, True or one of "
+                         f"{list(TTA_MODES)}")
     axes = list(range(2, 2 + spatial_dims))
+    if mode in ("hflip", "vflip"):
+        axis = axes[-1] if mode == "hflip" else axes[-2]
+        return [(None, None), (_flip([axis]), _flip([axis]))]
     maps = []
     if mode == "dihedral" and spatial_dims >= 2 and square:
         plane = (axes[-2], axes[-1])
@@ -237,6 +249,56 @@ def tta_transforms(spatial_dims: int, tta, square: bool):
         dims = list(subset)
         maps.append((_flip(dims), _flip(dims)))
     return maps
+
+
+def card_tta_mode(symmetries, spatial_dims: int = 2):
+    """The widest TTA mode within ``symmetries`` (an augmentation's, see
+    :func:`unetlab.data.augment_symmetries`); None when it has none."""
+    have = set(symmetries or ())
+    if spatial_dims == 3:
+        return "flips" if "flips" in have else None
+    for mode, needs in TTA_MODES.items():
+        if needs <= have:
+            return mode
+    return None
+
+
+def tta_for_card(requested, card: dict | None):
+    """What a requested test-time augmentation means for a model with this card.
+
+    ``"auto"`` (the command line's bare ``--tta``) or ``True``: the views its training
+    augmentation showed it (the card's ``training.tta``): all 8 for ``paper``/``strong``
+    /``flips`` (flips only on non-square images), left-right mirrors only for
+    ``upright``; nothing, with a warning, for a model trained without flips. A card that
+    does not record it (older models): ``"dihedral"``, with a warning. A named mode is
+    used as asked, with a warning when it shows views the training never did.
+    Returns a mode for :func:`tta_transforms` or False."""
+    if not requested:
+        return False
+    training = (card or {}).get("training") or {}
+    known = "tta" in training
+    trained = None if training.get("tta") in (None, "none") else training["tta"]
+    augment = training.get("augment", "?")
+    if requested in ("auto", True):
+        if not known:
+            log.warning("the model card does not say which flips or rotations its training "
+                        "showed; test-time augmentation uses all 8 (pass --tta hflip or "
+                        "flips to choose)")
+            return "dihedral"
+        if trained is None:
+            log.warning("the model was trained without flips or rotations (augment %s): "
+                        "test-time augmentation would only add views it never saw; "
+                        "predicting without it", augment)
+            return False
+        return trained
+    if requested not in TTA_MODES:
+        raise ValueError(f"tta={requested!r} is not valid; choose 'auto' or one of "
+                         f"{list(TTA_MODES)}")
+    if known and not TTA_MODES[requested] <= TTA_MODES.get(trained, set()):
+        log.warning("--tta %s shows the model views its training never did (augment %s: %s); "
+                    "accuracy may drop (bare --tta uses only the trained ones)", requested,
+                    augment, trained or "no flips")
+    return requested
 
 
 def _flip(dims):

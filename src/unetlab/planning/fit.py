@@ -92,22 +92,26 @@ def _measures(result: dict) -> dict:
 
 def _tta_if_time(model, val, scale: float, eval_s: float, left_s: float) -> dict:
     """The best checkpoint measured again with test-time augmentation (``predict --tta``:
-    the flips and 90-degree rotations of a square image, the flips otherwise), when the
-    time left in the budget covers its estimated cost (one plain pass times the number
-    of transforms, plus 15 %). ``{"measures": ..., "transforms": n, "seconds": s}`` or
-    ``{"skipped": reason, ...}``."""
-    from ..inference.tiling import tta_transforms
+    the views the training augmentation showed the model, e.g. the 8 flips and 90-degree
+    turns for ``paper``, left-right mirrors for ``upright``), when the time left in the
+    budget covers its estimated cost (one plain pass times the number of views, + 15 %).
+    ``{"measures", "transforms", "mode", "seconds"}`` or ``{"skipped": reason, ...}``."""
+    from ..inference.tiling import tta_for_card, tta_transforms
     from ..training.evaluation import evaluate_model
 
+    mode = tta_for_card("auto", getattr(model, "unetlab_card", None))  # views it was shown
+    if not mode:
+        return {"skipped": "the training augmentation showed no flips or rotations",
+                "transforms": 1, "mode": None}
     h, w = val[0]["image"].shape[-2:]
-    n = len(tta_transforms(2, True, square=h == w))
+    n = len(tta_transforms(2, mode, square=h == w))
     need = eval_s * n * 1.15
     if need > left_s:
         return {"skipped": f"would take ~{need:.0f}s; {max(left_s, 0):.0f}s of the budget "
-                           "left", "transforms": n}
+                           "left", "transforms": n, "mode": mode}
     t = time.perf_counter()
-    result = evaluate_model(model, val, boundary=False, scale=scale, tta=True)
-    return {"measures": _measures(result), "transforms": n,
+    result = evaluate_model(model, val, boundary=False, scale=scale, tta=mode)
+    return {"measures": _measures(result), "transforms": n, "mode": mode,
             "seconds": round(time.perf_counter() - t, 2)}
 
 

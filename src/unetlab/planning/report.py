@@ -124,7 +124,8 @@ def tta_sentence(report: dict) -> str:
     verb = "improves" if better else "does not improve"
     advice = ("predict with `unetlab predict --tta` for these numbers" if better
               else "predict without it")
-    return (f"Test-time augmentation ({tta['transforms']} transforms, {tta['seconds']:.0f}s) "
+    return (f"Test-time augmentation ({tta.get('mode', 'dihedral')}: {tta['transforms']} "
+            f"views, {tta['seconds']:.0f}s) "
             f"{verb} {metric} on the validation images ({native[metric]:.4f} -> "
             f"{with_tta[metric]:.4f}): {advice}. One run on the split the checkpoint was "
             "chosen on, not a verdict.")

@@ -474,13 +474,20 @@ class Trainer:
         preprocessing, the model's geometry, and a summary of the training so far."""
         from .. import __version__
         from ..card import card_for_dataset
+        from ..data import augment_symmetries
+        from ..inference.tiling import card_tta_mode
+        from ..models.geometry import geometry_of
 
         t = self.cfg.train
+        dims = geometry_of(self.net).spatial_dims
+        tta = card_tta_mode(augment_symmetries(self.cfg.data.augment, spatial_dims=dims), dims)
         training = {"dataset": self.cfg.data.dataset, "split": self.cfg.data.split,
                     "epoch": self.epoch, "steps": self.step,
                     "elapsed_s": round(self.elapsed_s + self._running_s(), 1),
                     "best_metric": t.best_metric, "best_value": self.best_value,
                     "best_epoch": self.best_epoch, "seed": t.seed,
+                    # the views test-time augmentation may average over (predict --tta)
+                    "augment": self.cfg.data.augment, "tta": tta or "none",
                     "unetlab_version": __version__}
         return card_for_dataset(self.net, self.info, training=training,
                                 scale=self.cfg.data.scale)
