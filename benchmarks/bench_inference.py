@@ -339,7 +339,8 @@ def _child(args) -> None:
             # probe runs here (an empty cache), so setup_s is a first call's cost
             from unetlab.inference.auto import choose
 
-            os.environ["UNETLAB_CACHE_DIR"] = str(path.parent / f"cache_{args.child}")
+            os.environ["UNETLAB_CACHE_DIR"] = str(path.parent / f"cache_{args.child}_"
+                                                  f"{path.stem}")
             model = choose(model, probe_shape=(4, 1, 256, 256),
                            calibration=calibration() if args.child == "auto_calibrated"
                            else None)

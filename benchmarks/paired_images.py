@@ -45,6 +45,10 @@ def compare(a: dict[str, dict], b: dict[str, dict], metrics) -> list[dict]:
     names = sorted(set(a) & set(b))
     if not names:
         raise SystemExit("the two files share no image names")
+    unmatched = len(set(a) ^ set(b))
+    if unmatched:
+        print(f"note: {unmatched} image name(s) in only one file are left out",
+              file=sys.stderr)
     out = []
     for key in metrics:
         pairs = [(_value(a[n], key), _value(b[n], key)) for n in names]

@@ -197,3 +197,19 @@ def test_tta_for_card_keeps_to_the_trained_views_and_warns(caplog):
         caplog.clear()
         assert tta_for_card("hflip", card("dihedral", "paper")) == "hflip"
         assert not caplog.records
+
+
+def test_tta_for_card_of_volumes_and_odd_cards(caplog):
+    from unetlab.inference.tiling import tta_for_card
+
+    volume = {"architecture": {"spatial_dims": 3}, "training": {}}
+    with caplog.at_level("WARNING"):
+        assert tta_for_card("auto", volume) == "flips"          # no 90-degree turns in 3-D
+        assert tta_for_card("dihedral", volume) == "flips"
+        with pytest.raises(ValueError, match="for 2-D images"):
+            tta_for_card("hflip", volume)
+        caplog.clear()
+        odd = {"training": {"tta": "spin", "augment": "x"}}     # hand-edited or newer card
+        assert tta_for_card("auto", odd) == "dihedral" and "unknown" in caplog.text
+    with pytest.raises(ValueError, match="not valid"):
+        tta_for_card("rot45", {})

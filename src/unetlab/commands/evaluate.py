@@ -175,7 +175,10 @@ def _run(args, info, device) -> None:
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
     scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
-    tta = tta_for_card(args.tta, model.unetlab_card)
+    try:
+        tta = tta_for_card(args.tta, model.unetlab_card)
+    except ValueError as exc:
+        raise UnetlabError(str(exc)) from None
     from ..preprocess import Preprocessing
 
     model = inference_model(model, args, device=device,

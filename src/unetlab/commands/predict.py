@@ -96,9 +96,10 @@ def run(args) -> int:
                        f"(see {args.out / 'predict_manifest.json'}); {where}{first['error']}")
 
 
-def _settings(args) -> dict:
+def _settings(args, tta) -> dict:
+    """What the outputs depend on (``tta``: the views used, resolved from the card)."""
     return {"checkpoint": str(args.checkpoint), "tile_size": args.tile_size,
-            "overlap": args.overlap, "blend": args.blend, "tta": args.tta,
+            "overlap": args.overlap, "blend": args.blend, "tta": tta or None,
             "backend": args.backend, "precision": args.precision,
             "probabilities": args.probabilities}
 
@@ -130,8 +131,14 @@ def _plan(args, world: int) -> dict:
     from ..inference import manifest as M
     from ..inference.distributed import shard_by_pixels
     from ..inference.outputs import collect_inputs, image_pixels, plan_outputs, prepare_folders
+    from ..inference.tiling import tta_for_card
 
-    out, settings = args.out, _settings(args)
+    card = read_card(args.checkpoint, warn=False)
+    try:  # the views bare --tta means for this model (warned here, on rank 0 only)
+        tta = tta_for_card(args.tta, card)
+    except ValueError as exc:
+        raise UnetlabError(str(exc)) from None
+    out, settings = args.out, _settings(args, tta)
     if out.exists() and not out.is_dir():
         raise UnetlabError(f"--out {out}: exists and is not a folder")
     previous = M.read_previous(out) if args.resume else None
@@ -145,7 +152,7 @@ def _plan(args, world: int) -> dict:
     old = {e["input"]: e for e in (previous or {}).get("inputs", [])}
     items = collect_inputs(args.inputs, recursive=args.recursive, exclude=out)
     reusable = [p for e in old.values() for p in (e.get("planned") or {}).values() if p]
-    geo = _geo(read_card(args.checkpoint, warn=False))
+    geo = _geo(card)
     plan = plan_outputs(items, out, spatial_dims=_model_dims(args.checkpoint),
                         probabilities=args.probabilities, overwrite=args.overwrite,
                         reusable=reusable)
@@ -181,7 +188,7 @@ def _plan(args, world: int) -> dict:
     skipped = len(plan) - len(todo)
     if skipped:
         print(f"resuming: {skipped} of {len(plan)} inputs already complete")
-    return {"doc": doc, "stems": [str(p.stem) for p in plan], "split": split,
+    return {"doc": doc, "stems": [str(p.stem) for p in plan], "split": split, "tta": tta,
             "shards": [[i for i, r in zip(rest, ranks) if r == k] for k in range(world)]}
 
 
@@ -195,7 +202,6 @@ def _run(args, info, device) -> tuple[list | None, int]:
     from ..inference import bands, predict_file
     from ..inference import distributed as D
     from ..inference import manifest as M
-    from ..inference.tiling import tta_for_card
     from ..inference.volume import predict_nifti
     from ..models.serialization import load_model
     from ..preprocess import Preprocessing
@@ -213,7 +219,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
         return None, 0
     model = load_model(args.checkpoint, map_location=device)
     card = model.unetlab_card  # what the model was trained to see, and its classes
-    tta = tta_for_card(args.tta, card)
+    tta = payload["tta"]  # the views bare --tta means for it, resolved by rank 0
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(card),
                             tile_size=args.tile_size, batch_size=args.batch_size)

@@ -69,7 +69,10 @@ def symmetries(preset: str, **options) -> tuple[str, ...]:
                            f"{', '.join(PRESETS)}")
     p = {**_BASE, **PRESETS[preset], **options}
     out = [name for name in ("hflip", "vflip") if p[name] > 0]
-    if p["rot90"] > 0 or (p["rotate"] >= 90 and p["affine_p"] > 0):
+    rotate = p["rotate"]
+    widest = max(abs(float(r)) for r in rotate) if isinstance(rotate, list | tuple) \
+        else abs(float(rotate))
+    if p["rot90"] > 0 or (widest >= 90 and p["affine_p"] > 0):
         out.append("rot90")
     return tuple(out)
 

@@ -268,23 +268,32 @@ def tta_for_card(requested, card: dict | None):
 
     ``"auto"`` (the command line's bare ``--tta``) or ``True``: the views its training
     augmentation showed it (the card's ``training.tta``): all 8 for ``paper``/``strong``
-    /``flips`` (flips only on non-square images), left-right mirrors only for
-    ``upright``; nothing, with a warning, for a model trained without flips. A card that
-    does not record it (older models): ``"dihedral"``, with a warning. A named mode is
-    used as asked, with a warning when it shows views the training never did.
-    Returns a mode for :func:`tta_transforms` or False."""
+    /``flips``, the 4 flips for ``light``, left-right mirrors only for ``upright``;
+    nothing, with a warning, for a model trained without flips. A card that does not
+    record it (older models): ``"dihedral"`` (``"flips"`` for 3-D models), with a
+    warning. A named mode is used as asked, with a warning when it shows views the
+    training never did. 3-D models take ``"flips"`` only (a 90-degree turn would mix a
+    thick axis with a thin one; ``"dihedral"`` means their flips); ``hflip``/``vflip``
+    are for 2-D images (ValueError). Returns a mode for :func:`tta_transforms` or False.
+    """
     if not requested:
         return False
-    training = (card or {}).get("training") or {}
-    known = "tta" in training
-    trained = None if training.get("tta") in (None, "none") else training["tta"]
+    card = card or {}
+    dims = int((card.get("architecture") or {}).get("spatial_dims", 2) or 2)
+    training = card.get("training") or {}
+    trained = training.get("tta")
+    known = "tta" in training and (trained in TTA_MODES or trained in (None, "none"))
+    if "tta" in training and not known:
+        log.warning("the model card records an unknown test-time augmentation %r; treating "
+                    "it as not recorded", trained)
+    trained = trained if known and trained in TTA_MODES else None
     augment = training.get("augment", "?")
     if requested in ("auto", True):
         if not known:
             log.warning("the model card does not say which flips or rotations its training "
-                        "showed; test-time augmentation uses all 8 (pass --tta hflip or "
-                        "flips to choose)")
-            return "dihedral"
+                        "showed; test-time augmentation uses all %s (pass --tta hflip or "
+                        "flips to choose)", "8 flips" if dims == 3 else "8 views")
+            return "flips" if dims == 3 else "dihedral"
         if trained is None:
             log.warning("the model was trained without flips or rotations (augment %s): "
                         "test-time augmentation would only add views it never saw; "
@@ -294,6 +303,11 @@ def tta_for_card(requested, card: dict | None):
     if requested not in TTA_MODES:
         raise ValueError(f"tta={requested!r} is not valid; choose 'auto' or one of "
                          f"{list(TTA_MODES)}")
+    if dims == 3:
+        if requested in ("hflip", "vflip"):
+            raise ValueError(f"--tta {requested} is for 2-D images; a 3-D model takes "
+                             "--tta flips (or bare --tta)")
+        requested = "flips"
     if known and not TTA_MODES[requested] <= TTA_MODES.get(trained, set()):
         log.warning("--tta %s shows the model views its training never did (augment %s: %s); "
                     "accuracy may drop (bare --tta uses only the trained ones)", requested,

@@ -103,8 +103,7 @@ def _tta_if_time(model, val, scale: float, eval_s: float, left_s: float) -> dict
     if not mode:
         return {"skipped": "the training augmentation showed no flips or rotations",
                 "transforms": 1, "mode": None}
-    h, w = val[0]["image"].shape[-2:]
-    n = len(tta_transforms(2, mode, square=h == w))
+    n = len(tta_transforms(2, mode, square=True))  # evaluation's whole-image tile is square
     need = eval_s * n * 1.15
     if need > left_s:
         return {"skipped": f"would take ~{need:.0f}s; {max(left_s, 0):.0f}s of the budget "

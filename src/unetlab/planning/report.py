@@ -119,7 +119,7 @@ def tta_sentence(report: dict) -> str:
     native, with_tta = report.get("val_native") or {}, tta.get("measures") or {}
     if native.get(metric) is None or with_tta.get(metric) is None:
         return "Test-time augmentation not measured."
-    lower = metric in ("pixel_error", "rand_error")
+    lower = "error" in metric or "loss" in metric  # as the trainer's best_mode
     better = with_tta[metric] < native[metric] if lower else with_tta[metric] > native[metric]
     verb = "improves" if better else "does not improve"
     advice = ("predict with `unetlab predict --tta` for these numbers" if better
