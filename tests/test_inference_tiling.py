@@ -213,3 +213,17 @@ def test_tta_for_card_of_volumes_and_odd_cards(caplog):
         assert tta_for_card("auto", odd) == "dihedral" and "unknown" in caplog.text
     with pytest.raises(ValueError, match="not valid"):
         tta_for_card("rot45", {})
+
+
+def test_class_argmax_matches_torch_with_ties_and_strided_bands():
+    from unetlab.inference.tiling import class_argmax
+
+    torch.manual_seed(0)
+    values = torch.randn(12, 40, 70)[:, 5:35, 3:60]               # a strided crop, as a band
+    values[3, :4] = values[7, :4] = 10.0                            # ties: the lower class
+    got = class_argmax(values)
+    assert got.dtype == np.uint8 and got.shape == (30, 57)
+    assert np.array_equal(got, values.argmax(0).numpy())
+    assert (got[:4] == 3).all()
+    many = torch.randn(300, 4, 5)                                   # > 256 classes
+    assert np.array_equal(class_argmax(many), many.argmax(0).numpy())

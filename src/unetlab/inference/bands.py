@@ -26,7 +26,7 @@ from .predictor import (
     _write_overlay,
     write_image,
 )
-from .tiling import iter_bands, plan_tiles, split_rows
+from .tiling import class_argmax, iter_bands, plan_tiles, split_rows
 
 
 def _partial(label_path: Path) -> Path:
@@ -76,7 +76,7 @@ def predict_rows(model, path, stem: Path, part: int, parts: int, *, tile_size,
         for band, values in bands:
             labels = tifffile.memmap(str(paths["labels"]), mode="r+") if tif else \
                 np.load(_partial(paths["labels"]), mmap_mode="r+")
-            labels[(*lead, band)] = values.argmax(0).numpy().astype(labels.dtype)
+            labels[(*lead, band)] = class_argmax(values).astype(labels.dtype, copy=False)
             labels.flush()
             del labels
             if probabilities:

@@ -28,7 +28,7 @@ from ..imageio import (
 from ..models.geometry import geometry_of
 from ..preprocess import Preprocessing
 from .palette import overlay as make_overlay
-from .tiling import as_channels_first, iter_bands, plan_tiles
+from .tiling import as_channels_first, class_argmax, iter_bands, plan_tiles
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                     if probabilities:
                         prob_writer = _TiffWriter(paths["probabilities"],
                                                   (*lead_shape, k, *spatial), np.float32)
-                lab = values.argmax(0).numpy().astype(label_dtype)
+                lab = class_argmax(values).astype(label_dtype, copy=False)
                 if label_writer is not None:
                     label_writer.write((*lead, rows), lab)
                 else:

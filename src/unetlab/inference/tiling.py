@@ -454,6 +454,24 @@ def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str =
         acc_lo = nxt
 
 
+def class_argmax(values: torch.Tensor) -> np.ndarray:
+    """``values.argmax(0)`` of ``(K, *spatial)`` class scores as a numpy label array
+    (uint8 up to 256 classes), ties to the lower class as torch's. One pass per class
+    over contiguous planes: about 3x faster than ``argmax(0)``, whose reduction over the
+    outer axis strides through memory (measured: 12 classes x 192 x 2048, 2 threads,
+    24 vs 74 ms; it was a quarter of a tiled prediction's time with a bf16 model)."""
+    k = values.shape[0]
+    if k > 256:
+        return values.argmax(0).numpy().astype(np.uint16 if k <= 65536 else np.int32)
+    best = values[0].clone()
+    labels = torch.zeros(values.shape[1:], dtype=torch.uint8)
+    for c in range(1, k):
+        better = values[c] > best
+        best = torch.where(better, values[c], best)
+        labels.masked_fill_(better, c)
+    return labels.numpy()
+
+
 def split_rows(plan: AxisPlan, parts: int) -> list[tuple[int, int]]:
     """Split the output rows ``[0, plan.size)`` into ``parts`` contiguous ranges that
     begin on tile starts (empty ranges where there are fewer tiles than parts): each part

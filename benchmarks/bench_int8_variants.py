@@ -1,0 +1,112 @@
+"""Speed of int8 graph variants against OpenVINO's own int8 of the plain exported graph.
+
+U-Net 64..1024 + batch norm (random weights: speed only), 1x3xSxS, NNCF post-training
+quantization calibrated on 4 random inputs, the runners interleaved ``--rounds`` times
+(``--repeats`` calls each), medians. Variants: which convolutions stay out of int8
+(first, last, both, none) and OpenVINO's inference precision hint for what is left
+unquantized (f32, or bf16 on CPUs that have it). Argmax agreement with the fp32 folded
+graph is printed too (random weights: a sanity check, not an accuracy measure).
+
+    python benchmarks/bench_int8_variants.py --sizes 256 512 --json int8_variants.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_inference import _cpu_line, _unet
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    import nncf
+    import openvino as ov
+
+    from unetlab.inference.cpu import cpu_features
+    from unetlab.inference.export import fold_batch_norm, onnx_bytes
+    from unetlab.inference.openvino import _conv_names, _quiet_nncf, convert
+
+    torch.set_num_threads(args.threads)
+    nncf.set_log_level(logging.ERROR)
+    core = ov.Core()
+    bf16 = cpu_features().bf16
+    results = {"cpu": _cpu_line(), "threads": args.threads, "sizes": {}}
+
+    def compiled(model, hint=None, latency=True):
+        cfg = {"INFERENCE_NUM_THREADS": args.threads}
+        if hint:
+            cfg["INFERENCE_PRECISION_HINT"] = hint
+        if latency:
+            cfg["PERFORMANCE_HINT"] = "LATENCY"
+        c = core.compile_model(model, "CPU", cfg)
+        return lambda a: c(a)[0]
+
+    for size in args.sizes:
+        model = _unet((64, 128, 256, 512, 1024))
+        x = torch.rand(1, 3, size, size).numpy()
+        torch.manual_seed(1)
+        calib = [torch.rand(1, 3, size, size).numpy() for _ in range(4)]
+        with _quiet_nncf(nncf):
+            plain = nncf.quantize(
+                ov.convert_model(io.BytesIO(onnx_bytes(copy.deepcopy(model).eval()))),
+                nncf.Dataset(calib), subset_size=4)
+        folded = convert(fold_batch_norm(copy.deepcopy(model)).eval())
+        convs = _conv_names(folded)
+
+        def quantized(keep, folded=folded, convs=convs, calib=calib):
+            names = ([convs[0]] if "first" in keep else []) + \
+                ([convs[-1]] if "last" in keep else [])
+            with _quiet_nncf(nncf):
+                return nncf.quantize(folded.clone(), nncf.Dataset(calib), subset_size=4,
+                                     ignored_scope=nncf.IgnoredScope(names=names,
+                                                                     validate=False))
+
+        both, none = quantized(("first", "last")), quantized(())
+        runners = {"ov_plain_int8": compiled(plain, latency=False),
+                   "ours_keep_first_last_f32": compiled(both, "f32"),
+                   "ours_all_int8_f32": compiled(none, "f32"),
+                   "ours_keep_first_f32": compiled(quantized(("first",)), "f32"),
+                   "ours_keep_last_f32": compiled(quantized(("last",)), "f32")}
+        if bf16:
+            runners["ours_keep_first_last_bf16hint"] = compiled(both, "bf16")
+            runners["ours_all_int8_bf16hint"] = compiled(none, "bf16")
+        reference = compiled(folded, "f32")(x).argmax(1)
+        agree = {k: float((f(x).argmax(1) == reference).mean()) for k, f in runners.items()}
+        times = {k: [] for k in runners}
+        for _ in range(args.rounds):
+            for k, f in runners.items():
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    f(x)
+                    times[k].append(time.perf_counter() - t)
+        median = {k: statistics.median(v) for k, v in times.items()}
+        results["sizes"][size] = {"median_s": median, "argmax_agreement": agree}
+        base = median["ov_plain_int8"]
+        for k, v in median.items():
+            print(f"| {size} | {k} | {v * 1000:.1f} ms | {base / v:.2f}x | {agree[k]:.4f} | "
+                  f"{results['cpu']} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
