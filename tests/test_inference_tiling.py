@@ -227,3 +227,20 @@ def test_class_argmax_matches_torch_with_ties_and_strided_bands():
     assert (got[:4] == 3).all()
     many = torch.randn(300, 4, 5)                                   # > 256 classes
     assert np.array_equal(class_argmax(many), many.argmax(0).numpy())
+
+
+def test_predict_refuses_a_2d_mirror_for_a_3d_model_in_one_line(tmp_path, capsys):
+    import tifffile
+
+    from unetlab.cli import main
+
+    path = tmp_path / "vol.safetensors"
+    unetlab.save_model(unetlab.create_model("unet", in_channels=1, num_classes=2,
+                                            spatial_dims=3, channels=(4, 8)), path)
+    volume = tmp_path / "vol.tif"
+    tifffile.imwrite(volume, np.zeros((8, 16, 16), np.uint8))
+    out = tmp_path / "out"
+    assert main(["predict", str(path), str(volume), "--out", str(out), "--tta", "hflip"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is for 2-D images" in err[0], err
+    assert not (out / "vol_labels.tif").exists()

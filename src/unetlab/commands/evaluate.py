@@ -175,10 +175,7 @@ def _run(args, info, device) -> None:
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
     scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
-    try:
-        tta = tta_for_card(args.tta, model.unetlab_card)
-    except ValueError as exc:
-        raise UnetlabError(str(exc)) from None
+    tta = tta_for_card(args.tta, model.unetlab_card)  # one-line UnetlabError if it can't
     from ..preprocess import Preprocessing
 
     model = inference_model(model, args, device=device,

@@ -134,10 +134,7 @@ def _plan(args, world: int) -> dict:
     from ..inference.tiling import tta_for_card
 
     card = read_card(args.checkpoint, warn=False)
-    try:  # the views bare --tta means for this model (warned here, on rank 0 only)
-        tta = tta_for_card(args.tta, card)
-    except ValueError as exc:
-        raise UnetlabError(str(exc)) from None
+    tta = tta_for_card(args.tta, card)  # the views bare --tta means (warned on rank 0 only)
     out, settings = args.out, _settings(args, tta)
     if out.exists() and not out.is_dir():
         raise UnetlabError(f"--out {out}: exists and is not a folder")

@@ -274,19 +274,22 @@ def tta_for_card(requested, card: dict | None):
     warning. A named mode is used as asked, with a warning when it shows views the
     training never did. 3-D models take ``"flips"`` only (a 90-degree turn would mix a
     thick axis with a thin one; ``"dihedral"`` means their flips); ``hflip``/``vflip``
-    are for 2-D images (ValueError). Returns a mode for :func:`tta_transforms` or False.
+    are for 2-D images. Returns a mode for :func:`tta_transforms` or False; a request
+    that cannot be met is a :class:`~unetlab.errors.UnetlabError` (a ValueError).
     """
+    from ..errors import UnetlabError
+
     if not requested:
         return False
     card = card or {}
     dims = int((card.get("architecture") or {}).get("spatial_dims", 2) or 2)
     training = card.get("training") or {}
-    trained = training.get("tta")
-    known = "tta" in training and (trained in TTA_MODES or trained in (None, "none"))
-    if "tta" in training and not known:
+    known, trained = "tta" in training, training.get("tta")
+    if known and trained not in (*TTA_MODES, None, "none"):
         log.warning("the model card records an unknown test-time augmentation %r; treating "
                     "it as not recorded", trained)
-    trained = trained if known and trained in TTA_MODES else None
+        known = False
+    trained = trained if trained in TTA_MODES else None
     augment = training.get("augment", "?")
     if requested in ("auto", True):
         if not known:
@@ -301,12 +304,12 @@ def tta_for_card(requested, card: dict | None):
             return False
         return trained
     if requested not in TTA_MODES:
-        raise ValueError(f"tta={requested!r} is not valid; choose 'auto' or one of "
-                         f"{list(TTA_MODES)}")
+        raise UnetlabError(f"tta={requested!r} is not valid; choose 'auto' or one of "
+                           f"{list(TTA_MODES)}")
     if dims == 3:
         if requested in ("hflip", "vflip"):
-            raise ValueError(f"--tta {requested} is for 2-D images; a 3-D model takes "
-                             "--tta flips (or bare --tta)")
+            raise UnetlabError(f"--tta {requested} is for 2-D images; a 3-D model takes "
+                               "--tta flips (or bare --tta)")
         requested = "flips"
     if known and not TTA_MODES[requested] <= TTA_MODES.get(trained, set()):
         log.warning("--tta %s shows the model views its training never did (augment %s: %s); "
