@@ -355,3 +355,21 @@ def test_fit_measures_tta_only_when_the_budget_leaves_time():
     assert "does not improve" in tta_sentence(report)
     report["val_native_tta"] = skipped
     assert tta_sentence(report).startswith("Test-time augmentation not measured: would take")
+
+
+def test_a_gpu_plan_feeds_the_gpu_from_loader_workers(tmp_path):
+    """A cuda probe: 16 tiles per step, bf16, loader workers from the probed CPU count
+    (none on a CPU); the config validates and renders with a reason for the workers."""
+    fp = _fingerprint()
+    gpu = {**_probe({16: 40.0, 32: 30.0, 48: 22.0, 64: 15.0}, device="cuda", tile=256,
+                    batch=16), "amp": "bf16", "channels_last": True,
+           "key": {"cpus": 16}, "modes": {"bf16": 12.0, "bf16+cl": 15.0}}
+    plan = make_plan(fp, gpu, 600, dataset="isbi2012")
+    cfg = config_from_dict(plan.config)
+    assert cfg.data.batch_size == 16 and cfg.train.amp == "bf16" and cfg.train.channels_last
+    assert cfg.data.num_workers == 8 and cfg.model.options["channels"][0] == 64
+    assert "loader processes" in render_plan(plan, fp, gpu, 600)
+    few = make_plan(fp, {**gpu, "key": {"cpus": 4}}, 600, dataset="isbi2012")
+    assert few.config["data"]["num_workers"] == 2
+    cpu = make_plan(fp, _probe({8: 4.0, 16: 2.0}), 600, dataset="isbi2012")
+    assert cpu.config["data"]["num_workers"] == 0

@@ -154,3 +154,19 @@ def test_last_every_s_writes_last_at_validations_and_the_end_only(tmp_path, monk
 def test_last_every_s_must_be_positive():
     with pytest.raises(UnetlabError, match="train.last_every_s"):
         load_config(None, ["train.last_every_s=0"])
+
+
+def test_preload_for_workers_fills_the_cache_it_is_allowed_to_keep():
+    """With loader workers the trainer decodes once, before they fork; a dataset told not
+    to cache, or too large for 'auto', is left alone."""
+    from torch.utils.data import Subset
+
+    from unetlab.data import build_dataset
+    from unetlab.training.trainer import preload_for_workers
+
+    ds = build_dataset("membranes", num_images=5, size=32)
+    assert preload_for_workers(Subset(ds, [0, 2]))       # the whole base, under a Subset
+    assert ds.cache is True and len(ds._cache) == 5
+    off = build_dataset("membranes", num_images=5, size=32, cache=False)
+    assert not preload_for_workers(off) and not off._cache
+    assert not preload_for_workers(None)

@@ -63,6 +63,18 @@ def probe_geometry(fp: Fingerprint, device_type: str) -> tuple[int, int, int]:
     return PROBE_DEPTH, tile, batch
 
 
+def _cpus(probe: dict) -> int:
+    return int((probe.get("key") or {}).get("cpus") or 4)
+
+
+def loader_workers(device: str, probe: dict) -> int:
+    """DataLoader processes: none on a CPU (they would compete with the network for the
+    cores), on a GPU all but two CPUs, at most 8."""
+    if device != "cuda":
+        return 0
+    return max(1, min(8, _cpus(probe) - 2))
+
+
 def receptive_field(depth: int) -> int:
     """Receptive field in pixels of a same-padding U-Net with two 3x3 convolutions per
     level, 2x2 pooling and ``depth`` poolings (96, 200, 408 for 3, 4, 5)."""
@@ -251,6 +263,12 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                                                  "the CPU default"))
     if channels_last:
         r["train.channels_last"] = "channels-last layout: faster in the probe"
+    workers = loader_workers(device, probe)
+    r["data.num_workers"] = (
+        "decoding and augmentation in the main process: on a CPU the workers would take "
+        "cores from the network" if not workers else
+        f"{workers} loader processes (of {_cpus(probe)} CPUs) keep the GPU fed; the decoded "
+        "images are loaded once and shared with them")
     r["train.last_every_s"] = ("checkpoints/last (model and optimizer state) at most once a "
                                "minute, and at every validation and the end: writing it "
                                "after every short epoch cost 10% of a 30-minute ISBI budget")
@@ -265,7 +283,7 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
         "data": {"dataset": dataset, "root": None if root is None else str(root),
                  "split": "train", "val_split": val_split, "tile_size": tile,
                  "scale": scale, "augment": augment, "batch_size": batch,
-                 "val_batch_size": 1, "num_workers": 0 if device != "cuda" else 4,
+                 "val_batch_size": 1, "num_workers": workers,
                  "options": dict(data_options or {})},
         "loss": loss_cfg,
         "optim": {"name": "adam", "lr": lr},

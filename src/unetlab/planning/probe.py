@@ -9,8 +9,11 @@ warm-up step and stops measuring wider networks once one is too slow to matter.
 The numeric mode is measured too, on one reference width: on a CPU, float32 in the
 default layout and in channels-last, and bfloat16 autocast in channels-last only where
 the CPU computes bfloat16 natively (AVX512-BF16 or AMX: emulated bf16 is several times
-slower, so it is never tried elsewhere); on a GPU, bfloat16 autocast. The fastest mode is
-used for every width and recorded in the probe (``amp``, ``channels_last``).
+slower, so it is never tried elsewhere); on a GPU, bfloat16 autocast in the default layout
+and in channels-last, compared on the widest candidate (narrow networks on a GPU time
+kernel launches, not layouts). A mode other than the first must be ``MODE_GAIN`` times
+faster to be used. The chosen mode is used for every width and recorded in the probe
+(``amp``, ``channels_last``).
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ def _step_seconds(width, depth, tile, batch, in_ch, classes, device, amp, second
     from .. import create_model
 
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer runs it
     net = create_model("unet", in_channels=in_ch, num_classes=classes,
                        channels=tuple(candidate_channels(width, depth)), norm="batch")
     net = net.to(device).train()
@@ -133,7 +138,7 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
     """
     device = torch.device(device)
     widths = tuple(widths or (GPU_WIDTHS if device.type == "cuda" else CPU_WIDTHS))
-    modes = [("bf16", False)] if device.type == "cuda" else cpu_modes()
+    modes = [("bf16", False), ("bf16", True)] if device.type == "cuda" else cpu_modes()
     key = {**machine_key(device), "depth": depth, "tile": tile, "batch": batch,
            "in_channels": in_channels, "num_classes": num_classes, "widths": list(widths),
            "modes": [f"{a}{'+cl' if c else ''}" for a, c in modes]}
@@ -161,7 +166,10 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
     start = time.perf_counter()
     measured = 0
 
-    ref = MODE_WIDTH if MODE_WIDTH in widths else widths[0]
+    if device.type == "cuda":
+        ref = max(widths)
+    else:
+        ref = MODE_WIDTH if MODE_WIDTH in widths else widths[0]
     if len(modes) > 1:
         for amp_name, cl in modes:
             if name(amp_name, cl) in mode_rates:
@@ -178,10 +186,10 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
             measured += 1
             log.info("probe: mode %s at width %d, %.3f steps/s", name(amp_name, cl), ref,
                      mode_rates[name(amp_name, cl)])
-        base = mode_rates[name("none", False)]
+        first = name(*modes[0])   # float32 on a CPU, bf16 in the default layout on a GPU
         best = max(mode_rates, key=lambda m: mode_rates[m])  # among the modes measured
-        if mode_rates[best] < MODE_GAIN * base:
-            best = name("none", False)
+        if mode_rates[best] < MODE_GAIN * mode_rates[first]:
+            best = first
     else:
         best = name(*modes[0])
         mode_rates.setdefault(best, 0.0)

@@ -74,6 +74,21 @@ def _worker_init(worker_id: int) -> None:
     _seed_transform(info.dataset, seed)
 
 
+def preload_for_workers(dataset) -> bool:
+    """Decode ``dataset`` (or the dataset under a ``Subset``) into its in-memory cache
+    now, when its ``cache`` setting keeps decoded samples at all, so that DataLoader
+    workers forked later share it. Returns whether it was preloaded."""
+    base = getattr(dataset, "dataset", dataset)
+    if dataset is None or not hasattr(base, "preload") or len(base) == 0:
+        return False
+    if getattr(base, "cache", False) == "auto":
+        base.load(0)          # decides from the first sample's size (1 GiB for the split)
+    if base.cache is not True:
+        return False
+    base.preload()
+    return True
+
+
 def flatten_metrics(metrics: dict) -> dict[str, float]:
     """``{"iou": [a, b], "miou": m}`` -> ``{"iou.0": a, "iou.1": b, "miou": m}``."""
     out = {}
@@ -145,7 +160,14 @@ class Trainer:
 
         with pixel_limit(cfg.data.max_pixels):  # datasets may read headers and masks now
             data = builder.build_datasets(cfg)
+            if cfg.data.num_workers:
+                # loader workers are started anew each epoch (exact resume); decoded once
+                # here, the cache is shared with every worker instead of lost with it
+                for ds in (data.train, data.val):
+                    preload_for_workers(ds)
         self.train_set, self.val_set, self.info = data.train, data.val, data.info
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed tile shapes: pick the fastest kernels
         self.num_classes = int(self.info.num_classes)
         world = self.dist.world_size
         if cfg.data.batch_size % world:
