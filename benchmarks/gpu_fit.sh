@@ -4,19 +4,20 @@
 #   stage 1 (carry .whl .gpudata/p1): the CUDA tests, DDP over NCCL, a synthetic fit;
 #   stage 2 (carry .whl .gpudata/p2): `unetlab fit` on CamVid, GPU budget $FIT_BUDGET.
 # What it needs travels in ignored folders: wheels for albumentations and its needs in
-# .whl/, the CamVid parts in .gpudata/; .gpukeep/ holds what stage 2 reuses.
+# .whl/, the CamVid parts in .gpudata/; $KEEP (outside the checkout) keeps what stage 2 reuses.
 set -u
+KEEP=${KEEP:-/tmp/gpukeep}  # the checkout is re-sent each call; /tmp stays while warm
 stage=${1:?stage 1 or 2}
 OUT=${OUT:-runs/gpu}
-mkdir -p "$OUT" .gpukeep
+mkdir -p "$OUT" $KEEP
 log="$OUT/log$stage.txt"
 step() { echo "=== $* ($(date +%T))" | tee -a "$log"; }
-if [ ! -d .gpukeep/site ]; then
+if [ ! -d $KEEP/site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target .gpukeep/site .whl/*.whl || exit 1
+    --target $KEEP/site .whl/*.whl || exit 1
 fi
-export PYTHONPATH="$PWD/src:$PWD/.gpukeep/site" PYTHONUNBUFFERED=1
-for p in .gpudata/p*; do [ -d "$p" ] && cp -rn "$p" .gpukeep/; done
+export PYTHONPATH="$PWD/src:$KEEP/site" PYTHONUNBUFFERED=1
+for p in .gpudata/p*; do [ -d "$p" ] && cp -r "$p" $KEEP/; done
 python3 -c "import torch, os; print('torch', torch.__version__, torch.cuda.get_device_name(),
   'cpus', os.cpu_count())" 2>&1 | tee -a "$log"
 
@@ -34,10 +35,10 @@ if [ "$stage" = 1 ]; then
   cp /tmp/fit_smoke/report.md "$OUT/smoke_report.md" 2>/dev/null
 else
   step "unpack CamVid (pixels checked against the shared data's)"
-  [ -d .gpukeep/camvid ] || python3 benchmarks/gpu_camvid_pack.py unpack .gpukeep/p1 \
-    .gpukeep/p2 --to .gpukeep/camvid 2>&1 | tail -2 | tee -a "$log"
+  [ -d $KEEP/camvid ] || python3 benchmarks/gpu_camvid_pack.py unpack $KEEP/p1 \
+    $KEEP/p2 --to $KEEP/camvid 2>&1 | tail -2 | tee -a "$log"
   step "fit CamVid, budget ${FIT_BUDGET:-7m}, cuda"
-  timeout 600 python3 -m unetlab fit --dataset camvid --data .gpukeep/camvid \
+  timeout 600 python3 -m unetlab fit --dataset camvid --data $KEEP/camvid \
     --budget "${FIT_BUDGET:-7m}" --device cuda --out /tmp/fit_camvid --no-progress \
     2>&1 | tail -40 | tee -a "$log"
   for f in report.md report.json plan.yaml metrics.csv; do

@@ -373,3 +373,15 @@ def test_a_gpu_plan_feeds_the_gpu_from_loader_workers(tmp_path):
     assert few.config["data"]["num_workers"] == 2
     cpu = make_plan(fp, _probe({8: 4.0, 16: 2.0}), 600, dataset="isbi2012")
     assert cpu.config["data"]["num_workers"] == 0
+
+
+def test_a_probe_cut_short_keeps_the_width_its_mode_comparison_measured(tmp_path):
+    """The mode comparison measures the reference width (the widest on a GPU, where a
+    510 s CamVid fit once planned width 16 because the time limit stopped the width loop
+    first): that width stays among the rates whatever the limit."""
+    res = probe_machine(depth=1, tile=16, batch=2, in_channels=1, num_classes=2,
+                        widths=(8, 16, 24), cache_dir=tmp_path, seconds=0.01,
+                        time_limit_s=0.0)
+    assert set(res["steps_per_s"]) == {"8", "16"}       # 8 measured, 16 from the modes
+    assert res["steps_per_s"]["16"] == res["modes"][
+        ("bf16" if res["amp"] == "bf16" else "none") + ("+cl" if res["channels_last"] else "")]

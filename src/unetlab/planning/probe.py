@@ -197,9 +197,11 @@ def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_cl
         rates = {}  # the widths were measured in another mode (a completed partial probe)
     amp_name, cl = best.split("+")[0], best.endswith("+cl")
     amp = torch.bfloat16 if amp_name == "bf16" else None
+    if len(modes) > 1 and best in mode_rates and str(ref) not in rates:
+        # the reference width was measured in the chosen mode already: keep it even when
+        # the time limit stops the loop below first (on a GPU it is the widest candidate)
+        rates[str(ref)] = mode_rates[best]
     for w in widths:
-        if str(w) not in rates and len(modes) > 1 and w == ref:
-            rates[str(w)] = mode_rates[best]  # measured in this mode already
         if str(w) not in rates:
             rates[str(w)] = round(1.0 / _step_seconds(w, depth, tile, batch, in_channels,
                                                       num_classes, device, amp, seconds,
