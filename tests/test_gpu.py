@@ -1,7 +1,8 @@
 """The CUDA paths: run on a lent GPU machine (benchmarks/gpu_fit.sh), skipped elsewhere.
 
-bf16 autocast in channels-last with loader workers, the probe's GPU modes, tiled
-inference on the GPU against the CPU, and `predict --device cuda`.
+bf16 autocast in channels-last with loader workers, the probe's GPU modes (and its
+widest width kept when cut short), tiled inference on the GPU against the CPU, and
+`predict --device cuda`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def test_the_gpu_probe_compares_layouts(tmp_path):
     assert res["device"] == "cuda" and res["amp"] == "bf16"
     assert set(res["modes"]) == {"bf16", "bf16+cl"} and all(res["modes"].values())
     assert all(v > 0 for v in res["steps_per_s"].values())
+
+
+def test_a_gpu_probe_cut_short_keeps_the_widest_width(tmp_path):
+    res = probe_machine(depth=3, tile=64, batch=4, in_channels=1, num_classes=2,
+                        device="cuda", widths=(8, 16, 32), cache_dir=tmp_path, seconds=0.05,
+                        time_limit_s=0.0)
+    assert "32" in res["steps_per_s"] and "8" in res["steps_per_s"]
 
 
 def test_tiled_inference_on_the_gpu_matches_the_cpu():

@@ -357,7 +357,7 @@ def test_fit_measures_tta_only_when_the_budget_leaves_time():
     assert tta_sentence(report).startswith("Test-time augmentation not measured: would take")
 
 
-def test_a_gpu_plan_feeds_the_gpu_from_loader_workers(tmp_path):
+def test_a_gpu_plan_feeds_the_gpu_from_loader_workers():
     """A cuda probe: 16 tiles per step, bf16, loader workers from the probed CPU count
     (none on a CPU); the config validates and renders with a reason for the workers."""
     fp = _fingerprint()
@@ -385,3 +385,36 @@ def test_a_probe_cut_short_keeps_the_width_its_mode_comparison_measured(tmp_path
     assert set(res["steps_per_s"]) == {"8", "16"}       # 8 measured, 16 from the modes
     assert res["steps_per_s"]["16"] == res["modes"][
         ("bf16" if res["amp"] == "bf16" else "none") + ("+cl" if res["channels_last"] else "")]
+
+
+def test_the_input_pipeline_caps_the_planned_steps():
+    """Measured augmentation time counts: added to each step without workers, a ceiling
+    from the workers on a GPU (the H200 CamVid fit made 25 steps/s, the probe said 110)."""
+    from unetlab.planning.planner import effective_rates
+
+    assert effective_rates({16: 10.0}, None, 4, 0) == {16: 10.0}
+    assert effective_rates({16: 10.0}, 0.025, 4, 0)[16] == pytest.approx(5.0)   # 0.1+0.1 s
+    capped = effective_rates({16: 110.0, 64: 50.0}, 0.02, 16, 8)
+    assert capped == {16: pytest.approx(25.0), 64: pytest.approx(25.0)}
+    fp = _fingerprint()
+    gpu = {**_probe({16: 110.0, 64: 50.0}, device="cuda", tile=256, batch=16),
+           "amp": "bf16", "channels_last": True, "key": {"cpus": 16}}
+    free = make_plan(fp, gpu, 600, dataset="x")
+    fed = make_plan(fp, gpu, 600, dataset="x", input_s_per_tile=0.02)
+    assert fed.expected["steps"] < 0.6 * free.expected["steps"]
+    assert fed.config["model"]["options"]["channels"][0] == 64     # wider costs nothing
+    assert "sets the pace" in fed.reasons["data.num_workers"]
+    assert fed.config["train"]["val_every"] < free.config["train"]["val_every"]
+    cpu = make_plan(fp, _probe({8: 4.0, 16: 2.0}), 1800, dataset="x", input_s_per_tile=0.05)
+    assert "ms added to each step" in cpu.reasons["data.num_workers"]
+    assert make_plan(fp, _probe({8: 4.0, 16: 2.0}), 1800, dataset="x").config == make_plan(
+        fp, _probe({8: 4.0, 16: 2.0}), 1800, dataset="x", input_s_per_tile=None).config
+
+
+def test_measure_input_times_the_augmentation_of_decoded_tiles():
+    from unetlab.planning.session import measure_input
+
+    s = measure_input("membranes", None, {"num_images": 4, "size": 64}, "paper", 48,
+                      time_limit_s=0.2)
+    assert s is not None and 0 < s < 1.0
+    assert measure_input("folder", "/nonexistent/unetlab", {}, "light", 48) is None

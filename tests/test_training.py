@@ -157,16 +157,37 @@ def test_last_every_s_must_be_positive():
 
 
 def test_preload_for_workers_fills_the_cache_it_is_allowed_to_keep():
-    """With loader workers the trainer decodes once, before they fork; a dataset told not
-    to cache, or too large for 'auto', is left alone."""
+    """With loader workers the trainer decodes once, before they fork: only a Subset's
+    own items (train and val may be Subsets of two copies of one folder); a dataset told
+    not to cache is left alone."""
     from torch.utils.data import Subset
 
     from unetlab.data import build_dataset
     from unetlab.training.trainer import preload_for_workers
 
     ds = build_dataset("membranes", num_images=5, size=32)
-    assert preload_for_workers(Subset(ds, [0, 2]))       # the whole base, under a Subset
-    assert ds.cache is True and len(ds._cache) == 5
+    assert preload_for_workers(Subset(ds, [1, 3]))       # the subset's items only
+    assert ds.cache is True and sorted(ds._cache) == [1, 3]
+    assert preload_for_workers(ds) and len(ds._cache) == 5
     off = build_dataset("membranes", num_images=5, size=32, cache=False)
     assert not preload_for_workers(off) and not off._cache
     assert not preload_for_workers(None)
+
+
+def test_loader_workers_persist_and_a_mid_epoch_resume_is_exact(tmp_path):
+    """With loader workers each item is seeded by its position in the epoch, so the
+    number of workers does not change the run and a resume mid-epoch ends exactly like
+    an uninterrupted run (workers live for the whole run)."""
+    def cfg(out, workers, extra=()):
+        return load_config(None, tiny_overrides(out, epochs=2, images=8, batch=2,
+                                                augment="light",
+                                                extra=[f"data.num_workers={workers}", *extra]))
+
+    ref, one, part = tmp_path / "ref", tmp_path / "one", tmp_path / "part"
+    train(cfg(ref, 2))
+    train(cfg(one, 1))
+    assert_same_weights(weights(ref), weights(one))
+    stopped = train(cfg(part, 2, ["train.max_steps=3"]))      # 4 steps per epoch
+    assert stopped["reason"] == "max_steps" and stopped["steps"] == 3
+    train(cfg(part, 2), resume=True)
+    assert_same_weights(weights(ref), weights(part))

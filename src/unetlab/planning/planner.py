@@ -6,7 +6,9 @@ The rules (docs/fit.md gives the evidence for each):
 1. Probe geometry: batch-normed same-padding U-Net, 4 poolings, tiles of 192 px and
    batches of 4 on a CPU (256 px x 16 on a GPU), smaller tiles when the images are.
 2. Width: the widest probed network that still makes ``MIN_STEPS`` optimizer steps in
-   the training budget (capacity until steps run short); the narrowest otherwise.
+   the training budget (capacity until steps run short); the narrowest otherwise. A step
+   counts the measured input pipeline: added to it without loader workers, a ceiling on
+   the step rate with them (:func:`effective_rates`).
 3. Resolution: the largest scale (1, 0.75, 0.5, 0.375, 0.25) at which the budget shows
    the model every training pixel ``MIN_PASSES`` times, never so small that a class of
    over 5 % of the pixels gets thinner than 4 px, or any class thinner than 2 px.
@@ -63,6 +65,39 @@ def probe_geometry(fp: Fingerprint, device_type: str) -> tuple[int, int, int]:
     return PROBE_DEPTH, tile, batch
 
 
+def train_count(fp: Fingerprint) -> int:
+    """Training images: all of them with an own validation split, else all but the
+    held-out fraction."""
+    n = fp.num_images
+    return n if fp.has_own_val else max(1, n - max(1, round(n * FALLBACK_VAL_FRACTION)))
+
+
+def augmentation(fp: Fingerprint) -> tuple[str, str]:
+    """Rule 6: the augmentation preset and why."""
+    n_train = train_count(fp)
+    if fp.vertical_layout >= 0.3:
+        return "upright", (f"classes sit in the top or bottom half (vertical layout "
+                           f"{fp.vertical_layout:.2f} >= 0.3): no vertical flips or large "
+                           "rotations")
+    if n_train <= 100:
+        return "paper", (f"{n_train} training images (<= 100) and no up or down: the "
+                         "U-Net paper's elastic deformations, rotations and flips")
+    return "light", f"{n_train} training images: flips and mild affine changes"
+
+
+def effective_rates(rates: dict, input_s_per_tile: float | None, batch: int,
+                    workers: int) -> dict:
+    """Optimizer steps per second once the input pipeline is counted: in the main
+    process (no workers) its time adds to each step; ``workers`` processes run beside
+    the network, which then waits only when they are slower."""
+    if not input_s_per_tile:
+        return dict(rates)
+    data_s = batch * input_s_per_tile
+    if workers:
+        return {w: min(r, workers / data_s) for w, r in rates.items()}
+    return {w: 1.0 / (1.0 / r + data_s) for w, r in rates.items()}
+
+
 def _cpus(probe: dict) -> int:
     return int((probe.get("key") or {}).get("cpus") or 4)
 
@@ -115,10 +150,13 @@ def estimate_val_seconds(images: int, pixels: float, px_per_s: float) -> float:
 
 def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
               root=None, data_options: dict | None = None, spent_s: float = 0.0,
-              out_dir: str = "runs/fit", seed: int = 0) -> Plan:
+              out_dir: str = "runs/fit", seed: int = 0,
+              input_s_per_tile: float | None = None) -> Plan:
     """The plan for ``fp`` on the probed machine within ``budget_s`` seconds in total,
-    of which ``spent_s`` are already used (fingerprint and probe). Deterministic: the
-    same inputs give the same plan."""
+    of which ``spent_s`` are already used (fingerprint and probe). ``input_s_per_tile``:
+    the measured seconds to augment one training tile in one process
+    (:func:`unetlab.planning.session.measure_input`); the step rates then count it.
+    Deterministic: the same inputs give the same plan."""
     device = probe["device"]
     _, probe_tile, batch = probe_geometry(fp, device)
     rates = {int(w): float(r) for w, r in probe["steps_per_s"].items()}
@@ -126,9 +164,16 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
         raise UnetlabError("the machine probe measured no network")
     r = {}
     n_total = fp.num_images
-    n_train = n_total if fp.has_own_val else max(1, n_total - max(1, round(
-        n_total * FALLBACK_VAL_FRACTION)))
+    n_train = train_count(fp)
     n_val = None if fp.has_own_val else n_total - n_train
+    workers = loader_workers(device, probe)
+    net_rates = rates
+
+    def rates_at(s: float) -> dict:
+        # the augmentation warps the whole (scaled) image before cropping the tile, so
+        # its time follows the scaled image's area (it was measured at scale 1)
+        return effective_rates(net_rates, input_s_per_tile and input_s_per_tile * s * s,
+                               batch, workers)
     native_px = fp.image_height * fp.image_width
 
     # the budget: what is left after fingerprint and probe, less the final evaluation;
@@ -140,9 +185,8 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     narrow = min(rates)
     width, scale = max(rates), 1.0
     for _ in range(4):
-        px_per_s = rates[width] * batch * probe_tile ** 2
         final_eval = 2.0 * estimate_val_seconds(val_images, native_px * scale * scale,
-                                                px_per_s)
+                                                net_rates[width] * batch * probe_tile ** 2)
         reserve = final_eval + 0.03 * budget_s + 3.0
         train_s = budget_s - spent_s - reserve
         if train_s < 5.0:
@@ -151,19 +195,21 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                                f"this machine: at least {math.ceil(need)}s (fingerprint and "
                                f"probe {spent_s:.0f}s, final evaluation ~{final_eval:.0f}s)")
         # rule 2: width
+        rates = rates_at(scale)
         fits = [w for w in sorted(rates) if train_s * rates[w] >= MIN_STEPS]
         new_width = max(fits) if fits else narrow
-        px_per_s = rates[new_width] * batch * probe_tile ** 2
 
         # rule 3: resolution
-        def passes(s, px_per_s=px_per_s, train_s=train_s):
-            return px_per_s * train_s / (n_train * native_px * s * s)
+        def passes(s, w=new_width, train_s=train_s):
+            return rates_at(s)[w] * batch * probe_tile ** 2 * train_s / (
+                n_train * native_px * s * s)
 
         good = [s for s in allowed if passes(s) >= MIN_PASSES]
         new_scale = max(good) if good else min(allowed)
         if (new_width, new_scale) == (width, scale):
             break
         width, scale = new_width, new_scale
+    rates = rates_at(scale)
     steps_probe = train_s * rates[width]
     why_w = (f"widest of the probed widths {sorted(rates)} that still makes >= {MIN_STEPS} "
              f"steps in {train_s:.0f}s of training ({steps_probe:.0f} expected at "
@@ -212,18 +258,7 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                      f"<= {IMBALANCE:.0f}x) for no class weights")
 
     # rule 6: augmentation
-    if fp.vertical_layout >= 0.3:
-        augment = "upright"
-        r["data.augment"] = (f"classes sit in the top or bottom half (vertical layout "
-                             f"{fp.vertical_layout:.2f} >= 0.3): no vertical flips or large "
-                             "rotations")
-    elif n_train <= 100:
-        augment = "paper"
-        r["data.augment"] = (f"{n_train} training images (<= 100) and no up or down: the "
-                             "U-Net paper's elastic deformations, rotations and flips")
-    else:
-        augment = "light"
-        r["data.augment"] = f"{n_train} training images: flips and mild affine changes"
+    augment, r["data.augment"] = augmentation(fp)
 
     # rule 7: optimiser and schedule
     lr = round(min(5e-3, 2e-3 * math.sqrt(batch / 4)), 6)
@@ -233,7 +268,8 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                      "wall-clock budget so the run ends annealed whatever the machine's load")
 
     # rule 8: validation cadence and the rest of the loop
-    val_cost = estimate_val_seconds(val_images, native_px * scale * scale, px_per_s)
+    val_cost = estimate_val_seconds(val_images, native_px * scale * scale,
+                                    net_rates[width] * batch * probe_tile ** 2)
     n_validations = int(max(2, min(12, (VAL_SHARE * train_s) // max(val_cost, 1e-6))))
     val_every = max(1, int(round(epochs / n_validations)))
     binary = fp.num_classes == 2 and fp.ignore_index is None
@@ -263,12 +299,19 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                                                  "the CPU default"))
     if channels_last:
         r["train.channels_last"] = "channels-last layout: faster in the probe"
-    workers = loader_workers(device, probe)
     r["data.num_workers"] = (
         "decoding and augmentation in the main process: on a CPU the workers would take "
         "cores from the network" if not workers else
         f"{workers} loader processes (of {_cpus(probe)} CPUs) keep the GPU fed; the decoded "
         "images are loaded once and shared with them")
+    if input_s_per_tile:
+        limit = (f"at most {workers / (batch * input_s_per_tile):.1f} steps/s from "
+                 f"{workers} processes" if workers else
+                 f"{batch * input_s_per_tile * 1000:.0f} ms added to each step")
+        bound = " (the input pipeline sets the pace)" if rates[width] < 0.9 * net_rates[
+            width] and workers else ""
+        r["data.num_workers"] += (f"; augmenting a tile takes {input_s_per_tile * 1000:.1f} "
+                                  f"ms: {limit}{bound}")
     r["train.last_every_s"] = ("checkpoints/last (model and optimizer state) at most once a "
                                "minute, and at every validation and the end: writing it "
                                "after every short epoch cost 10% of a 30-minute ISBI budget")

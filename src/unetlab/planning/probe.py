@@ -37,7 +37,7 @@ GPU_WIDTHS = (16, 32, 48, 64)
 PROBE_SECONDS = 0.6      # per candidate, after the warm-up step
 PROBE_VERSION = 2
 MODE_WIDTH = 16          # the width the CPU modes are compared on
-MODE_GAIN = 1.15         # a mode other than float32 must be this much faster to be used
+MODE_GAIN = 1.15         # a mode other than the first must be this much faster to be used
 
 
 def cpu_modes() -> list[tuple[str, bool]]:
@@ -85,11 +85,21 @@ def candidate_channels(width: int, depth: int) -> list[int]:
 
 def _step_seconds(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
                   channels_last: bool = False) -> float:
+    before = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer runs it
+    try:
+        return _time_steps(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
+                           channels_last)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _time_steps(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
+                channels_last) -> float:
     from .. import create_model
 
     torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the trainer runs it
     net = create_model("unet", in_channels=in_ch, num_classes=classes,
                        channels=tuple(candidate_channels(width, depth)), norm="batch")
     net = net.to(device).train()

@@ -44,6 +44,8 @@ def render_plan(plan: Plan, fp: Fingerprint, probe: dict, budget_s: float) -> st
             f"{probe['batch']}, {probe.get('amp', 'none')}"
             f"{' channels-last' if probe.get('channels_last') else ''} "
             f"({'cached' if probe.get('cached') else 'measured'})",
+            *([f"input pipeline: {probe['input_s_per_tile'] * 1000:.1f} ms to augment one "
+               f"tile in one process"] if probe.get("input_s_per_tile") else []),
             f"expected: ~{e['steps']} steps, ~{e['epochs']} epochs, {e['passes']} passes "
             f"over the training pixels, {e['validations']} validations",
             "Edit freely: this is an ordinary config (unetlab train PLAN.yaml)."]

@@ -70,6 +70,15 @@ def write_overlays(model, dataset, out: Path, *, scale: float, count: int = OVER
     return written
 
 
+def _rate(value) -> str:
+    return f" at {value:.2f}/s" if value else ""
+
+
+def _made_rate(training: dict) -> float | None:
+    elapsed = training.get("elapsed_s")
+    return training["steps"] / elapsed if elapsed else None
+
+
 def format_report(report: dict, table: str | None) -> str:
     """report.md: the plan's expectations, what happened, both resolutions' numbers."""
     t, e = report["timings"], report["expected"]
@@ -77,7 +86,9 @@ def format_report(report: dict, table: str | None) -> str:
              f"Budget {report['budget_s']:.0f}s; used {t['total_s']:.0f}s (fingerprint "
              f"{t['fingerprint_s']:.1f}s, probe {t['probe_s']:.1f}s, training and validation "
              f"{t['train_s']:.0f}s, final evaluation and report {t['report_s']:.1f}s).",
-             f"Planned ~{e['steps']} steps; made {report['training']['steps']} "
+             f"Planned ~{e['steps']} steps{_rate(e.get('steps_per_s'))}; made "
+             f"{report['training']['steps']}{_rate(_made_rate(report['training']))}"
+             f"{' counting validations' if _made_rate(report['training']) else ''} "
              f"({report['training']['reason']}). Config: plan.yaml (with the reasons).",
              f"Device: {report['device']}; seed {report['seed']}."
              + (f" Machine: {report['machine']}." if report.get("machine") else ""),

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from ..errors import UnetlabError
 from .fingerprint import Fingerprint, compute_fingerprint
-from .planner import MIN_STEPS, Plan, make_plan, probe_geometry
+from .planner import (
+    MIN_STEPS,
+    Plan,
+    augmentation,
+    loader_workers,
+    make_plan,
+    probe_geometry,
+)
 from .probe import PROBE_SECONDS, probe_machine
 
 log = logging.getLogger(__name__)
@@ -71,13 +78,62 @@ def plan_dataset(name: str, root, options: dict | None, budget_s: float, *,
                               time_limit_s=max(1.0, PROBE_SHARE * budget_s))
     else:
         check_probe(probe, device.type, tile, batch)
+    saved = probe.get("input_s_per_tile")
+    if isinstance(saved, int | float) and not isinstance(saved, bool) and saved > 0:
+        input_s = float(saved)   # a saved probe: the same probe gives the same plan
+    else:
+        input_s = measure_input(name, root, options, augmentation(fp)[0], tile,
+                                time_limit_s=min(2.0, max(0.2, 0.002 * budget_s)))
+        probe = {**probe, "input_s_per_tile": input_s}
     t2 = time.perf_counter()
-    spent = (t2 - started) + SETUP_S if count_spent else 0.0
+    setup = SETUP_S
+    if count_spent and loader_workers(device.type, probe):
+        # the trainer decodes the training and validation images once before its
+        # loader workers start; the fingerprint's reading rate says for how long
+        per_image = (t1 - t0) / max(1, fp.sampled_images)
+        setup += per_image * fp.num_images * 1.25   # and about a quarter more for val
+    spent = (t2 - started) + setup if count_spent else 0.0
     plan = make_plan(fp, probe, budget_s, dataset=name, root=root, data_options=options,
-                     spent_s=spent, out_dir=str(out_dir), seed=seed)
+                     spent_s=spent, out_dir=str(out_dir), seed=seed,
+                     input_s_per_tile=input_s)
     seconds = {"fingerprint_s": round(t1 - t0, 2), "probe_s": round(t2 - t1, 2)}
-    log.info("planned in %.1fs (fingerprint %.1fs, probe %.1fs)", t2 - t0, t1 - t0, t2 - t1)
+    log.info("planned in %.1fs (fingerprint %.1fs, probe and input %.1fs)", t2 - t0,
+             t1 - t0, t2 - t1)
     return Planned(fingerprint=fp, probe=probe, plan=plan, seconds=seconds)
+
+
+def measure_input(name: str, root, options: dict, preset: str, tile: int, *,
+                  samples: int = 6, time_limit_s: float = 1.0) -> float | None:
+    """Seconds to augment one training tile of ``tile`` px with ``preset`` and make its
+    tensors, in one process, from decoded images (training keeps them decoded in memory):
+    the input pipeline's share of a step. ``None`` when nothing could be timed."""
+    try:
+        return _time_input(name, root, options, preset, tile, samples, time_limit_s)
+    except Exception as exc:  # an estimate: the plan goes on without it
+        log.warning("input pipeline not measured (%s); the plan counts the network only",
+                    exc)
+        return None
+
+
+def _time_input(name, root, options, preset, tile, samples, time_limit_s) -> float | None:
+    from ..data import build_dataset, build_transforms
+
+    ds = build_dataset(name, root, split="train", cache=True,
+                       transform=build_transforms(preset, tile), **options)
+    n = len(ds)
+    if n == 0:
+        return None
+    picks = sorted({round(i * (n - 1) / max(1, samples - 1)) for i in range(samples)})
+    for i in picks:
+        ds[i]                          # decodes into the cache (not timed) and warms up
+    done, start = 0, time.perf_counter()
+    while True:
+        for i in picks:
+            ds[i]
+            done += 1
+        took = time.perf_counter() - start
+        if took >= time_limit_s or done >= 8 * len(picks):
+            return took / done
 
 
 def check_probe(probe: dict, device_type: str, tile: int, batch: int) -> None:

@@ -44,3 +44,25 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self._indices()) - self.start)
+
+
+class SeededSampler(Sampler):
+    """``(index, seed)`` pairs over an :class:`EpochSampler`: each item's augmentation
+    seed is drawn from ``(seed, epoch, global position in the epoch)`` alone, so it does
+    not depend on which loader worker draws the item, on the number of processes, or on
+    a resume mid-epoch; the workers can then live for the whole run."""
+
+    def __init__(self, sampler: EpochSampler, seed: int):
+        self.sampler, self.seed = sampler, int(seed)
+
+    def __iter__(self):
+        import numpy as np
+
+        s = self.sampler
+        for k, index in enumerate(s, start=s.start):
+            position = k * s.num_replicas + s.rank
+            state = np.random.SeedSequence([self.seed, s.epoch, position]).generate_state(1)
+            yield index, int(state[0])
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -36,7 +36,7 @@ from . import builder, distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluation import crop_targets
 from .logger import RunLogger
-from .sampler import EpochSampler
+from .sampler import EpochSampler, SeededSampler
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +74,44 @@ def _worker_init(worker_id: int) -> None:
     _seed_transform(info.dataset, seed)
 
 
+class SeededItems(torch.utils.data.Dataset):
+    """Items fetched by ``(index, seed)`` (:class:`~.sampler.SeededSampler`): every RNG a
+    worker's augmentation may draw from is seeded from ``seed`` before the item is made."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, seed = key
+        random.seed(seed)
+        np.random.seed(seed % 2**32)  # noqa: NPY002 (libraries may use the global RNG)
+        torch.manual_seed(seed)
+        _seed_transform(self.dataset, seed)
+        return self.dataset[index]
+
+
 def preload_for_workers(dataset) -> bool:
-    """Decode ``dataset`` (or the dataset under a ``Subset``) into its in-memory cache
-    now, when its ``cache`` setting keeps decoded samples at all, so that DataLoader
-    workers forked later share it. Returns whether it was preloaded."""
-    base = getattr(dataset, "dataset", dataset)
-    if dataset is None or not hasattr(base, "preload") or len(base) == 0:
+    """Decode ``dataset`` into its in-memory cache now, when its ``cache`` setting keeps
+    decoded samples at all, so that DataLoader workers forked later share it. Under a
+    ``Subset`` only the subset's items are decoded. Returns whether it preloaded."""
+    if dataset is None:
         return False
-    if getattr(base, "cache", False) == "auto":
-        base.load(0)          # decides from the first sample's size (1 GiB for the split)
+    indices = getattr(dataset, "indices", None)
+    base = dataset.dataset if indices is not None and hasattr(dataset, "dataset") else dataset
+    if not (hasattr(base, "load") and hasattr(base, "cache")):
+        return False
+    order = list(indices) if indices is not None else list(range(len(base)))
+    if not order:
+        return False
+    if base.cache == "auto":
+        base.load(order[0])    # decides from one sample's size (1 GiB for the split)
     if base.cache is not True:
         return False
-    base.preload()
+    for i in order:
+        base.load(i)
     return True
 
 
@@ -207,6 +233,7 @@ class Trainer:
         self.history: list[dict] = []
         self.last_good: Path | None = None
         self._epoch_start: float | None = None
+        self._worker_loader: DataLoader | None = None   # persistent workers, if any
         if resume:
             self._resume()
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, history=self.history)
@@ -357,6 +384,7 @@ class Trainer:
                     break
         finally:
             self.logger.close()
+            self._worker_loader = None   # ends the loader workers
         summary = {"out_dir": str(self.out_dir), "reason": reason, "epochs": self.epoch,
                    "steps": self.step, "elapsed_s": round(self.elapsed_s, 2),
                    "best_metric": t.best_metric, "best_value": self.best_value,
@@ -567,11 +595,22 @@ class Trainer:
     # ---- helpers -------------------------------------------------------------------
 
     def _loader(self) -> DataLoader:
+        workers = self.cfg.data.num_workers
+        if workers:
+            # workers live for the whole run (starting them each epoch cost more than a
+            # short epoch's steps on a GPU); each item is seeded by its position instead
+            if self._worker_loader is None:
+                self._worker_loader = DataLoader(
+                    SeededItems(self.train_set), batch_size=self.batch_size,
+                    sampler=SeededSampler(self.sampler, self.cfg.train.seed),
+                    num_workers=workers, persistent_workers=True,
+                    worker_init_fn=_worker_init, drop_last=False,
+                    pin_memory=self.device.type == "cuda")
+            return self._worker_loader
         g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + self.epoch)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler,
-                          num_workers=self.cfg.data.num_workers, generator=g,
-                          worker_init_fn=_worker_init if self.cfg.data.num_workers else None,
-                          pin_memory=self.device.type == "cuda", drop_last=False)
+                          num_workers=0, generator=g, drop_last=False,
+                          pin_memory=self.device.type == "cuda")
 
     def _progress(self, total: int):
         if not (self.cfg.train.progress and self.dist.is_main):
