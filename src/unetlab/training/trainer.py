@@ -605,6 +605,9 @@ class Trainer:
                     sampler=SeededSampler(self.sampler, self.cfg.train.seed),
                     num_workers=workers, persistent_workers=True,
                     worker_init_fn=_worker_init, drop_last=False,
+                    # the workers' base seed from a private generator: drawing it from
+                    # the global RNG would shift it (dropout) after a resume
+                    generator=torch.Generator().manual_seed(self.cfg.train.seed),
                     pin_memory=self.device.type == "cuda")
             return self._worker_loader
         g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + self.epoch)
