@@ -418,3 +418,21 @@ def test_measure_input_times_the_augmentation_of_decoded_tiles():
                       time_limit_s=0.2)
     assert s is not None and 0 < s < 1.0
     assert measure_input("folder", "/nonexistent/unetlab", {}, "light", 48) is None
+
+
+def test_a_saved_probe_reuses_its_input_time_only_for_the_same_data(tmp_path):
+    """--probe probe.json gives the same plan again: the input pipeline's time travels
+    with the probe, tied to the data and preset it was measured on."""
+    from unetlab.planning.session import plan_dataset
+
+    saved = _probe({8: 6.0, 16: 3.0}, tile=48)
+    opts = {"num_images": 4, "size": 48}
+    first = plan_dataset("membranes", None, opts, 60, probe=saved, count_spent=False)
+    assert first.probe["input_s_per_tile"] > 0 and first.probe["input_for"]["tile"] == 48
+    again = plan_dataset("membranes", None, opts, 60, probe=first.probe, count_spent=False)
+    assert again.probe["input_s_per_tile"] == first.probe["input_s_per_tile"]
+    assert again.plan.config == first.plan.config
+    other = plan_dataset("membranes", None, {**opts, "seed": 3}, 60, probe=first.probe,
+                         count_spent=False)
+    assert other.probe["input_for"]["options"] != first.probe["input_for"]["options"]
+    assert other.probe["input_s_per_tile"] != first.probe["input_s_per_tile"]  # re-timed

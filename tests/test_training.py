@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 
 import pytest
 import torch
@@ -191,3 +192,12 @@ def test_loader_workers_persist_and_a_mid_epoch_resume_is_exact(tmp_path):
     assert stopped["reason"] == "max_steps" and stopped["steps"] == 3
     train(cfg(part, 2), resume=True)
     assert_same_weights(weights(ref), weights(part))
+    assert not multiprocessing.active_children()             # every run ended its workers
+
+    trainer = Trainer(cfg(tmp_path / "live", 2))
+    loader = trainer._loader()
+    assert trainer._loader() is loader                        # one loader for the run
+    next(iter(loader))
+    assert multiprocessing.active_children()
+    trainer._close_workers()                                  # what _fit's finally calls
+    assert not multiprocessing.active_children()

@@ -169,11 +169,19 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     workers = loader_workers(device, probe)
     net_rates = rates
 
+    def rates_for(s: float, t: int) -> dict:
+        # steps/s at scale s with tiles of t px, expressed per probe-tile step (the unit
+        # of every rate below). The network's rate follows the tile's area; the
+        # augmentation warps the whole scaled image before the crop, so its time is
+        # taken to follow the scaled image's area (it was measured at scale 1; the
+        # colour changes after the crop make this an approximation)
+        k = (probe_tile / t) ** 2
+        eff = effective_rates({w: r * k for w, r in net_rates.items()},
+                              input_s_per_tile and input_s_per_tile * s * s, batch, workers)
+        return {w: r / k for w, r in eff.items()}
+
     def rates_at(s: float) -> dict:
-        # the augmentation warps the whole (scaled) image before cropping the tile, so
-        # its time follows the scaled image's area (it was measured at scale 1)
-        return effective_rates(net_rates, input_s_per_tile and input_s_per_tile * s * s,
-                               batch, workers)
+        return rates_for(s, max(16, min(probe_tile, int(fp.min_side * s) // 16 * 16)))
     native_px = fp.image_height * fp.image_width
 
     # the budget: what is left after fingerprint and probe, less the final evaluation;
@@ -239,6 +247,7 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                            f"({short} px), a multiple of {align}")
     r["data.batch_size"] = ("4 tiles per step on a CPU (the ISBI evidence), 16 on a GPU"
                             if device != "cuda" else "16 tiles per step on a GPU")
+    rates = rates_for(scale, tile)
     steps = train_s * rates[width] * (probe_tile / tile) ** 2
     steps_per_epoch = math.ceil(n_train / batch)
     epochs = steps / steps_per_epoch
@@ -305,13 +314,15 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
         f"{workers} loader processes (of {_cpus(probe)} CPUs) keep the GPU fed; the decoded "
         "images are loaded once and shared with them")
     if input_s_per_tile:
-        limit = (f"at most {workers / (batch * input_s_per_tile):.1f} steps/s from "
+        at_scale = input_s_per_tile * scale * scale
+        limit = (f"at most {workers / (batch * at_scale):.1f} steps/s from "
                  f"{workers} processes" if workers else
-                 f"{batch * input_s_per_tile * 1000:.0f} ms added to each step")
+                 f"{batch * at_scale * 1000:.0f} ms added to each step")
         bound = " (the input pipeline sets the pace)" if rates[width] < 0.9 * net_rates[
             width] and workers else ""
         r["data.num_workers"] += (f"; augmenting a tile takes {input_s_per_tile * 1000:.1f} "
-                                  f"ms: {limit}{bound}")
+                                  f"ms at scale 1, ~{at_scale * 1000:.1f} ms at scale "
+                                  f"{scale}: {limit}{bound}")
     r["train.last_every_s"] = ("checkpoints/last (model and optimizer state) at most once a "
                                "minute, and at every validation and the end: writing it "
                                "after every short epoch cost 10% of a 30-minute ISBI budget")

@@ -78,20 +78,26 @@ def plan_dataset(name: str, root, options: dict | None, budget_s: float, *,
                               time_limit_s=max(1.0, PROBE_SHARE * budget_s))
     else:
         check_probe(probe, device.type, tile, batch)
+    preset = augmentation(fp)[0]
+    measured_on = {"dataset": name, "root": None if root is None else str(root),
+                   "options": {k: str(v) for k, v in sorted(options.items())},
+                   "preset": preset, "tile": tile}
     saved = probe.get("input_s_per_tile")
-    if isinstance(saved, int | float) and not isinstance(saved, bool) and saved > 0:
-        input_s = float(saved)   # a saved probe: the same probe gives the same plan
+    if probe.get("input_for") == measured_on and isinstance(saved, int | float) \
+            and not isinstance(saved, bool) and saved > 0:
+        input_s = float(saved)   # a saved probe of this data: the same plan again
     else:
-        input_s = measure_input(name, root, options, augmentation(fp)[0], tile,
+        input_s = measure_input(name, root, options, preset, tile,
                                 time_limit_s=min(2.0, max(0.2, 0.002 * budget_s)))
-        probe = {**probe, "input_s_per_tile": input_s}
+        probe = {**probe, "input_s_per_tile": input_s, "input_for": measured_on}
     t2 = time.perf_counter()
     setup = SETUP_S
     if count_spent and loader_workers(device.type, probe):
         # the trainer decodes the training and validation images once before its
         # loader workers start; the fingerprint's reading rate says for how long
         per_image = (t1 - t0) / max(1, fp.sampled_images)
-        setup += per_image * fp.num_images * 1.25   # and about a quarter more for val
+        # (num_images holds the held-out images when there is no own val split)
+        setup += per_image * fp.num_images * (1.25 if fp.has_own_val else 1.0)
     spent = (t2 - started) + setup if count_spent else 0.0
     plan = make_plan(fp, probe, budget_s, dataset=name, root=root, data_options=options,
                      spent_s=spent, out_dir=str(out_dir), seed=seed,

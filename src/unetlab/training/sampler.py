@@ -53,7 +53,7 @@ class SeededSampler(Sampler):
     a resume mid-epoch; the workers can then live for the whole run."""
 
     def __init__(self, sampler: EpochSampler, seed: int):
-        self.sampler, self.seed = sampler, int(seed)
+        self.sampler, self.seed = sampler, int(seed) % (1 << 63)  # SeedSequence: >= 0
 
     def __iter__(self):
         import numpy as np

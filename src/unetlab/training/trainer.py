@@ -187,8 +187,8 @@ class Trainer:
         with pixel_limit(cfg.data.max_pixels):  # datasets may read headers and masks now
             data = builder.build_datasets(cfg)
             if cfg.data.num_workers:
-                # loader workers are started anew each epoch (exact resume); decoded once
-                # here, the cache is shared with every worker instead of lost with it
+                # decoded once here, before the loader workers fork, the cache is shared
+                # with every worker instead of filled in each
                 for ds in (data.train, data.val):
                     preload_for_workers(ds)
         self.train_set, self.val_set, self.info = data.train, data.val, data.info
@@ -384,7 +384,7 @@ class Trainer:
                     break
         finally:
             self.logger.close()
-            self._worker_loader = None   # ends the loader workers
+            self._close_workers()
         summary = {"out_dir": str(self.out_dir), "reason": reason, "epochs": self.epoch,
                    "steps": self.step, "elapsed_s": round(self.elapsed_s, 2),
                    "best_metric": t.best_metric, "best_value": self.best_value,
@@ -593,6 +593,15 @@ class Trainer:
         self.epoch_loss = [float(loss[0]), int(loss[1])]
 
     # ---- helpers -------------------------------------------------------------------
+
+    def _close_workers(self) -> None:
+        """End the persistent loader workers now: an exception's traceback would keep
+        the loader (and its processes) alive for as long as the exception is held."""
+        loader, self._worker_loader = self._worker_loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            loader._iterator = None
 
     def _loader(self) -> DataLoader:
         workers = self.cfg.data.num_workers
