@@ -82,13 +82,14 @@ def _made_rate(training: dict) -> float | None:
 def format_report(report: dict, table: str | None) -> str:
     """report.md: the plan's expectations, what happened, both resolutions' numbers."""
     t, e = report["timings"], report["expected"]
+    made = _made_rate(report["training"])
     lines = [f"# unetlab fit: {report['dataset']}", "",
              f"Budget {report['budget_s']:.0f}s; used {t['total_s']:.0f}s (fingerprint "
              f"{t['fingerprint_s']:.1f}s, probe {t['probe_s']:.1f}s, training and validation "
              f"{t['train_s']:.0f}s, final evaluation and report {t['report_s']:.1f}s).",
              f"Planned ~{e['steps']} steps{_rate(e.get('steps_per_s'))}; made "
-             f"{report['training']['steps']}{_rate(_made_rate(report['training']))}"
-             f"{' counting validations' if _made_rate(report['training']) else ''} "
+             f"{report['training']['steps']}{_rate(made)}"
+             f"{' counting validations' if made else ''} "
              f"({report['training']['reason']}). Config: plan.yaml (with the reasons).",
              f"Device: {report['device']}; seed {report['seed']}."
              + (f" Machine: {report['machine']}." if report.get("machine") else ""),

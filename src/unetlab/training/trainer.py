@@ -86,9 +86,7 @@ class SeededItems(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        random.seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002 (libraries may use the global RNG)
-        torch.manual_seed(seed)
+        seed_everything(seed)
         _seed_transform(self.dataset, seed)
         return self.dataset[index]
 
