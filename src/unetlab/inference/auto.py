@@ -3,7 +3,9 @@
 A short probe builds each candidate (torch, ONNX Runtime and OpenVINO in fp32; bf16 where
 the CPU computes it natively; OpenVINO int8), runs it on the probe input, and keeps the
 fastest whose per-pixel argmax agrees with the fp32 model on at least
-:data:`AGREEMENT` of the pixels (so a binary pixel error moves by at most 0.005).
+:data:`AGREEMENT` of the pixels (so a binary pixel error moves by at most 0.005). The
+candidates that pass are timed in interleaved rounds (the median of :data:`ROUNDS` calls
+each), so that a slow spell of the machine falls on all of them alike.
 Reduced precisions are tried only on ``calibration`` data, the user's own images: random
 inputs say nothing about their accuracy. bf16 is never a candidate on a CPU without
 AVX512-BF16 or AMX (:func:`.cpu.allowed_precisions`).
@@ -36,6 +38,12 @@ CACHE_FILE = "backend_probe.json"
 _ORDER = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
           ("torch", "bf16"), ("openvino", "bf16"), ("openvino", "int8")]
 _PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
+ROUNDS = 5  # timed calls per candidate (the median counts)
+INTERLEAVE_BYTES = 4 << 30  # parameters x candidates held at once for interleaved timing
+
+
+def _parameter_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 def candidates(*, backend: str = "auto", precision: str = "auto", device=None,
@@ -139,14 +147,19 @@ def _agreement(reference: list, outputs: list) -> float:
     return same / sum(a[:, 0].numel() for a in reference)
 
 
-def _time(fn, x, repeats: int = 3) -> float:
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _times(runners: dict, x, rounds: int = ROUNDS) -> dict:
+    """Median seconds per call of each runner, timed in interleaved rounds (one call of
+    each per round, after one warm-up call each), so that a slower spell of the machine
+    (another job, a clock change) falls on every candidate alike, not on one."""
+    for fn in runners.values():
         fn(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            t = time.perf_counter()
+            fn(x)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def choose(model, *, backend="auto", precision="auto", device=None, calibration=None,
@@ -194,7 +207,11 @@ def _probe(model, pairs, build, shape, batches, device):
     net = model.eval()
     with torch.inference_mode():
         reference = [net(b.to(dev)).float().cpu() for b in checks]
-    seconds, agreement, best = {}, {}, None
+    agreement, kept = {}, {}
+    # every candidate that passes is timed together with the others (interleaved rounds),
+    # unless holding them all at once would take too much memory: then one at a time
+    together = _parameter_bytes(net) * len(pairs) <= INTERLEAVE_BYTES
+    seconds, best = {}, None
     for b, p in pairs:
         name = f"{b}_{p}"
         try:
@@ -206,9 +223,17 @@ def _probe(model, pairs, build, shape, batches, device):
         if agreement[name] < AGREEMENT:
             log.info("backend probe: %s rejected, argmax agreement %.4f", name, agreement[name])
             continue
-        seconds[name] = _time(fast, x.to(dev))
+        if together:
+            kept[name] = (b, p, fast)
+            continue
+        seconds.update(_times({name: fast}, x.to(dev)))
         if best is None or seconds[name] < seconds[best[0]]:
             best = (name, b, p, fast)
+    if kept:
+        seconds = _times({name: fast for name, (_, _, fast) in kept.items()}, x.to(dev))
+        name = min(seconds, key=seconds.get)
+        best = (name, *kept[name])
+        kept.clear()
     if best is None:
         raise RuntimeError("no backend passed the probe")
     name, b, p, fast = best

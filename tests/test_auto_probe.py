@@ -1,0 +1,60 @@
+"""``backend="auto"`` times its candidates in interleaved rounds, so a slow spell of the
+machine does not decide the choice (a fake clock: no timed assertions)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unetlab
+from unetlab.inference import auto
+
+
+class _Clock:
+    """A fake ``perf_counter``: each call of a runner advances it by the runner's cost,
+    plus ``spell`` seconds while the global call count is within ``spell_calls``."""
+
+    def __init__(self, spell_calls, spell=1.0):
+        self.now, self.calls, self.spell_calls, self.spell = 0.0, 0, spell_calls, spell
+        self.order = []
+
+    def runner(self, name, cost, net=None):
+        def run(x):
+            self.calls += 1
+            self.order.append(name)
+            self.now += cost + (self.spell if self.calls in self.spell_calls else 0.0)
+            return net(x) if net is not None else x
+        return run
+
+
+def test_candidates_are_timed_in_interleaved_rounds(monkeypatch):
+    clock = _Clock(spell_calls=range(1, 7))
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock.now)
+    seconds = auto._times({"a": clock.runner("a", 1.0), "b": clock.runner("b", 1.1)},
+                          torch.zeros(1), rounds=5)
+    assert clock.order == ["a", "b"] * 6  # one warm-up each, then alternating rounds
+    # the spell fell on the first calls of both; the median of each is its own cost
+    assert seconds == pytest.approx({"a": 1.0, "b": 1.1})
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_the_probe_keeps_the_faster_candidate_through_a_slow_spell(monkeypatch, together):
+    torch.manual_seed(0)
+    net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8)).eval()
+    clock = _Clock(spell_calls=range(1, 9))  # the first 8 runner calls are slowed down
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock.now)
+    if not together:
+        monkeypatch.setattr(auto, "INTERLEAVE_BYTES", 0)
+    costs = {("torch", "fp32"): 1.0, ("onnxruntime", "fp32"): 1.1}
+
+    def build(b, p):
+        with torch.inference_mode():
+            return clock.runner(b, costs[(b, p)], net)
+
+    pairs = list(costs)
+    entry, _ = auto._probe(net, pairs, build, (1, 1, 16, 16), [], "cpu")
+    if together:  # both see the spell alike: the truly faster one wins
+        assert entry["backend"] == "torch"
+        assert entry["seconds"] == pytest.approx({"torch_fp32": 1.0, "onnxruntime_fp32": 1.1})
+    else:  # one at a time, the spell lands on the first candidate only and misleads
+        assert entry["backend"] == "onnxruntime"
