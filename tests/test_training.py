@@ -201,3 +201,26 @@ def test_loader_workers_persist_and_a_mid_epoch_resume_is_exact(tmp_path):
     assert multiprocessing.active_children()
     trainer._close_workers()                                  # what _fit's finally calls
     assert not multiprocessing.active_children()
+
+
+def test_validation_workers_live_for_the_fit_and_measure_the_same(tmp_path):
+    """Inside a fit the validation loader's workers start once and are reused; the
+    numbers equal those of a validation without workers; outside a fit (the comparison
+    harness's final validation) no workers are left behind."""
+    def trainer(workers):
+        return Trainer(load_config(None, tiny_overrides(
+            tmp_path / f"w{workers}", images=4, extra=[f"data.num_workers={workers}"])))
+
+    plain = trainer(0).validate()
+    live = trainer(2)
+    live._fitting = True                                      # as inside _fit
+    first = live.validate()
+    loader = live._val_loader
+    assert loader is not None and multiprocessing.active_children()
+    assert live.validate() == first and live._val_loader is loader
+    assert first == plain
+    live._fitting = False
+    live._close_workers()
+    assert not multiprocessing.active_children()
+    assert live.validate() == plain and live._val_loader is None
+    assert not multiprocessing.active_children()

@@ -223,8 +223,12 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
                    tta: bool = False, progress: bool = False, batch_size: int = 1,
                    num_workers: int = 0, indices=None, loss_fn=None, autocast=None,
                    challenge: bool = True, per_image: bool = True, dist=None,
-                   dist_info=None, scale: float = 1.0) -> dict:
+                   dist_info=None, scale: float = 1.0, loader=None) -> dict:
     """Run ``model`` over ``dataset`` (or its ``indices``) and measure it.
+
+    ``loader``: a DataLoader over exactly those items in that order, with ``batch_size``
+    (the trainer passes one whose worker processes live for the whole run); made here
+    when None.
 
     ``scale`` (the model card's ``input.scale``): the model sees each image resampled by
     that factor and its logits are upsampled back, so the metrics are measured at the
@@ -261,8 +265,9 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     if exact:
         indices = range(dist_info.rank, len(dataset), dist_info.world_size)
     indices = list(range(len(dataset)) if indices is None else indices)
-    subset = Subset(dataset, indices)
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    if loader is None:
+        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
+                            num_workers=num_workers)
     if progress:
         from tqdm import tqdm
 

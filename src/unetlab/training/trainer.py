@@ -232,6 +232,8 @@ class Trainer:
         self.last_good: Path | None = None
         self._epoch_start: float | None = None
         self._worker_loader: DataLoader | None = None   # persistent workers, if any
+        self._val_loader: DataLoader | None = None      # the same for validation
+        self._fitting = False   # inside _fit, whose finally ends the workers
         if resume:
             self._resume()
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, history=self.history)
@@ -342,6 +344,7 @@ class Trainer:
         if self.dist.is_main:
             save_config(self.cfg, self.out_dir / "config.yaml")
         reason = "finished"
+        self._fitting = True
         try:
             while True:
                 if t.epochs is not None and self.epoch >= t.epochs:
@@ -381,6 +384,7 @@ class Trainer:
                     reason = "early_stop"
                     break
         finally:
+            self._fitting = False
             self.logger.close()
             self._close_workers()
         summary = {"out_dir": str(self.out_dir), "reason": reason, "epochs": self.epoch,
@@ -407,11 +411,18 @@ class Trainer:
         self.net.eval()
         geo = geometry_of(self.net)
         indices = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
+        workers, batch = self.cfg.data.num_workers, self.cfg.data.val_batch_size
+        if workers and self._fitting and self._val_loader is None:  # at the first validation
+            from torch.utils.data import Subset
+
+            self._val_loader = DataLoader(Subset(self.val_set, indices), batch_size=batch,
+                                          shuffle=False, num_workers=workers,
+                                          persistent_workers=True)
         result = evaluate_model(
             self.net, self.val_set, device=self.device, indices=indices,
             tile_size=self.cfg.data.tile_size if geo.padding == "valid" else None,
-            boundary=self.cfg.train.boundary_metric, batch_size=self.cfg.data.val_batch_size,
-            num_workers=self.cfg.data.num_workers, loss_fn=self.loss_fn,
+            boundary=self.cfg.train.boundary_metric, batch_size=batch,
+            num_workers=workers, loss_fn=self.loss_fn, loader=self._val_loader,
             autocast=self.autocast, challenge=False, per_image=False, dist=self.dist)
         metrics = dict(result["metrics"])
         loss = metrics.pop("loss")
@@ -595,11 +606,13 @@ class Trainer:
     def _close_workers(self) -> None:
         """End the persistent loader workers now: an exception's traceback would keep
         the loader (and its processes) alive for as long as the exception is held."""
-        loader, self._worker_loader = self._worker_loader, None
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-            loader._iterator = None
+        loaders = (self._worker_loader, self._val_loader)
+        self._worker_loader = self._val_loader = None
+        for loader in loaders:
+            iterator = getattr(loader, "_iterator", None)
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
+                loader._iterator = None
 
     def _loader(self) -> DataLoader:
         workers = self.cfg.data.num_workers
