@@ -199,6 +199,20 @@ def test_tta_for_card_keeps_to_the_trained_views_and_warns(caplog):
         assert not caplog.records
 
 
+def test_evaluate_under_torchrun_warns_about_tta_on_rank_0_only(caplog):
+    from unetlab.commands.evaluate import tta_for_rank
+    from unetlab.training.distributed import DistInfo
+
+    older = {"training": {}}                                    # warns: "does not say"
+    with caplog.at_level("WARNING"):
+        assert tta_for_rank("auto", older, DistInfo(rank=1, world_size=2)) == "dihedral"
+        assert not caplog.records
+        assert tta_for_rank("auto", older, DistInfo(rank=0, world_size=2)) == "dihedral"
+        assert "does not say" in caplog.text
+        with pytest.raises(ValueError, match="not valid"):     # errors still on every rank
+            tta_for_rank("rot45", older, DistInfo(rank=1, world_size=2))
+
+
 def test_tta_for_card_of_volumes_and_odd_cards(caplog):
     from unetlab.inference.tiling import tta_for_card
 

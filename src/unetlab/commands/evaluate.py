@@ -9,6 +9,7 @@ adds one row per image.
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 from ..errors import UnetlabError
@@ -137,6 +138,22 @@ def _medical_options(card: dict) -> dict:
     return out
 
 
+def tta_for_rank(requested, card, info):
+    """:func:`~unetlab.inference.tiling.tta_for_card` (a one-line UnetlabError where the
+    request cannot be met); under torchrun only rank 0 logs its warnings, since every
+    rank would say the same."""
+    from ..inference.tiling import tta_for_card
+
+    tiling_log = logging.getLogger("unetlab.inference.tiling")
+    level = tiling_log.level
+    if not info.is_main:
+        tiling_log.setLevel(logging.ERROR)
+    try:
+        return tta_for_card(requested, card)
+    finally:
+        tiling_log.setLevel(level)
+
+
 def run(args) -> int:
     from ..inference import distributed as D
     from ..training.builder import select_device
@@ -159,7 +176,6 @@ def _run(args, info, device) -> None:
     rank 0 prints and writes the results."""
     from .. import load_model
     from ..data import build_dataset
-    from ..inference.tiling import tta_for_card
     from ..training.evaluation import check_compatible, evaluate_model, format_table
 
     try:
@@ -175,7 +191,7 @@ def _run(args, info, device) -> None:
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
     scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
-    tta = tta_for_card(args.tta, model.unetlab_card)  # one-line UnetlabError if it can't
+    tta = tta_for_rank(args.tta, model.unetlab_card, info)
     from ..preprocess import Preprocessing
 
     model = inference_model(model, args, device=device,
