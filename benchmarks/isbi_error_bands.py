@@ -29,27 +29,38 @@ THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 
 
 def edge_band(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` pixels of an edge between the two classes, both sides."""
+    """Pixels within ``width`` pixels of an edge between the two classes, both sides
+    (4-connected: a pixel touching the other class only at a corner is not on the edge)."""
     fg = mask.astype(bool)
     edge = (fg ^ ndi.binary_erosion(fg, border_value=1)) | \
         (~fg ^ ndi.binary_erosion(~fg, border_value=1))
     return ndi.binary_dilation(edge, iterations=width - 1) if width > 1 else edge
 
 
-def probabilities(checkpoint: Path, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground (class 1) probabilities and masks, ``(N, H, W)`` each."""
+def probabilities(checkpoint: Path, name: str, root: str, split: str):
+    """Foreground (class 1) probabilities and masks, ``(N, H, W)`` each, the dataset
+    prepared as the model card says (as ``unetlab evaluate`` does)."""
     from unetlab import load_model
+    from unetlab.commands.evaluate import card_options, check_preprocessing
+    from unetlab.data import build_dataset
     from unetlab.inference.scaled import ScaledModel
+    from unetlab.training.evaluation import check_compatible, predict_logits
 
     model = load_model(checkpoint).eval()
-    scale = float(model.unetlab_card["input"].get("scale", 1.0))
+    card = model.unetlab_card
+    dataset = build_dataset(name, root=root, split=split, **card_options(card, {}, checkpoint))
+    check_compatible(model, dataset, str(checkpoint))
+    check_preprocessing(card, dataset, checkpoint)
+    if int(dataset.num_classes) != 2:
+        raise SystemExit(f"{name}: {dataset.num_classes} classes; this needs 2")
+    scale = float(card["input"].get("scale", 1.0))
     net = ScaledModel(model, scale) if scale != 1.0 else model
     probs, masks = [], []
     with torch.inference_mode():
         for i in range(len(dataset)):
             item = dataset[i]
-            logits = net(item["image"][None].float())
-            probs.append(torch.softmax(logits.float(), 1)[0, 1].numpy())
+            logits = predict_logits(net, item["image"].float())  # valid padding: tiled
+            probs.append(torch.softmax(logits, 0)[1].numpy())
             masks.append(item["mask"].numpy())
     return np.stack(probs), np.stack(masks)
 
@@ -61,7 +72,8 @@ def bands(prob: np.ndarray, mask: np.ndarray) -> dict:
         band = np.stack([edge_band(m == 1, width) for m in mask])
         out["bands"][width] = {"share_of_pixels": float(band.mean()),
                                "wrong_in_band": float((wrong & band).mean()),
-                               "wrong_in_band_rate": float(wrong[band].mean())}
+                               "wrong_in_band_rate": float(wrong[band].mean()) if band.any()
+                               else 0.0}
     out["wrong_beyond_3px"] = out["pixel_error"] - out["bands"][3]["wrong_in_band"]
     out["by_threshold"] = {t: float(((prob > t) != (mask == 1)).mean()) for t in THRESHOLDS}
     return out
@@ -77,14 +89,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.json and args.json.exists():
         raise SystemExit(f"{args.json} exists; choose another --json path")
-    from unetlab.data import build_dataset
-
-    dataset = build_dataset(args.dataset, root=args.data, split=args.split)
-    if int(dataset.num_classes) != 2:
-        raise SystemExit(f"{args.dataset}: {dataset.num_classes} classes; this needs 2")
     results = {}
     for ckpt in args.checkpoints:
-        r = bands(*probabilities(ckpt, dataset))
+        r = bands(*probabilities(ckpt, args.dataset, args.data, args.split))
         results[str(ckpt)] = r
         b = r["bands"]
         one = b[1]

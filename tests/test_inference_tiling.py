@@ -209,8 +209,12 @@ def test_evaluate_under_torchrun_warns_about_tta_on_rank_0_only(caplog):
         assert not caplog.records
         assert tta_for_rank("auto", older, DistInfo(rank=0, world_size=2)) == "dihedral"
         assert "does not say" in caplog.text
+        from unetlab.inference.tiling import log
+
+        level = log.level
         with pytest.raises(ValueError, match="not valid"):     # errors still on every rank
             tta_for_rank("rot45", older, DistInfo(rank=1, world_size=2))
+        assert log.level == level                               # and the level restored
 
 
 def test_tta_for_card_of_volumes_and_odd_cards(caplog):

@@ -178,18 +178,22 @@ def test_preload_for_workers_fills_the_cache_it_is_allowed_to_keep():
 def test_loader_workers_persist_and_a_mid_epoch_resume_is_exact(tmp_path):
     """With loader workers each item is seeded by its position in the epoch, so the
     number of workers does not change the run and a resume mid-epoch ends exactly like
-    an uninterrupted run (workers live for the whole run)."""
+    an uninterrupted run (workers live for the whole run). With dropout, so that any
+    draw from the global RNG that a resumed run makes and the uninterrupted one does not
+    (a loader's workers' seed) shows in the weights."""
     def cfg(out, workers, extra=()):
-        return load_config(None, tiny_overrides(out, epochs=2, images=8, batch=2,
+        return load_config(None, tiny_overrides(out, epochs=3, images=8, batch=2,
                                                 augment="light",
-                                                extra=[f"data.num_workers={workers}", *extra]))
+                                                extra=[f"data.num_workers={workers}",
+                                                       "model.options.dropout=0.3", *extra]))
 
     ref, one, part = tmp_path / "ref", tmp_path / "one", tmp_path / "part"
     train(cfg(ref, 2))
     train(cfg(one, 1))
     assert_same_weights(weights(ref), weights(one))
-    stopped = train(cfg(part, 2, ["train.max_steps=3"]))      # 4 steps per epoch
-    assert stopped["reason"] == "max_steps" and stopped["steps"] == 3
+    # 4 steps per epoch: stopped in epoch 2, after the first validation started its workers
+    stopped = train(cfg(part, 2, ["train.max_steps=6"]))
+    assert stopped["reason"] == "max_steps" and stopped["steps"] == 6
     train(cfg(part, 2), resume=True)
     assert_same_weights(weights(ref), weights(part))
     assert not multiprocessing.active_children()             # every run ended its workers
@@ -213,14 +217,18 @@ def test_validation_workers_live_for_the_fit_and_measure_the_same(tmp_path):
 
     plain = trainer(0).validate()
     live = trainer(2)
-    live._fitting = True                                      # as inside _fit
-    first = live.validate()
-    loader = live._val_loader
-    assert loader is not None and multiprocessing.active_children()
-    assert live.validate() == first and live._val_loader is loader
-    assert first == plain
-    live._fitting = False
-    live._close_workers()
+    try:
+        live._fitting = True                                  # as inside _fit
+        before = torch.random.get_rng_state()
+        first = live.validate()
+        assert torch.equal(torch.random.get_rng_state(), before)  # no draw from the global RNG
+        loader = live._val_loader
+        assert loader is not None and multiprocessing.active_children()
+        assert live.validate() == first and live._val_loader is loader
+        assert first == plain
+        live._fitting = False
+    finally:
+        live._close_workers()
     assert not multiprocessing.active_children()
     assert live.validate() == plain and live._val_loader is None
     assert not multiprocessing.active_children()

@@ -142,9 +142,9 @@ def tta_for_rank(requested, card, info):
     """:func:`~unetlab.inference.tiling.tta_for_card` (a one-line UnetlabError where the
     request cannot be met); under torchrun only rank 0 logs its warnings, since every
     rank would say the same."""
+    from ..inference.tiling import log as tiling_log
     from ..inference.tiling import tta_for_card
 
-    tiling_log = logging.getLogger("unetlab.inference.tiling")
     level = tiling_log.level
     if not info.is_main:
         tiling_log.setLevel(logging.ERROR)

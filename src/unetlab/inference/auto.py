@@ -5,7 +5,9 @@ the CPU computes it natively; OpenVINO int8), runs it on the probe input, and ke
 fastest whose per-pixel argmax agrees with the fp32 model on at least
 :data:`AGREEMENT` of the pixels (so a binary pixel error moves by at most 0.005). The
 candidates that pass are timed in interleaved rounds (the median of :data:`ROUNDS` calls
-each), so that a slow spell of the machine falls on all of them alike.
+each), so that a slow spell of the machine falls on all of them alike; where holding
+them all at once would take more than :data:`INTERLEAVE_BYTES` (or a quarter of the
+available memory), they are built and timed one at a time instead.
 Reduced precisions are tried only on ``calibration`` data, the user's own images: random
 inputs say nothing about their accuracy. bf16 is never a candidate on a CPU without
 AVX512-BF16 or AMX (:func:`.cpu.allowed_precisions`).
@@ -39,7 +41,7 @@ _ORDER = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
           ("torch", "bf16"), ("openvino", "bf16"), ("openvino", "int8")]
 _PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 ROUNDS = 5  # timed calls per candidate (the median counts)
-INTERLEAVE_BYTES = 4 << 30  # parameters x candidates held at once for interleaved timing
+INTERLEAVE_BYTES = 4 << 30  # the most memory the candidates may hold at once
 
 
 def _parameter_bytes(model) -> int:
@@ -98,7 +100,8 @@ def _digest(model, shape, batches, pairs) -> str:
                          "unetlab": __version__, "versions": versions,
                          "config": getattr(model, "unetlab_config", type(model).__name__),
                          "shape": list(shape), "candidates": pairs,
-                         "agreement": AGREEMENT}, sort_keys=True, default=str).encode())
+                         "agreement": AGREEMENT, "timing": f"interleaved {ROUNDS}"},
+                        sort_keys=True, default=str).encode())
     for tensor in list(model.state_dict().values()) + list(batches):
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
@@ -149,17 +152,40 @@ def _agreement(reference: list, outputs: list) -> float:
 
 def _times(runners: dict, x, rounds: int = ROUNDS) -> dict:
     """Median seconds per call of each runner, timed in interleaved rounds (one call of
-    each per round, after one warm-up call each), so that a slower spell of the machine
-    (another job, a clock change) falls on every candidate alike, not on one."""
+    each per round, after one warm-up call each; the order rotates from round to round),
+    so that a slower spell of the machine (another job, a clock change) or the threads a
+    runner leaves spinning fall on every candidate alike, not on one."""
+    names = list(runners)
     for fn in runners.values():
         fn(x)
-    times = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, fn in runners.items():
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t = time.perf_counter()
-            fn(x)
+            runners[name](x)
             times[name].append(time.perf_counter() - t)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident memory (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _interleave_limit() -> int:
+    """At most :data:`INTERLEAVE_BYTES`, and at most a quarter of the memory available."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return min(INTERLEAVE_BYTES, int(line.split()[1]) * 1024 // 4)
+    except (OSError, ValueError, IndexError):
+        pass
+    return INTERLEAVE_BYTES
 
 
 def choose(model, *, backend="auto", precision="auto", device=None, calibration=None,
@@ -207,33 +233,43 @@ def _probe(model, pairs, build, shape, batches, device):
     net = model.eval()
     with torch.inference_mode():
         reference = [net(b.to(dev)).float().cpu() for b in checks]
-    agreement, kept = {}, {}
+    agreement, kept, seconds, best = {}, {}, {}, None
     # every candidate that passes is timed together with the others (interleaved rounds),
-    # unless holding them all at once would take too much memory: then one at a time
-    together = _parameter_bytes(net) * len(pairs) <= INTERLEAVE_BYTES
-    seconds, best = {}, None
-    for b, p in pairs:
-        name = f"{b}_{p}"
-        try:
-            fast = build(b, p)
-        except (ValueError, ImportError, RuntimeError) as exc:
-            log.info("backend probe: %s skipped (%s)", name, exc)
-            continue
-        agreement[name] = _agreement(reference, [fast(c).float().cpu() for c in checks])
-        if agreement[name] < AGREEMENT:
-            log.info("backend probe: %s rejected, argmax agreement %.4f", name, agreement[name])
-            continue
-        if together:
-            kept[name] = (b, p, fast)
-            continue
-        seconds.update(_times({name: fast}, x.to(dev)))
-        if best is None or seconds[name] < seconds[best[0]]:
-            best = (name, b, p, fast)
-    if kept:
-        seconds = _times({name: fast for name, (_, _, fast) in kept.items()}, x.to(dev))
-        name = min(seconds, key=seconds.get)
-        best = (name, *kept[name])
-        kept.clear()
+    # unless holding them all at once would take too much memory: then one at a time.
+    # A candidate's memory: what the first one added to the process (weights, buffers at
+    # the probe's size), at least twice the weights
+    together, before, xd = None, _rss_bytes(), x.to(dev)
+    try:
+        for b, p in pairs:
+            name = f"{b}_{p}"
+            try:
+                fast = build(b, p)
+            except (ValueError, ImportError, RuntimeError) as exc:
+                log.info("backend probe: %s skipped (%s)", name, exc)
+                continue
+            agreement[name] = _agreement(reference, [fast(c).float().cpu() for c in checks])
+            if agreement[name] < AGREEMENT:
+                log.info("backend probe: %s rejected, argmax agreement %.4f", name,
+                         agreement[name])
+                continue
+            if together is None:
+                fast(xd)
+                after = _rss_bytes()
+                grown = after - before if None not in (before, after) else 0
+                each = max(grown, 2 * _parameter_bytes(net))
+                together = each * len(pairs) <= _interleave_limit()
+            if together:
+                kept[name] = (b, p, fast)
+                continue
+            seconds.update(_times({name: fast}, xd))
+            if best is None or seconds[name] < seconds[best[0]]:
+                best = (name, b, p, fast)
+        if kept:
+            seconds = _times({name: fast for name, (_, _, fast) in kept.items()}, xd)
+            name = min(seconds, key=seconds.get)
+            best = (name, *kept[name])
+    finally:
+        kept.clear()  # the others go now, also when a candidate failed
     if best is None:
         raise RuntimeError("no backend passed the probe")
     name, b, p, fast = best

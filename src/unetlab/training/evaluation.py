@@ -268,6 +268,10 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
     if loader is None:
         loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                             num_workers=num_workers)
+    elif loader.batch_size != batch_size or len(loader.dataset) != len(indices):
+        raise ValueError(f"the loader gives {len(loader.dataset)} items in batches of "
+                         f"{loader.batch_size}; this evaluation needs {len(indices)} in "
+                         f"batches of {batch_size}")
     if progress:
         from tqdm import tqdm
 

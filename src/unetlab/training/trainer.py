@@ -411,13 +411,19 @@ class Trainer:
         self.net.eval()
         geo = geometry_of(self.net)
         indices = list(range(len(self.val_set)))[self.dist.rank::self.dist.world_size]
-        workers, batch = self.cfg.data.num_workers, self.cfg.data.val_batch_size
+        batch = self.cfg.data.val_batch_size
+        # no more workers than batches: a few validation images need few processes
+        workers = min(self.cfg.data.num_workers, -(-len(indices) // batch))
         if workers and self._fitting and self._val_loader is None:  # at the first validation
             from torch.utils.data import Subset
 
-            self._val_loader = DataLoader(Subset(self.val_set, indices), batch_size=batch,
-                                          shuffle=False, num_workers=workers,
-                                          persistent_workers=True)
+            self._val_loader = DataLoader(
+                Subset(self.val_set, indices), batch_size=batch, shuffle=False,
+                num_workers=workers, persistent_workers=True,
+                # a private generator: a loader draws its workers' seed when iterated, and
+                # this one is iterated anew only in the fit that made it, so drawing from
+                # the global RNG would make a resumed run's dropout differ
+                generator=torch.Generator().manual_seed(self.cfg.train.seed))
         result = evaluate_model(
             self.net, self.val_set, device=self.device, indices=indices,
             tile_size=self.cfg.data.tile_size if geo.padding == "valid" else None,
