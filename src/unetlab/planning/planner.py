@@ -6,7 +6,7 @@ The rules (docs/fit.md gives the evidence for each):
 1. Probe geometry: batch-normed same-padding U-Net, 4 poolings, tiles of 192 px and
    batches of 4 on a CPU (256 px x 16 on a GPU), smaller tiles when the images are.
 2. Width: the widest probed network that still makes ``MIN_STEPS`` optimizer steps in
-   the training budget (capacity until steps run short); the narrowest otherwise. A step
+   the training budget (steps first, then capacity); the narrowest otherwise. A step
    counts the measured input pipeline: added to it without loader workers, a ceiling on
    the step rate with them (:func:`effective_rates`).
 3. Resolution: the largest scale (1, 0.75, 0.5, 0.375, 0.25) at which the budget shows
@@ -17,7 +17,8 @@ The rules (docs/fit.md gives the evidence for each):
 5. Loss: Dice + cross-entropy; class weights (square root of SegNet's median-frequency
    weights) when the most frequent class is over ``IMBALANCE`` times the rarest.
 6. Augmentation: ``upright`` when classes sit in the top or bottom half
-   (``vertical_layout`` >= 0.3), ``paper`` for up to 100 images, else ``light``.
+   (``vertical_layout`` >= 0.3); ``paper`` for up to 100 images when the budget makes
+   at least ``PAPER_MIN_STEPS`` steps (a regulariser for long training); else ``light``.
 7. Adam, lr 2e-3 (x sqrt(batch / 4)), warm-up 3 % of the expected steps, cosine
    annealed over the wall-clock budget (``schedule.by_time``).
 8. Validation: about 8 % of the budget, 2-12 validations; the budget also reserves the
@@ -32,7 +33,8 @@ from dataclasses import dataclass, field
 from ..errors import UnetlabError
 from .fingerprint import Fingerprint
 
-MIN_STEPS = 1200
+MIN_STEPS = 2500
+PAPER_MIN_STEPS = 10_000
 MIN_PASSES = 20.0
 MIN_THICKNESS = 2.0        # px, any class of at least 0.2 % of the pixels
 MIN_MAJOR_THICKNESS = 4.0  # px, classes of at least MAJOR_FREQUENCY of the pixels
@@ -72,16 +74,22 @@ def train_count(fp: Fingerprint) -> int:
     return n if fp.has_own_val else max(1, n - max(1, round(n * FALLBACK_VAL_FRACTION)))
 
 
-def augmentation(fp: Fingerprint) -> tuple[str, str]:
-    """Rule 6: the augmentation preset and why."""
+def augmentation(fp: Fingerprint, steps: float | None = None) -> tuple[str, str]:
+    """Rule 6: the augmentation preset and why. ``steps``: the optimizer steps the
+    budget makes (None: not known yet, as if unlimited)."""
     n_train = train_count(fp)
     if fp.vertical_layout >= 0.3:
         return "upright", (f"classes sit in the top or bottom half (vertical layout "
                            f"{fp.vertical_layout:.2f} >= 0.3): no vertical flips or large "
                            "rotations")
-    if n_train <= 100:
+    if n_train <= 100 and (steps is None or steps >= PAPER_MIN_STEPS):
         return "paper", (f"{n_train} training images (<= 100) and no up or down: the "
                          "U-Net paper's elastic deformations, rotations and flips")
+    if n_train <= 100:
+        return "light", (f"{n_train} training images (<= 100), but ~{steps:.0f} steps (< "
+                         f"{PAPER_MIN_STEPS}): the paper's elastic deformations and full "
+                         "rotations regularise long training; in a short one `light` "
+                         "warps cost less and the model learns more per step")
     return "light", f"{n_train} training images: flips and mild affine changes"
 
 
@@ -267,7 +275,7 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                      f"<= {IMBALANCE:.0f}x) for no class weights")
 
     # rule 6: augmentation
-    augment, r["data.augment"] = augmentation(fp)
+    augment, r["data.augment"] = augmentation(fp, steps)
 
     # rule 7: optimiser and schedule
     lr = round(min(5e-3, 2e-3 * math.sqrt(batch / 4)), 6)
@@ -320,9 +328,11 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                  f"{batch * at_scale * 1000:.0f} ms added to each step")
         bound = " (the input pipeline sets the pace)" if rates[width] < 0.9 * net_rates[
             width] and workers else ""
-        r["data.num_workers"] += (f"; augmenting a tile takes {input_s_per_tile * 1000:.1f} "
-                                  f"ms at scale 1, ~{at_scale * 1000:.1f} ms at scale "
-                                  f"{scale}: {limit}{bound}")
+        measured = augmentation(fp)[0]  # what the session timed (before steps were known)
+        with_preset = f" with `{measured}`" if measured != augment else ""
+        r["data.num_workers"] += (f"; augmenting a tile{with_preset} takes "
+                                  f"{input_s_per_tile * 1000:.1f} ms at scale 1, "
+                                  f"~{at_scale * 1000:.1f} ms at scale {scale}: {limit}{bound}")
     r["train.last_every_s"] = ("checkpoints/last (model and optimizer state) at most once a "
                                "minute, and at every validation and the end: writing it "
                                "after every short epoch cost 10% of a 30-minute ISBI budget")
