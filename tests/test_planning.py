@@ -440,3 +440,25 @@ def test_a_saved_probe_reuses_its_input_time_only_for_the_same_data(tmp_path):
                          count_spent=False)
     assert other.probe["input_for"]["options"] != first.probe["input_for"]["options"]
     assert other.probe["input_s_per_tile"] != first.probe["input_s_per_tile"]  # re-timed
+    # few images and a short budget: `paper` and `light` both timed, the plan is `light`
+    # and counts light's time
+    assert set(first.probe["input_s_by_preset"]) == {"paper", "light"}
+    assert first.plan.config["data"]["augment"] == "light"
+    assert again.probe["input_s_by_preset"] == first.probe["input_s_by_preset"]
+
+
+def test_a_short_budget_plans_light_with_its_own_input_time():
+    """Rule 6 decides on the steps the slower `paper` makes; falling back to `light`, the
+    plan is made again with light's measured time (a wider network fits the steps)."""
+    fp = _fingerprint()
+    probe = _probe({8: 4.0, 16: 2.0, 24: 1.1, 32: 0.6})
+    costed = make_plan(fp, probe, 1800, dataset="x", input_s_per_tile=0.05)
+    both = make_plan(fp, probe, 1800, dataset="x", input_s_per_tile=0.05, light_input_s=0.002)
+    assert costed.config["data"]["augment"] == both.config["data"]["augment"] == "light"
+    # paper's 0.2 s a step left only width 8 its 2,500 steps; light's time allows 16
+    width = [c.config["model"]["options"]["channels"][0] for c in (costed, both)]
+    assert width == [8, 16] and both.expected["steps"] >= 2500
+    assert "with `paper`" in costed.reasons["data.num_workers"]      # the time it counted
+    assert "with `paper`" not in both.reasons["data.num_workers"]
+    assert "2.0 ms" in both.reasons["data.num_workers"]
+    assert both.reasons["data.augment"] == costed.reasons["data.augment"]

@@ -89,7 +89,7 @@ def augmentation(fp: Fingerprint, steps: float | None = None) -> tuple[str, str]
         return "light", (f"{n_train} training images (<= 100), but ~{steps:.0f} steps (< "
                          f"{PAPER_MIN_STEPS}): the paper's elastic deformations and full "
                          "rotations regularise long training; in a short one `light` "
-                         "warps cost less and the model learns more per step")
+                         "warps cost less, so the budget makes more steps")
     return "light", f"{n_train} training images: flips and mild affine changes"
 
 
@@ -159,11 +159,15 @@ def estimate_val_seconds(images: int, pixels: float, px_per_s: float) -> float:
 def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
               root=None, data_options: dict | None = None, spent_s: float = 0.0,
               out_dir: str = "runs/fit", seed: int = 0,
-              input_s_per_tile: float | None = None) -> Plan:
+              input_s_per_tile: float | None = None, light_input_s: float | None = None,
+              _augment: tuple[str, str] | None = None) -> Plan:
     """The plan for ``fp`` on the probed machine within ``budget_s`` seconds in total,
     of which ``spent_s`` are already used (fingerprint and probe). ``input_s_per_tile``:
     the measured seconds to augment one training tile in one process
-    (:func:`unetlab.planning.session.measure_input`); the step rates then count it.
+    (:func:`unetlab.planning.session.measure_input`) with the preset rule 6 picks
+    before the steps are known; the step rates then count it. ``light_input_s``: the
+    same for ``light``, used to plan again when rule 6 falls back to ``light`` because
+    the budget is short.
     Deterministic: the same inputs give the same plan."""
     device = probe["device"]
     _, probe_tile, batch = probe_geometry(fp, device)
@@ -275,7 +279,14 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                      f"<= {IMBALANCE:.0f}x) for no class weights")
 
     # rule 6: augmentation
-    augment, r["data.augment"] = augmentation(fp, steps)
+    augment, r["data.augment"] = _augment or augmentation(fp, steps)
+    timed = augmentation(fp)[0] if _augment is None else augment  # the preset of the rates
+    if augment != timed and light_input_s and augment == "light":
+        # decided on the steps with the slower preset's time; plan again with light's own
+        return make_plan(fp, probe, budget_s, dataset=dataset, root=root,
+                         data_options=data_options, spent_s=spent_s, out_dir=out_dir,
+                         seed=seed, input_s_per_tile=light_input_s,
+                         _augment=(augment, r["data.augment"]))
 
     # rule 7: optimiser and schedule
     lr = round(min(5e-3, 2e-3 * math.sqrt(batch / 4)), 6)
@@ -328,8 +339,7 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                  f"{batch * at_scale * 1000:.0f} ms added to each step")
         bound = " (the input pipeline sets the pace)" if rates[width] < 0.9 * net_rates[
             width] and workers else ""
-        measured = augmentation(fp)[0]  # what the session timed (before steps were known)
-        with_preset = f" with `{measured}`" if measured != augment else ""
+        with_preset = f" with `{timed}`" if timed != augment else ""
         r["data.num_workers"] += (f"; augmenting a tile{with_preset} takes "
                                   f"{input_s_per_tile * 1000:.1f} ms at scale 1, "
                                   f"~{at_scale * 1000:.1f} ms at scale {scale}: {limit}{bound}")

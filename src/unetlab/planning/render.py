@@ -33,6 +33,15 @@ def format_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def _input_times(probe: dict) -> dict:
+    """Seconds to augment a tile, by preset (older probes: one time, its preset if known)."""
+    times = probe.get("input_s_by_preset")
+    if isinstance(times, dict) and times:
+        return times
+    one = probe.get("input_s_per_tile")
+    return {(probe.get("input_for") or {}).get("preset", "measured"): one} if one else {}
+
+
 def render_plan(plan: Plan, fp: Fingerprint, probe: dict, budget_s: float) -> str:
     """The YAML text of ``plan`` (``unetlab train`` reads it as it is)."""
     rates = ", ".join(f"{w}: {v:.2f}" for w, v in probe["steps_per_s"].items())
@@ -44,8 +53,9 @@ def render_plan(plan: Plan, fp: Fingerprint, probe: dict, budget_s: float) -> st
             f"{probe['batch']}, {probe.get('amp', 'none')}"
             f"{' channels-last' if probe.get('channels_last') else ''} "
             f"({'cached' if probe.get('cached') else 'measured'})",
-            *([f"input pipeline: {probe['input_s_per_tile'] * 1000:.1f} ms to augment one "
-               f"tile in one process"] if probe.get("input_s_per_tile") else []),
+            *(["input pipeline, ms to augment one tile in one process: " + ", ".join(
+                f"{k} {v * 1000:.1f}" for k, v in _input_times(probe).items() if v)]
+              if _input_times(probe) else []),
             f"expected: ~{e['steps']} steps, ~{e['epochs']} epochs, {e['passes']} passes "
             f"over the training pixels, {e['validations']} validations",
             "Edit freely: this is an ordinary config (unetlab train PLAN.yaml)."]
