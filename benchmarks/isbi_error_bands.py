@@ -90,8 +90,13 @@ def main(argv=None) -> int:
     if args.json and args.json.exists():
         raise SystemExit(f"{args.json} exists; choose another --json path")
     results = {}
+    from unetlab.errors import UnetlabError
+
     for ckpt in args.checkpoints:
-        r = bands(*probabilities(ckpt, args.dataset, args.data, args.split))
+        try:
+            r = bands(*probabilities(ckpt, args.dataset, args.data, args.split))
+        except (UnetlabError, OSError, ValueError) as exc:  # one line, no traceback
+            raise SystemExit(f"{ckpt}: {' '.join(str(exc).split())}") from None
         results[str(ckpt)] = r
         b = r["bands"]
         one = b[1]
