@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -462,3 +463,47 @@ def test_a_short_budget_plans_light_with_its_own_input_time():
     assert "with `paper`" not in both.reasons["data.num_workers"]
     assert "2.0 ms" in both.reasons["data.num_workers"]
     assert both.reasons["data.augment"] == costed.reasons["data.augment"]
+
+
+def test_an_interrupted_fit_resumes_and_reports(tmp_path, capsys, monkeypatch):
+    from unetlab.training.trainer import Trainer
+
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps(_probe({8: 6.0, 16: 3.0}, tile=48)))
+    out = tmp_path / "run"
+    save, at = Trainer.save, {}
+
+    def save_then_interrupt(self, which, *a, **k):  # Ctrl-C right after a checkpoint
+        result = save(self, which, *a, **k)
+        if which == "last":
+            at["step"] = self.step
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(Trainer, "save", save_then_interrupt)
+    assert main(["fit", "--dataset", "membranes", "--option", "num_images=6", "--option",
+                 "size=48", "--budget", "20s", "--out", str(out), "--probe", str(probe),
+                 "--no-progress", "--device", "cpu", "--seed", "3"]) == 130
+    assert f"unetlab fit --resume --out {out}" in capsys.readouterr().err
+    assert not (out / "report.json").exists() and (out / "fit.json").is_file()
+    monkeypatch.setattr(Trainer, "save", save)
+
+    assert main(["fit", "--resume", "--out", str(out), "--dataset", "membranes"]) == 2
+    assert "leave out --dataset" in capsys.readouterr().err
+    assert main(["fit", "--resume", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sessions"] == 2 and report["seed"] == 3
+    assert report["training"]["steps"] > at["step"]           # went on from the checkpoint
+    assert report["training"]["elapsed_s"] <= report["budget_s"]
+    assert report["val_native"]["pixel_error"] is not None
+    assert "resumed, 2 sessions" in (out / "report.md").read_text()
+    steps = [int(float(r["step"])) for r in
+             csv.DictReader((out / "metrics.csv").open())]
+    assert steps == sorted(steps) and steps[0] <= at["step"] < steps[-1]
+    capsys.readouterr()
+    assert main(["fit", "--resume", "--out", str(out)]) == 2      # finished: nothing to do
+    assert "finished" in capsys.readouterr().err
+    assert main(["fit", "--resume", "--out", str(tmp_path)]) == 2  # not a fit run folder
+    assert "no fit.json" in capsys.readouterr().err
+    assert main(["fit", "--out", str(tmp_path / "x")]) == 2
+    assert "--dataset and --budget required" in capsys.readouterr().err

@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         with pixel_limit(getattr(args, "max_pixels", None)):  # --max-pixels
             return int(args.run(args) or 0)
     except KeyboardInterrupt:
-        print(f"unetlab {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)
+        hint = hint(args) if hint is not None else None
+        print(f"unetlab {args.command}: interrupted" + (f"; {hint}" if hint else ""),
+              file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as exc:
         if os.environ.get("UNETLAB_DEBUG"):

@@ -7,18 +7,18 @@ from pathlib import Path
 from ..errors import UnetlabError
 
 
-def add_planning_arguments(p) -> None:
-    p.add_argument("--dataset", required=True, metavar="FORMAT",
+def add_planning_arguments(p, *, required: bool = True) -> None:
+    p.add_argument("--dataset", required=required, metavar="FORMAT",
                    help="folder, isbi2012, camvid, voc, cityscapes, membranes, shapes")
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="dataset root (not needed for membranes/shapes)")
-    p.add_argument("--budget", required=True, metavar="DURATION",
+    p.add_argument("--budget", required=required, metavar="DURATION",
                    help="wall-clock budget: 90s, 25m, 2h, 1h30m")
     p.add_argument("--option", dest="options", action="append", default=[],
                    metavar="KEY=VALUE", help="dataset option (repeatable), e.g. "
                    "--option image_mode=RGB")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--probe-cache", type=Path, default=None, metavar="DIR",
                    help="where machine probes are cached (default ~/.cache/unetlab)")
     p.add_argument("--no-probe-cache", action="store_true",

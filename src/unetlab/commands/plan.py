@@ -35,9 +35,9 @@ def run(args) -> int:
     options, budget = planning_inputs(args)
     if args.out.exists() and not args.overwrite:
         raise UnetlabError(f"{args.out} exists; pass --overwrite to replace it")
-    device = select_device(args.device)
+    device = select_device(args.device or "auto")
     planned = plan_dataset(args.dataset, args.data, options, budget, device=device,
-                           out_dir=Path("runs") / f"fit-{args.dataset}", seed=args.seed,
+                           out_dir=Path("runs") / f"fit-{args.dataset}", seed=args.seed or 0,
                            cache_dir=args.probe_cache, use_cache=not args.no_probe_cache,
                            count_spent=False, probe=saved_probe(args))
     text = render_plan(planned.plan, planned.fingerprint, planned.probe, budget)

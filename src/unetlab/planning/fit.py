@@ -17,15 +17,11 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
     """Plan for ``dataset`` on this machine, train within ``budget_s`` seconds in all,
     evaluate the best checkpoint and write the report into ``out_dir``. Returns the
     report dict (also ``out_dir/report.json``)."""
-    from .. import load_model
     from .._io import atomic_write_text, write_json
-    from ..compare.stats import machine_description
     from ..config import config_from_dict
     from ..training import train
-    from ..training.builder import best_mode, select_device
-    from ..training.evaluation import evaluate_model, format_table
+    from ..training.builder import select_device
     from .render import render_plan
-    from .report import best_row, format_report, native_val_set, write_overlays
     from .session import plan_dataset
 
     started = time.perf_counter()
@@ -42,10 +38,102 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
                                                          planned.probe, budget_s))
     write_json(out_dir / "fingerprint.json", planned.fingerprint.to_dict())
     write_json(out_dir / "probe.json", planned.probe)
+    state = {"version": 1, "dataset": dataset, "data": None if root is None else str(root),
+             "data_resolved": None if root is None else str(Path(root).resolve()),
+             "options": {k: v for k, v in (options or {}).items()},
+             "budget_s": budget_s, "device": str(dev), "seed": seed,
+             "plan": plan.config, "reasons": plan.reasons, "expected": plan.expected,
+             "seconds": planned.seconds,
+             "class_names": list(planned.fingerprint.class_names)}
+    write_json(out_dir / FIT_STATE, state)  # what --resume needs to finish the run
 
     t_train = time.perf_counter()
     summary = train(cfg)
+    return _finish(out_dir, cfg, state, summary, train_s=time.perf_counter() - t_train,
+                   before_s=t_train - started, sessions=1)
+
+
+def resume_fit(out_dir, *, progress: bool = True) -> dict:
+    """Continue an interrupted ``fit`` in ``out_dir`` from ``checkpoints/last`` (its
+    training budget counts the time already trained), then evaluate and report as
+    :func:`fit` does. One-line errors for a folder that is not such a run."""
+    from ..config import config_to_dict, load_config
+    from ..training import train
+
+    out_dir = Path(out_dir)
+    state = read_fit_state(out_dir)
+    if (out_dir / "report.json").is_file():
+        raise UnetlabError(f"{out_dir}: this fit has finished (report.json); nothing to "
+                           "resume")
+    ckpt = out_dir / "checkpoints"
+    if not (ckpt / "last").exists() and not any(ckpt.glob(".last.old*")):
+        raise UnetlabError(f"{out_dir}: no checkpoints/last, so the fit stopped before its "
+                           "first checkpoint; start it again with --overwrite")
+    if not (out_dir / "config.yaml").is_file():
+        raise UnetlabError(f"{out_dir}: no config.yaml; the training never started")
+    overrides = [f"train.out_dir={out_dir}", f"train.progress={str(progress).lower()}"]
+    cfg = load_config(out_dir / "config.yaml", overrides)
+    resolved = state.get("data_resolved")
+    if resolved and cfg.data.root and not Path(cfg.data.root).exists() \
+            and Path(resolved).exists():  # resumed from another working folder
+        data = config_to_dict(cfg)
+        data["data"]["root"] = resolved
+        from ..config import config_from_dict
+
+        cfg = config_from_dict(data)
+    from .._io import write_json
+
+    sessions = int(state.get("sessions", 1)) + 1
+    write_json(out_dir / FIT_STATE, {**state, "sessions": sessions})
+    started = time.perf_counter()
+    summary = train(cfg, resume=True)
+    train_s = time.perf_counter() - started
+    earlier = float(sum(state["seconds"].values()))
+    return _finish(out_dir, cfg, state, summary, train_s=train_s, before_s=earlier,
+                   sessions=sessions)
+
+
+FIT_STATE = "fit.json"
+
+
+def read_fit_state(out_dir: Path) -> dict:
+    """``RUN_DIR/fit.json`` (written when ``fit`` has planned), checked."""
+    import json
+
+    path = out_dir / FIT_STATE
+    if not path.is_file():
+        raise UnetlabError(f"{out_dir}: no {FIT_STATE}; --resume continues a run folder of "
+                           "`unetlab fit` that was interrupted (one made by unetlab 0.2 or "
+                           "later); for another run use `unetlab train --resume --out DIR`")
+    try:
+        state = json.loads(path.read_text())
+        ok = (isinstance(state, dict) and isinstance(state.get("plan"), dict)
+              and isinstance(state.get("seconds"), dict)
+              and all(isinstance(v, int | float) for v in state["seconds"].values())
+              and isinstance(state.get("budget_s"), int | float)
+              and isinstance(state.get("dataset"), str))
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise UnetlabError(f"{path}: edited or corrupt; it must hold the plan, the budget "
+                           "and the planning times that fit wrote")
+    return state
+
+
+def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
+            before_s: float, sessions: int) -> dict:
+    """Evaluate ``checkpoints/best`` at native resolution, measure TTA if the budget has
+    room, write report.json and report.md. ``before_s``: the command's time before this
+    session's training (planning; for a resume, the first session's planning)."""
+    from .. import load_model
+    from .._io import atomic_write_text, write_json
+    from ..compare.stats import machine_description
+    from ..training.builder import best_mode
+    from ..training.evaluation import evaluate_model, format_table
+    from .report import best_row, format_report, native_val_set, write_overlays
+
     t_report = time.perf_counter()
+    budget_s = float(state["budget_s"])
     best_path = out_dir / "checkpoints" / "best"
     if not best_path.exists():
         raise UnetlabError(f"training wrote no best checkpoint in {out_dir}; the budget was "
@@ -55,6 +143,9 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
     val = native_val_set(cfg)
     native = table = tta = None
     overlays = []
+    # the budget so far: planning, then the training over every session
+    spent = before_s + float(summary.get("elapsed_s") or train_s) if sessions > 1 \
+        else before_s + train_s
     if val is not None:
         t_eval = time.perf_counter()
         result = evaluate_model(model, val, boundary=False, scale=scale)
@@ -62,24 +153,24 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
         native = _measures(result)
         table = format_table(result)
         overlays = write_overlays(model, val, out_dir / "overlays", scale=scale)
-        tta = _tta_if_time(model, val, scale, eval_s, budget_s - (time.perf_counter()
-                                                                  - started))
-    trained = best_row(_history(out_dir), cfg.train.best_metric,
-                       best_mode(cfg))
-    finished = time.perf_counter()
+        tta = _tta_if_time(model, val, scale, eval_s,
+                           budget_s - spent - (time.perf_counter() - t_report))
+    trained = best_row(_history(out_dir), cfg.train.best_metric, best_mode(cfg))
+    report_s = time.perf_counter() - t_report
     report = {
-        "dataset": dataset, "data": None if root is None else str(root),
-        "budget_s": budget_s, "device": str(dev), "seed": seed, "scale": scale,
-        "machine": machine_description(str(dev)),
-        "plan": plan.config, "reasons": plan.reasons, "expected": plan.expected,
+        "dataset": state["dataset"], "data": state.get("data"),
+        "budget_s": budget_s, "device": state.get("device"), "seed": state.get("seed"),
+        "scale": scale, "machine": machine_description(str(state.get("device"))),
+        "plan": state["plan"], "reasons": state.get("reasons", {}),
+        "expected": state.get("expected", {}),
         "training": {k: summary[k] for k in ("reason", "epochs", "steps", "elapsed_s",
                                              "best_metric", "best_value", "best_epoch")},
-        "timings": {**planned.seconds, "train_s": round(t_report - t_train, 2),
-                    "report_s": round(finished - t_report, 2),
-                    "total_s": round(finished - started, 2)},
+        "timings": {**state["seconds"], "train_s": round(spent - before_s, 2),
+                    "report_s": round(report_s, 2), "total_s": round(spent + report_s, 2)},
+        "sessions": sessions,
         "val_training_scale": trained, "val_native": native, "val_native_tta": tta,
         "overlays": overlays,
-        "class_names": list(planned.fingerprint.class_names),
+        "class_names": list(state.get("class_names") or []),
     }
     write_json(out_dir / "report.json", report)
     atomic_write_text(out_dir / "report.md", format_report(report, table))

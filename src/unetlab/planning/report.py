@@ -86,7 +86,9 @@ def format_report(report: dict, table: str | None) -> str:
     lines = [f"# unetlab fit: {report['dataset']}", "",
              f"Budget {report['budget_s']:.0f}s; used {t['total_s']:.0f}s (fingerprint "
              f"{t['fingerprint_s']:.1f}s, probe {t['probe_s']:.1f}s, training and validation "
-             f"{t['train_s']:.0f}s, final evaluation and report {t['report_s']:.1f}s).",
+             f"{t['train_s']:.0f}s, final evaluation and report {t['report_s']:.1f}s)"
+             + (f"; resumed, {report['sessions']} sessions (the time between them not "
+                "counted)." if report.get("sessions", 1) > 1 else "."),
              f"Planned ~{e['steps']} steps{_rate(e.get('steps_per_s'))}; made "
              f"{report['training']['steps']}{_rate(made)}"
              f"{' counting validations' if made else ''} "
