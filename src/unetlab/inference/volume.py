@@ -5,6 +5,10 @@ The input is read with its affine; the model's input mapping (``intensity``) and
 dataset used in training). With a spacing, the volume is resampled to it, predicted
 tile by tile, and the class probabilities are resampled back (trilinear) before the
 argmax, so ``<stem>_labels.nii.gz`` has the input's shape, affine and voxel sizes.
+The prediction is streamed along the first axis: class probabilities are held only for
+the rows the tiles still add to (and, with a spacing, the few model-grid rows the next
+input rows interpolate from), not for the whole volume, so a volume with many classes
+needs about as much memory as its labels and its input.
 Test-time augmentation uses flips only (a 90-degree turn would mix a 2.5 mm axis with a
 0.8 mm one).
 """
@@ -15,6 +19,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.nifti import apply_intensity, check_intensity
 from ..data.volumes import (
@@ -26,7 +31,7 @@ from ..data.volumes import (
     write_volume,
 )
 from ..errors import UnetlabError
-from .tiling import model_geometry, predict_tiled
+from .tiling import class_argmax, iter_bands, model_geometry, plan_tiles
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,50 @@ def _tile_for(shape, tile_size, model) -> tuple[int, ...]:
     if len(tiles) != 3:
         raise UnetlabError(f"tile_size={tile_size!r}: a volume needs one size or three")
     return tuple(min(int(t), -(-int(n) // align) * align) for t, n in zip(tiles, shape))
+
+
+class RowResampler:
+    """Rows of the model's grid in, rows of the input grid out, as they become final.
+
+    ``push`` takes the next rows ``(K, m, *plane)`` along the first axis of a grid of
+    ``n_in`` rows and yields ``(rows, values)`` for the input-grid rows (of ``shape``)
+    whose two source rows have arrived: linear along the first axis, then bilinear in
+    the plane, the same mapping as :func:`unetlab.data.volumes.resample` (scipy's
+    ``zoom``, ``order=1``, ``grid_mode``; separable, so equal to its trilinear result up
+    to float rounding). It keeps only the rows the next output rows still need.
+    """
+
+    def __init__(self, n_in: int, shape) -> None:
+        n_out = int(shape[0])
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        self.i0 = np.floor(src).astype(np.int64)
+        self.i1 = np.minimum(self.i0 + 1, n_in - 1)
+        self.frac = (src - self.i0).astype(np.float32)
+        self.plane = tuple(int(n) for n in shape[1:])
+        self.next = 0      # the first input-grid row not yet given out
+        self.lo = 0        # the model-grid row that buf[:, 0] holds
+        self.buf = None
+
+    def push(self, values: np.ndarray):
+        from scipy import ndimage
+
+        buf = values if self.buf is None else np.concatenate([self.buf, values], axis=1)
+        hi = self.lo + buf.shape[1]
+        stop = self.next
+        while stop < len(self.i0) and self.i1[stop] < hi:
+            stop += 1
+        if stop > self.next:
+            rows = slice(self.next, stop)
+            f = self.frac[rows][None, :, None, None]
+            out = buf[:, self.i0[rows] - self.lo] * (1 - f) + buf[:, self.i1[rows] - self.lo] * f
+            if tuple(out.shape[2:]) != self.plane:
+                zoom = [1.0, 1.0] + [n / o for n, o in zip(self.plane, out.shape[2:])]
+                out = ndimage.zoom(out, zoom, order=1, mode="nearest", grid_mode=True)
+            self.next = stop
+            yield rows, out
+        keep = int(self.i0[self.next]) if self.next < len(self.i0) else hi
+        self.buf = np.ascontiguousarray(buf[:, keep - self.lo:])
+        self.lo = keep
 
 
 def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
@@ -77,13 +126,14 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
         raise UnetlabError(f"{path}: volume has {image.shape[3]} channel(s), the model "
                            f"expects {in_channels}")
     image = apply_intensity(image, intensity)
-    shape = vol.spatial_shape
+    shape = tuple(int(n) for n in vol.spatial_shape)
     if target is not None:
         target = check_spacing(target, "card extensions.medical.spacing")
         image = resample(image, resampled_shape(shape, vol.spacing, target), order=1)
         log.info("%s: resampled %s at %s mm to %s at %s mm", path, shape, vol.spacing,
                  image.shape[:3], target)
     chw = np.ascontiguousarray(np.moveaxis(image, -1, 0))
+    del image
     if tta:  # 90-degree turns would mix a thick axis with a thin one: flips only
         tta = "flips"
     bar = None
@@ -91,23 +141,32 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
         from tqdm import tqdm
 
         bar = tqdm(desc=path.name, unit="tile", leave=False)
+    labels = probs = None
     try:
-        probs = predict_tiled(model, chw, tile_size=_tile_for(chw.shape[1:], tile_size, model),
-                              overlap=overlap, blend=blend, tta=tta, batch_size=batch_size,
-                              output="probabilities", device=device, spatial_dims=3,
-                              progress=bar.update if bar is not None else None).numpy()
+        plans = plan_tiles(chw.shape[1:], _tile_for(chw.shape[1:], tile_size, model), overlap,
+                           model=model)
+        bands = iter_bands(model, chw, plans, blend=blend, tta=tta, batch_size=batch_size,
+                           output="probabilities", device=device,
+                           progress=bar.update if bar is not None else None)
+        back = RowResampler(chw.shape[1], shape) if chw.shape[1:] != shape else None
+        for rows, values in bands:  # rows final on the model's grid
+            values = values.numpy()
+            for out_rows, out in (back.push(values) if back is not None
+                                  else [(rows, values)]):
+                if labels is None:
+                    k = out.shape[0]
+                    labels = np.zeros(shape, np.uint8 if k <= 256 else np.uint16)
+                    if prob_path is not None:
+                        probs = np.zeros((*shape, k), np.float32)
+                labels[out_rows] = class_argmax(torch.from_numpy(np.ascontiguousarray(out)))
+                if probs is not None:
+                    probs[out_rows] = np.moveaxis(out, 0, -1)
     finally:
         if bar is not None:
             bar.close()
-    if probs.shape[1:] != shape:  # back to the input grid before the decision
-        probs = np.moveaxis(resample(np.moveaxis(probs, 0, -1), shape, order=1), -1, 0)
-    k = probs.shape[0]
-    labels = probs.argmax(0).astype(np.uint8 if k <= 256 else np.uint16)
     out = {"labels": write_volume(label_path, labels, like=vol, overwrite=overwrite),
            "overlay": None, "probabilities": None, "shape": list(shape),
            "spacing": list(vol.spacing), "num_classes": k}
     if prob_path is not None:
-        out["probabilities"] = write_volume(
-            prob_path, np.ascontiguousarray(np.moveaxis(probs, 0, -1), dtype=np.float32),
-            like=vol, overwrite=overwrite)
+        out["probabilities"] = write_volume(prob_path, probs, like=vol, overwrite=overwrite)
     return out
