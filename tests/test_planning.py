@@ -476,7 +476,7 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path, capsys, monkeypatch):
     def save_then_interrupt(self, which, *a, **k):  # Ctrl-C right after a checkpoint
         result = save(self, which, *a, **k)
         if which == "last":
-            at["step"] = self.step
+            at["step"], at["elapsed"] = self.step, self.elapsed_s
             raise KeyboardInterrupt
         return result
 
@@ -494,7 +494,9 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path, capsys, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert report["sessions"] == 2 and report["seed"] == 3
     assert report["training"]["steps"] > at["step"]           # went on from the checkpoint
-    assert report["training"]["elapsed_s"] <= report["budget_s"]
+    assert report["training"]["elapsed_s"] > at["elapsed"]  # the time trained before counts
+    assert report["timings"]["train_s"] >= report["training"]["elapsed_s"]
+    assert report["training"]["elapsed_s"] <= report["plan"]["train"]["time_budget_s"] + 5
     assert report["val_native"]["pixel_error"] is not None
     assert "resumed, 2 sessions" in (out / "report.md").read_text()
     steps = [int(float(r["step"])) for r in
@@ -507,3 +509,27 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path, capsys, monkeypatch):
     assert "no fit.json" in capsys.readouterr().err
     assert main(["fit", "--out", str(tmp_path / "x")]) == 2
     assert "--dataset and --budget required" in capsys.readouterr().err
+
+
+def test_a_fit_interrupted_in_its_final_evaluation_resumes_without_training(
+        tmp_path, capsys, monkeypatch):
+    import unetlab.planning.fit as fit_module
+
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps(_probe({8: 6.0, 16: 3.0}, tile=48)))
+    out = tmp_path / "run"
+    finish = fit_module._finish
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_module, "_finish", interrupted)
+    assert main(["fit", "--dataset", "membranes", "--option", "num_images=6", "--option",
+                 "size=48", "--budget", "20s", "--out", str(out), "--probe", str(probe),
+                 "--no-progress", "--device", "cpu"]) == 130
+    steps = json.loads((out / "summary.json").read_text())["steps"]
+    monkeypatch.setattr(fit_module, "_finish", finish)
+    monkeypatch.setattr("unetlab.training.train", lambda *a, **k: pytest.fail("trained again"))
+    assert main(["fit", "--resume", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["steps"] == steps and report["val_native"] is not None

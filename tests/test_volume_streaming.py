@@ -4,6 +4,7 @@ the class probabilities of the whole volume are never held at once."""
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import numpy as np
@@ -48,7 +49,8 @@ def _dense(net, data, medical, tile):
     return probs
 
 
-@pytest.mark.parametrize("spacing", [None, [1.3, 0.6, 2.5], [0.5, 1.6, 2.5]])
+@pytest.mark.parametrize("spacing", [None, [1.3, 0.6, 2.5], [0.5, 1.6, 2.5],
+                                     [0.25, 0.8, 2.5]])  # model grid 3.2x finer
 def test_streamed_volume_equals_the_whole_volume_pass(tmp_path, spacing):
     data = _volume(tmp_path / "v.nii.gz", (37, 18, 8))
     net, medical = _net(3), {"spacing": spacing, "intensity": "none"}
@@ -72,25 +74,36 @@ def test_the_whole_volume_of_class_probabilities_is_never_held(tmp_path):
     medical = {"spacing": [0.6, 0.8, 2.5], "intensity": "none"}
     predict_nifti(net, tmp_path / "v.nii.gz", tmp_path / "warm", tile_size=16,
                   medical=medical)  # imports and first-call caches are not the volume's
-    tracemalloc.start()
+    held, push = [], RowResampler.push
+
+    def watch(self, values):  # the model-grid rows the resampler holds at once
+        yield from push(self, values)
+        held.append(self.buf.shape[1])
+
+    tracemalloc.start()  # numpy's allocations (torch's are not traced)
     try:
-        predict_nifti(net, tmp_path / "v.nii.gz", tmp_path / "out", tile_size=16,
-                      medical=medical)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(RowResampler, "push", watch)
+            predict_nifti(net, tmp_path / "v.nii.gz", tmp_path / "out", tile_size=16,
+                          medical=medical)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     dense = classes * int(np.prod(shape)) * 4  # float32 probabilities on the input grid
     assert peak < dense / 2, (peak, dense)
+    assert len(held) > 10 and max(held) <= 2, held  # 256 model-grid rows, never kept
 
 
 def test_row_resampler_gives_every_row_once_in_order():
     rng = np.random.default_rng(1)
-    for n_in, n_out in [(7, 11), (11, 7), (5, 5), (1, 4), (9, 1)]:
+    cases = [(7, 11), (11, 7), (5, 5), (1, 4), (9, 1), (12, 3), (31, 5), (40, 9), (3, 17)]
+    for (n_in, n_out), step in itertools.product(cases, (1, 2, 3)):
         grid = rng.random((2, n_in, 3, 4)).astype(np.float32)
         back = RowResampler(n_in, (n_out, 5, 2))
         got, nxt = [], 0
-        for lo in range(0, n_in, 2):  # rows arrive two at a time
-            for rows, values in back.push(grid[:, lo:lo + 2]):
+        for lo in range(0, n_in, step):  # rows arrive a few at a time
+            assert back.lo + (0 if back.buf is None else back.buf.shape[1]) == lo
+            for rows, values in back.push(grid[:, lo:lo + step]):
                 assert rows.start == nxt and values.shape == (2, rows.stop - rows.start, 5, 2)
                 nxt = rows.stop
                 got.append(values)

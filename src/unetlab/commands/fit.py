@@ -32,9 +32,10 @@ def add_parser(subparsers) -> None:
 
 def _interrupt_hint(args) -> str | None:
     """After Ctrl-C: how to go on, when the run has a checkpoint to go on from."""
+    from ..planning.fit import FIT_STATE, has_checkpoint
+
     out = getattr(args, "out", None)
-    if out is not None and (out / "fit.json").is_file() \
-            and (out / "checkpoints" / "last").exists():
+    if out is not None and (out / FIT_STATE).is_file() and has_checkpoint(out):
         return f"continue it with: unetlab fit --resume --out {out}"
     return None
 

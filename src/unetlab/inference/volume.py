@@ -6,9 +6,9 @@ dataset used in training). With a spacing, the volume is resampled to it, predic
 tile by tile, and the class probabilities are resampled back (trilinear) before the
 argmax, so ``<stem>_labels.nii.gz`` has the input's shape, affine and voxel sizes.
 The prediction is streamed along the first axis: class probabilities are held only for
-the rows the tiles still add to (and, with a spacing, the few model-grid rows the next
-input rows interpolate from), not for the whole volume, so a volume with many classes
-needs about as much memory as its labels and its input.
+the rows the tiles still add to (one tile's depth of the whole plane) and, with a
+spacing, the few model-grid rows the next input rows interpolate from, never for the
+whole volume.
 Test-time augmentation uses flips only (a 90-degree turn would mix a 2.5 mm axis with a
 0.8 mm one).
 """
@@ -84,7 +84,9 @@ class RowResampler:
                 out = ndimage.zoom(out, zoom, order=1, mode="nearest", grid_mode=True)
             self.next = stop
             yield rows, out
-        keep = int(self.i0[self.next]) if self.next < len(self.i0) else hi
+        # the first row the next output row reads; never past what has arrived (when the
+        # model grid is over twice as fine, it may not have arrived yet)
+        keep = min(int(self.i0[self.next]) if self.next < len(self.i0) else hi, hi)
         self.buf = np.ascontiguousarray(buf[:, keep - self.lo:])
         self.lo = keep
 
@@ -141,7 +143,7 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
         from tqdm import tqdm
 
         bar = tqdm(desc=path.name, unit="tile", leave=False)
-    labels = probs = None
+    labels = probs = k = None
     try:
         plans = plan_tiles(chw.shape[1:], _tile_for(chw.shape[1:], tile_size, model), overlap,
                            model=model)
@@ -164,6 +166,8 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
     finally:
         if bar is not None:
             bar.close()
+    if labels is None:  # iter_bands yields every row of a non-empty volume
+        raise UnetlabError(f"{path}: nothing was predicted (empty volume?)")
     out = {"labels": write_volume(label_path, labels, like=vol, overwrite=overwrite),
            "overlay": None, "probabilities": None, "shape": list(shape),
            "spacing": list(vol.spacing), "num_classes": k}

@@ -49,6 +49,7 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
 
     t_train = time.perf_counter()
     summary = train(cfg)
+    write_json(out_dir / FIT_STATE, {**state, "trained": True})
     return _finish(out_dir, cfg, state, summary, train_s=time.perf_counter() - t_train,
                    before_s=t_train - started, sessions=1)
 
@@ -57,7 +58,9 @@ def resume_fit(out_dir, *, progress: bool = True) -> dict:
     """Continue an interrupted ``fit`` in ``out_dir`` from ``checkpoints/last`` (its
     training budget counts the time already trained), then evaluate and report as
     :func:`fit` does. One-line errors for a folder that is not such a run."""
-    from ..config import config_to_dict, load_config
+    from .._io import write_json
+    from ..config import config_from_dict
+    from ..errors import read_yaml
     from ..training import train
 
     out_dir = Path(out_dir)
@@ -65,32 +68,69 @@ def resume_fit(out_dir, *, progress: bool = True) -> dict:
     if (out_dir / "report.json").is_file():
         raise UnetlabError(f"{out_dir}: this fit has finished (report.json); nothing to "
                            "resume")
-    ckpt = out_dir / "checkpoints"
-    if not (ckpt / "last").exists() and not any(ckpt.glob(".last.old*")):
+    if not has_checkpoint(out_dir):
         raise UnetlabError(f"{out_dir}: no checkpoints/last, so the fit stopped before its "
                            "first checkpoint; start it again with --overwrite")
     if not (out_dir / "config.yaml").is_file():
         raise UnetlabError(f"{out_dir}: no config.yaml; the training never started")
-    overrides = [f"train.out_dir={out_dir}", f"train.progress={str(progress).lower()}"]
-    cfg = load_config(out_dir / "config.yaml", overrides)
+    data = read_yaml(out_dir / "config.yaml")
+    if not isinstance(data, dict) or not isinstance(data.get("train"), dict) \
+            or not isinstance(data.get("data"), dict):
+        raise UnetlabError(f"{out_dir / 'config.yaml'}: not a training config")
+    data["train"]["out_dir"] = str(out_dir)  # not through YAML: any folder name holds
+    data["train"]["progress"] = progress
     resolved = state.get("data_resolved")
-    if resolved and cfg.data.root and not Path(cfg.data.root).exists() \
-            and Path(resolved).exists():  # resumed from another working folder
-        data = config_to_dict(cfg)
-        data["data"]["root"] = resolved
-        from ..config import config_from_dict
-
-        cfg = config_from_dict(data)
-    from .._io import write_json
-
-    sessions = int(state.get("sessions", 1)) + 1
-    write_json(out_dir / FIT_STATE, {**state, "sessions": sessions})
-    started = time.perf_counter()
-    summary = train(cfg, resume=True)
-    train_s = time.perf_counter() - started
+    root = data["data"].get("root")
+    if resolved and root and not Path(root).exists() and Path(resolved).exists():
+        data["data"]["root"] = resolved  # resumed from another working folder
+    cfg = config_from_dict(data)
     earlier = float(sum(state["seconds"].values()))
-    return _finish(out_dir, cfg, state, summary, train_s=train_s, before_s=earlier,
-                   sessions=sessions)
+    if state.get("trained"):  # stopped during the final evaluation: only that is left
+        import json
+
+        try:
+            summary = json.loads((out_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            raise UnetlabError(f"{out_dir / 'summary.json'}: missing or unreadable; the "
+                               "training summary of this run is needed") from None
+        return _finish(out_dir, cfg, state, summary, train_s=0.0,
+                       before_s=earlier + float(summary.get("elapsed_s") or 0.0),
+                       sessions=int(state.get("sessions", 1)), resumed=True)
+    trained_before = checkpoint_elapsed(out_dir)
+    started = time.perf_counter()
+    try:
+        summary = train(cfg, resume=True)
+    finally:  # a session counts when it trained (its checkpoint moved on)
+        if (checkpoint_elapsed(out_dir) or 0.0) > (trained_before or 0.0):
+            state["sessions"] = int(state.get("sessions", 1)) + 1
+        write_json(out_dir / FIT_STATE, state)
+    state["trained"] = True
+    write_json(out_dir / FIT_STATE, state)
+    train_s = time.perf_counter() - started
+    return _finish(out_dir, cfg, state, summary, train_s=train_s,
+                   before_s=earlier + (trained_before or 0.0),
+                   sessions=int(state.get("sessions", 1)), resumed=True)
+
+
+def has_checkpoint(out_dir: Path) -> bool:
+    """Whether the run has a ``checkpoints/last`` to resume (or the backup a save that
+    was cut short leaves, which the trainer also resumes from)."""
+    ckpt = Path(out_dir) / "checkpoints"
+    return (ckpt / "last").exists() or any(ckpt.glob(".last.old*"))
+
+
+def checkpoint_elapsed(out_dir: Path) -> float | None:
+    """The training seconds ``checkpoints/last`` records (None when unreadable)."""
+    import json
+
+    from ..training.checkpoint import STATE_FILE
+
+    try:
+        value = json.loads((Path(out_dir) / "checkpoints" / "last" / STATE_FILE)
+                           .read_text())["elapsed_s"]
+        return float(value)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 FIT_STATE = "fit.json"
@@ -103,8 +143,8 @@ def read_fit_state(out_dir: Path) -> dict:
     path = out_dir / FIT_STATE
     if not path.is_file():
         raise UnetlabError(f"{out_dir}: no {FIT_STATE}; --resume continues a run folder of "
-                           "`unetlab fit` that was interrupted (one made by unetlab 0.2 or "
-                           "later); for another run use `unetlab train --resume --out DIR`")
+                           "`unetlab fit` that was interrupted (made by this version of "
+                           "unetlab); for another run use `unetlab train --resume --out DIR`")
     try:
         state = json.loads(path.read_text())
         ok = (isinstance(state, dict) and isinstance(state.get("plan"), dict)
@@ -121,10 +161,11 @@ def read_fit_state(out_dir: Path) -> dict:
 
 
 def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
-            before_s: float, sessions: int) -> dict:
+            before_s: float, sessions: int, resumed: bool = False) -> dict:
     """Evaluate ``checkpoints/best`` at native resolution, measure TTA if the budget has
-    room, write report.json and report.md. ``before_s``: the command's time before this
-    session's training (planning; for a resume, the first session's planning)."""
+    room, write report.json and report.md. ``before_s``: the budget spent before this
+    session's training (planning; for a resume, also the training the checkpoint
+    records); ``train_s``: this session's training, wall clock."""
     from .. import load_model
     from .._io import atomic_write_text, write_json
     from ..compare.stats import machine_description
@@ -143,9 +184,7 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
     val = native_val_set(cfg)
     native = table = tta = None
     overlays = []
-    # the budget so far: planning, then the training over every session
-    spent = before_s + float(summary.get("elapsed_s") or train_s) if sessions > 1 \
-        else before_s + train_s
+    spent = before_s + train_s  # the budget so far: planning, training in every session
     if val is not None:
         t_eval = time.perf_counter()
         result = evaluate_model(model, val, boundary=False, scale=scale)
@@ -165,7 +204,9 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
         "expected": state.get("expected", {}),
         "training": {k: summary[k] for k in ("reason", "epochs", "steps", "elapsed_s",
                                              "best_metric", "best_value", "best_epoch")},
-        "timings": {**state["seconds"], "train_s": round(spent - before_s, 2),
+        "timings": {**state["seconds"],
+                    "train_s": round(spent - float(sum(state["seconds"].values()))
+                                     if resumed else train_s, 2),
                     "report_s": round(report_s, 2), "total_s": round(spent + report_s, 2)},
         "sessions": sessions,
         "val_training_scale": trained, "val_native": native, "val_native_tta": tta,
