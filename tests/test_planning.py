@@ -356,6 +356,11 @@ def test_fit_measures_tta_only_when_the_budget_leaves_time():
               "val_native_tta": {"measures": {"pixel_error": 0.07}, "transforms": 8,
                                  "seconds": 3.0}}
     assert "improves pixel_error" in tta_sentence(report) and "--tta" in tta_sentence(report)
+    assert "worse" not in tta_sentence(report)
+    report["val_native"].update(rand_error=0.089, miou=0.80, num_images=5)
+    report["val_native_tta"]["measures"].update(rand_error=0.162, miou=0.81, num_images=5)
+    assert "makes rand_error worse (0.0890 -> 0.1620)" in tta_sentence(report)
+    assert "miou" not in tta_sentence(report)                  # better, so not named
     report["val_native_tta"]["measures"]["pixel_error"] = 0.09        # lower is better
     assert "does not improve" in tta_sentence(report)
     report["val_native_tta"] = skipped

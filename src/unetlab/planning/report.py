@@ -138,8 +138,30 @@ def tta_sentence(report: dict) -> str:
     verb = "improves" if better else "does not improve"
     advice = ("predict with `unetlab predict --tta` for these numbers" if better
               else "predict without it")
+    worse = _worse_measures(native, with_tta, metric) if better else []
+    if worse:
+        advice = ("predict with `unetlab predict --tta` if " + metric + " is what matters, "
+                  "but it makes " + ", ".join(f"{m} worse ({a:.4f} -> {b:.4f})"
+                                             for m, a, b in worse))
     return (f"Test-time augmentation ({tta.get('mode', 'dihedral')}: {tta['transforms']} "
             f"views, {tta['seconds']:.0f}s) "
             f"{verb} {metric} on the validation images ({native[metric]:.4f} -> "
             f"{with_tta[metric]:.4f}): {advice}. One run on the split the checkpoint was "
             "chosen on, not a verdict.")
+
+
+def _worse_measures(native: dict, with_tta: dict, chosen: str, *, rel: float = 0.05):
+    """Other scalar measures that test-time augmentation moves the wrong way by more
+    than ``rel`` of their value: ``[(name, without, with)]``. A pixel-error gain can
+    come with a much worse Rand error (a membrane broken by averaging views)."""
+    out = []
+    for name in sorted(with_tta):
+        a, b = native.get(name), with_tta.get(name)
+        if name == chosen or name.startswith("num_") or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)):
+            continue
+        lower = "error" in name or "loss" in name
+        loss = (b - a) if lower else (a - b)
+        if loss > rel * max(abs(a), 1e-12):
+            out.append((name, float(a), float(b)))
+    return out
