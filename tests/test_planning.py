@@ -307,7 +307,7 @@ def test_a_saved_probe_without_modes_plans_full_precision():
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_amp_auto_on_a_cpu_uses_bf16_only_where_native(monkeypatch, bf16):
+def test_amp_auto_on_a_cpu_uses_bf16_only_where_native(monkeypatch, caplog, bf16):
     import torch
 
     import unetlab.inference.cpu as cpu
@@ -317,6 +317,9 @@ def test_amp_auto_on_a_cpu_uses_bf16_only_where_native(monkeypatch, bf16):
     monkeypatch.setattr(cpu, "cpu_features", lambda: features)
     assert resolve_amp("auto", torch.device("cpu")) == (torch.bfloat16 if bf16 else None)
     assert resolve_amp("none", torch.device("cpu")) is None
+    with caplog.at_level("WARNING", logger="unetlab.training.builder"):
+        assert resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16  # as asked, but
+    assert ("emulated" in caplog.text) == (not bf16)      # said where it is slow
 
 
 def test_a_saved_bf16_probe_is_refused_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys):

@@ -51,6 +51,14 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UnetlabError("train.amp='bf16' is not supported by this GPU; use 'fp16'")
+    if device.type == "cpu":
+        from ..inference.cpu import cpu_features
+
+        features = cpu_features()
+        if not features.bf16:  # e.g. a plan made on another machine
+            log.warning("train.amp='bf16' on a CPU without AVX512-BF16 or AMX (%s): bf16 is "
+                        "emulated here, several times slower than full precision; set "
+                        "train.amp=auto (or none) unless you mean to", features.describe())
     return torch.bfloat16
 
 
