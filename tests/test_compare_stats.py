@@ -89,3 +89,37 @@ def test_paired_images_separates_only_a_consistent_difference(tmp_path):
     assert abs(row["mean_diff"] - (0.05 + 0.01 * (0 + 1 + 2 + 0 + 1 + 2 + 0 + 1) / 8)) < 1e-9
     (row,) = paired.compare(a, noisy, ["miou"])
     assert not row["separated"] and row["interval"][0] < 0 < row["interval"][1]
+
+
+def test_seeds_compare_needs_the_difference_to_beat_the_seed_spread(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("seeds_compare",
+                                                      bench / "seeds_compare.py")
+        seeds = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(seeds)
+    finally:
+        sys.path.remove(str(bench))
+
+    base = [0.40, 0.55, 0.31, 0.62, 0.47, 0.52, 0.38, 0.44]
+
+    def write(name, shift):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("name,miou\n" + "".join(f"im{i},{v + shift}\n"
+                                                for i, v in enumerate(base)))
+        return path
+
+    a = [write("a0", 0.0), write("a1", 0.004), write("a2", -0.003)]
+    steady = [write("b0", 0.05), write("b1", 0.053), write("b2", 0.047)]
+    (row,) = seeds.compare(a, steady, ["miou"])
+    assert row["separated"] and row["bootstrap"][0] > 0 and row["welch"][0] > 0
+    assert abs(row["mean_diff"] - (0.05 - 0.001 / 3)) < 1e-9
+    # the same mean gain, but one seed of B is far off: the seeds do not carry it
+    spread = [write("c0", 0.15), write("c1", -0.03), write("c2", 0.03)]
+    (row,) = seeds.compare(a, spread, ["miou"])
+    assert not row["separated"] and row["welch"][0] < 0 < row["welch"][1]
