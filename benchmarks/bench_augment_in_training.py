@@ -62,13 +62,19 @@ def main(argv=None) -> int:
             print(f"bench_augment_in_training: {exc}", file=sys.stderr)
             return 2
         d = cfg.data
-        options = dict(d.options or {})
-        if d.scale not in (None, 1, 1.0):
-            options["scale"] = d.scale
+        if int(getattr(trainer.net, "spatial_dims", 2)) != 2:
+            print("bench_augment_in_training: 2-D configs only", file=sys.stderr)
+            return 2
+        base = dict(d.options or {})
+        options = {**base, "scale": d.scale} if d.scale != 1.0 else base
         loaders = {}
         for preset in args.presets:
             ds = build_dataset(d.dataset, d.root, split=d.split, cache=True,
                                transform=build_transforms(preset, d.tile_size), **options)
+            if len(ds) < d.batch_size:
+                print(f"bench_augment_in_training: {len(ds)} training items, fewer than "
+                      f"the batch of {d.batch_size}", file=sys.stderr)
+                return 2
             loaders[preset] = DataLoader(ds, batch_size=d.batch_size, shuffle=True,
                                          num_workers=0, drop_last=True)
         iters = {k: iter(v) for k, v in loaders.items()}
@@ -95,12 +101,15 @@ def main(argv=None) -> int:
                     batch = fixed if name == "network alone" else next_batch(name)
                     trainer.train_step(batch, first=True, last=True)
                 times[name].append((time.perf_counter() - t) / args.steps)
-        alone = {pr: measure_input(d.dataset, d.root, options, pr, d.tile_size,
+        # as the planner counts it: timed at scale 1, times scale squared
+        alone = {pr: measure_input(d.dataset, d.root, base, pr, d.tile_size,
                                    time_limit_s=2.0) for pr in args.presets}
+        alone = {pr: None if v is None else v * d.scale ** 2 for pr, v in alone.items()}
+        device = trainer.device.type
         trainer._close_workers()
 
     net = statistics.median(times["network alone"])
-    print(f"machine: {machine_description('cpu')}")
+    print(f"machine: {machine_description(device)}")
     print(f"config {args.config}: tile {d.tile_size}, batch {d.batch_size}, "
           f"{args.rounds} rounds x {args.steps} steps, median")
     print(f"{'':16s} {'ms a step':>10s} {'minus net':>10s} {'ms a tile':>10s} "
@@ -118,7 +127,7 @@ def main(argv=None) -> int:
                                    else planner * 1e3,
                                    "rounds_ms": [t * 1e3 for t in times[preset]]}
     if args.json is not None:
-        rows.update({"machine": machine_description("cpu"), "config": str(args.config),
+        rows.update({"machine": machine_description(device), "config": str(args.config),
                      "rounds": args.rounds, "steps": args.steps,
                      "network_rounds_ms": [t * 1e3 for t in times["network alone"]]})
         args.json.write_text(json.dumps(rows, indent=2))

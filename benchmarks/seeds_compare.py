@@ -63,8 +63,8 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float] | None
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     d = statistics.fmean(b) - statistics.fmean(a)
     se = math.sqrt(va + vb)
-    if se == 0:
-        return d, d
+    if se == 0:  # every run of both recipes gave the same mean: no spread to judge by
+        return None
     dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     t = stats.t.ppf(0.975, dof)
     return d - t * se, d + t * se
@@ -73,9 +73,14 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float] | None
 def compare(a_files: list[Path], b_files: list[Path], metrics) -> list[dict]:
     a_runs = [read_rows(p) for p in a_files]
     b_runs = [read_rows(p) for p in b_files]
+    if len(a_runs) < 2 or len(b_runs) < 2:
+        raise SystemExit("give at least two runs a side (for one run each: paired_images.py)")
     names = sorted(set.intersection(*(set(r) for r in a_runs + b_runs)))
     if not names:
         raise SystemExit("the files share no image names")
+    left = len(set.union(*(set(r) for r in a_runs + b_runs))) - len(names)
+    if left:
+        print(f"note: {left} image name(s) not in every file are left out", file=sys.stderr)
     out = []
     for key in metrics:
         a, b = _matrix(a_runs, names, key), _matrix(b_runs, names, key)
@@ -90,7 +95,7 @@ def compare(a_files: list[Path], b_files: list[Path], metrics) -> list[dict]:
                     "mean_diff": statistics.fmean(mb) - statistics.fmean(ma),
                     "bootstrap": boot, "welch": welch,
                     "separated": (boot[0] > 0 or boot[1] < 0)
-                    and (welch is None or welch[0] > 0 or welch[1] < 0)})
+                    and welch is not None and (welch[0] > 0 or welch[1] < 0)})
     return out
 
 

@@ -105,6 +105,7 @@ def test_seeds_compare_needs_the_difference_to_beat_the_seed_spread(tmp_path):
         spec.loader.exec_module(seeds)
     finally:
         sys.path.remove(str(bench))
+        sys.modules.pop("paired_images", None)
 
     base = [0.40, 0.55, 0.31, 0.62, 0.47, 0.52, 0.38, 0.44]
 
@@ -123,3 +124,4 @@ def test_seeds_compare_needs_the_difference_to_beat_the_seed_spread(tmp_path):
     spread = [write("c0", 0.15), write("c1", -0.03), write("c2", 0.03)]
     (row,) = seeds.compare(a, spread, ["miou"])
     assert not row["separated"] and row["welch"][0] < 0 < row["welch"][1]
+    assert row["bootstrap"][0] < 0          # the runs are resampled, not only the images

@@ -364,6 +364,9 @@ def test_fit_measures_tta_only_when_the_budget_leaves_time():
     report["val_native_tta"]["measures"].update(rand_error=0.162, miou=0.81, num_images=5)
     assert "makes rand_error worse (0.0890 -> 0.1620)" in tta_sentence(report)
     assert "miou" not in tta_sentence(report)                  # better, so not named
+    report["val_native"]["challenge_rand_threshold"] = 0.5     # a chosen threshold, not a
+    report["val_native_tta"]["measures"]["challenge_rand_threshold"] = 0.3  # measure
+    assert "threshold" not in tta_sentence(report)
     report["val_native_tta"]["measures"]["pixel_error"] = 0.09        # lower is better
     assert "does not improve" in tta_sentence(report)
     report["val_native_tta"] = skipped
@@ -541,3 +544,6 @@ def test_a_fit_interrupted_in_its_final_evaluation_resumes_without_training(
     assert main(["fit", "--resume", "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["training"]["steps"] == steps and report["val_native"] is not None
+    assert report["sessions"] == 1               # nothing was trained again
+    assert report["timings"]["train_s"] == pytest.approx(report["training"]["elapsed_s"],
+                                                         abs=0.01)

@@ -40,8 +40,8 @@ def _interrupt_hint(args) -> str | None:
     return None
 
 
-FIT_OUTPUTS = ("plan.yaml", "report.md", "report.json", "fingerprint.json", "probe.json",
-               "fit.json",
+FIT_OUTPUTS = ("fit.json", "plan.yaml", "report.md", "report.json", "fingerprint.json",
+               "probe.json",
                "overlays")
 
 
@@ -56,7 +56,10 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if not out.is_dir():
         raise UnetlabError(f"--out {out} exists and is not a folder")
     if not overwrite:
-        raise UnetlabError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        resumable = (out / "fit.json").is_file() and not (out / "report.json").is_file()
+        raise UnetlabError(f"{out} exists and is not empty; pass --overwrite to replace it"
+                           + (f", or continue the interrupted fit with: unetlab fit "
+                              f"--resume --out {out}" if resumable else ""))
     if not (out / "plan.yaml").is_file():
         raise UnetlabError(f"{out} is not a run folder of unetlab fit (no plan.yaml); "
                            "not replacing it")

@@ -68,11 +68,9 @@ def resume_fit(out_dir, *, progress: bool = True) -> dict:
     if (out_dir / "report.json").is_file():
         raise UnetlabError(f"{out_dir}: this fit has finished (report.json); nothing to "
                            "resume")
-    if not has_checkpoint(out_dir):
-        raise UnetlabError(f"{out_dir}: no checkpoints/last, so the fit stopped before its "
-                           "first checkpoint; start it again with --overwrite")
     if not (out_dir / "config.yaml").is_file():
-        raise UnetlabError(f"{out_dir}: no config.yaml; the training never started")
+        raise UnetlabError(f"{out_dir}: no config.yaml; the training never started, so "
+                           "start it again with --overwrite")
     data = read_yaml(out_dir / "config.yaml")
     if not isinstance(data, dict) or not isinstance(data.get("train"), dict) \
             or not isinstance(data.get("data"), dict):
@@ -85,31 +83,48 @@ def resume_fit(out_dir, *, progress: bool = True) -> dict:
         data["data"]["root"] = resolved  # resumed from another working folder
     cfg = config_from_dict(data)
     earlier = float(sum(state["seconds"].values()))
+    sessions = int(state.get("sessions", 1))
     if state.get("trained"):  # stopped during the final evaluation: only that is left
-        import json
-
-        try:
-            summary = json.loads((out_dir / "summary.json").read_text())
-        except (OSError, ValueError):
-            raise UnetlabError(f"{out_dir / 'summary.json'}: missing or unreadable; the "
-                               "training summary of this run is needed") from None
+        summary = _read_summary(out_dir)
         return _finish(out_dir, cfg, state, summary, train_s=0.0,
-                       before_s=earlier + float(summary.get("elapsed_s") or 0.0),
-                       sessions=int(state.get("sessions", 1)), resumed=True)
-    trained_before = checkpoint_elapsed(out_dir)
+                       before_s=earlier + float(summary["elapsed_s"]),
+                       sessions=sessions, resumed=True)
+    if not has_checkpoint(out_dir):
+        raise UnetlabError(f"{out_dir}: no checkpoints/last, so the fit stopped before its "
+                           "first checkpoint; start it again with --overwrite")
+    before = checkpoint_counters(out_dir)
     started = time.perf_counter()
     try:
         summary = train(cfg, resume=True)
-    finally:  # a session counts when it trained (its checkpoint moved on)
-        if (checkpoint_elapsed(out_dir) or 0.0) > (trained_before or 0.0):
-            state["sessions"] = int(state.get("sessions", 1)) + 1
-        write_json(out_dir / FIT_STATE, state)
+    finally:  # a session counts when it trained (its checkpoint's step moved on)
+        after = checkpoint_counters(out_dir)
+        if after and after[0] > (before[0] if before else 0):
+            state["sessions"] = sessions = sessions + 1
+            write_json(out_dir / FIT_STATE, state)
     state["trained"] = True
     write_json(out_dir / FIT_STATE, state)
     train_s = time.perf_counter() - started
     return _finish(out_dir, cfg, state, summary, train_s=train_s,
-                   before_s=earlier + (trained_before or 0.0),
-                   sessions=int(state.get("sessions", 1)), resumed=True)
+                   before_s=earlier + (before[1] if before else 0.0),
+                   sessions=sessions, resumed=True)
+
+
+def _read_summary(out_dir: Path) -> dict:
+    import json
+
+    path = out_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+        ok = isinstance(summary, dict) and all(
+            k in summary for k in ("reason", "epochs", "steps", "elapsed_s", "best_metric",
+                                   "best_value", "best_epoch")) \
+            and isinstance(summary["elapsed_s"], int | float)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise UnetlabError(f"{path}: missing, unreadable or edited; the training summary "
+                           "of this run is needed to report it")
+    return summary
 
 
 def has_checkpoint(out_dir: Path) -> bool:
@@ -119,18 +134,22 @@ def has_checkpoint(out_dir: Path) -> bool:
     return (ckpt / "last").exists() or any(ckpt.glob(".last.old*"))
 
 
-def checkpoint_elapsed(out_dir: Path) -> float | None:
-    """The training seconds ``checkpoints/last`` records (None when unreadable)."""
+def checkpoint_counters(out_dir: Path) -> tuple[int, float] | None:
+    """``(step, training seconds)`` that ``checkpoints/last`` records, or the newest
+    backup when a save was cut short; None when neither is readable."""
     import json
 
     from ..training.checkpoint import STATE_FILE
 
-    try:
-        value = json.loads((Path(out_dir) / "checkpoints" / "last" / STATE_FILE)
-                           .read_text())["elapsed_s"]
-        return float(value)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    ckpt = Path(out_dir) / "checkpoints"
+    backups = sorted(ckpt.glob(".last.old*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in [ckpt / "last", *backups]:
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+            return int(state["step"]), float(state["elapsed_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 FIT_STATE = "fit.json"
@@ -151,7 +170,9 @@ def read_fit_state(out_dir: Path) -> dict:
               and isinstance(state.get("seconds"), dict)
               and all(isinstance(v, int | float) for v in state["seconds"].values())
               and isinstance(state.get("budget_s"), int | float)
-              and isinstance(state.get("dataset"), str))
+              and isinstance(state.get("dataset"), str)
+              and isinstance(state.get("sessions", 1), int)
+              and not isinstance(state.get("sessions", 1), bool))
     except (OSError, ValueError):
         ok = False
     if not ok:

@@ -150,18 +150,24 @@ def tta_sentence(report: dict) -> str:
             "chosen on, not a verdict.")
 
 
+#: measures whose direction is known (anything else, e.g. a chosen threshold, is skipped)
+LOWER_IS_BETTER = frozenset({"pixel_error", "rand_error", "challenge_pixel_error",
+                             "challenge_rand_error", "loss", "val_loss", "mhd95"})
+HIGHER_IS_BETTER = frozenset({"miou", "mdice", "pixel_accuracy", "class_accuracy", "fwiou",
+                              "boundary_f1"})
+
+
 def _worse_measures(native: dict, with_tta: dict, chosen: str, *, rel: float = 0.05):
-    """Other scalar measures that test-time augmentation moves the wrong way by more
-    than ``rel`` of their value: ``[(name, without, with)]``. A pixel-error gain can
-    come with a much worse Rand error (a membrane broken by averaging views)."""
+    """Other measures (of known direction) that test-time augmentation moves the wrong
+    way by more than ``rel`` of their value: ``[(name, without, with)]``. A pixel-error
+    gain can come with a much worse Rand error (a membrane broken by averaging views)."""
     out = []
-    for name in sorted(with_tta):
+    for name in sorted(LOWER_IS_BETTER | HIGHER_IS_BETTER):
         a, b = native.get(name), with_tta.get(name)
-        if name == chosen or name.startswith("num_") or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)):
+        if name == chosen or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                     for v in (a, b)):
             continue
-        lower = "error" in name or "loss" in name
-        loss = (b - a) if lower else (a - b)
+        loss = (b - a) if name in LOWER_IS_BETTER else (a - b)
         if loss > rel * max(abs(a), 1e-12):
             out.append((name, float(a), float(b)))
     return out
