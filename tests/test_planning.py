@@ -519,7 +519,7 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path, capsys, monkeypatch):
     assert main(["fit", "--resume", "--out", str(tmp_path)]) == 2  # not a fit run folder
     assert "no fit.json" in capsys.readouterr().err
     assert main(["fit", "--out", str(tmp_path / "x")]) == 2
-    assert "--dataset and --budget required" in capsys.readouterr().err
+    assert "--dataset and --budget are required" in capsys.readouterr().err
 
 
 def test_a_fit_interrupted_in_its_final_evaluation_resumes_without_training(

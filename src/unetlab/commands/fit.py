@@ -94,7 +94,8 @@ def run(args) -> int:
         missing = [f for f, v in (("--dataset", args.dataset), ("--budget", args.budget))
                    if v is None]
         if missing:
-            raise UnetlabError(f"{' and '.join(missing)} required (or --resume with --out)")
+            raise UnetlabError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                               "required (or --resume with --out)")
         options, budget = planning_inputs(args)
         _check_out(args.out, args.overwrite)
         report = fit(args.dataset, args.data, budget, args.out, options=options,
