@@ -12,8 +12,10 @@ import torch
 import unetlab
 from unetlab.errors import UnetlabError
 from unetlab.training.checkpoint import (
+    checkpoint_exists,
     flatten_optimizer_state,
     load_checkpoint,
+    read_checkpoint_state,
     save_checkpoint,
     unflatten_optimizer_state,
 )
@@ -111,7 +113,13 @@ def test_interrupted_swap_is_recovered_and_failed_write_keeps_old(tmp_path, monk
     path = save_checkpoint(tmp_path / "last", model=tiny(), state={"epoch": 1})
     # a crash between the two renames leaves only the old folder aside
     path.rename(tmp_path / ".last.old999")
+    assert checkpoint_exists(tmp_path / "last") and not (tmp_path / "last").exists()
+    assert read_checkpoint_state(tmp_path / "last")["epoch"] == 1   # recovered, no weights
+    assert (tmp_path / "last").is_dir() and not list(tmp_path.glob(".last.old*"))
+    path.rename(tmp_path / ".last.old999")
     assert load_checkpoint(tmp_path / "last")["epoch"] == 1
+    assert not checkpoint_exists(tmp_path / "nothing")
+    assert read_checkpoint_state(tmp_path / "nothing") is None
     # a full disk during the write: one-line error, previous checkpoint untouched
     import unetlab.training.checkpoint as ck
 

@@ -40,8 +40,9 @@ def _interrupt_hint(args) -> str | None:
     return None
 
 
-FIT_OUTPUTS = ("fit.json", "plan.yaml", "report.md", "report.json", "fingerprint.json",
-               "probe.json",
+# after planning's fit.json (FIT_STATE, removed first: a half-removed folder is then no
+# run to resume)
+FIT_OUTPUTS = ("plan.yaml", "report.md", "report.json", "fingerprint.json", "probe.json",
                "overlays")
 
 
@@ -49,6 +50,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse an existing, non-empty RUN_DIR unless ``--overwrite``; with it, only what
     fit and its training wrote is removed (other files in the folder stay)."""
     from ..errors import UnetlabError
+    from ..planning.fit import FIT_STATE
     from ..training.trainer import RUN_OUTPUTS
 
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -56,14 +58,14 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if not out.is_dir():
         raise UnetlabError(f"--out {out} exists and is not a folder")
     if not overwrite:
-        resumable = (out / "fit.json").is_file() and not (out / "report.json").is_file()
+        resumable = (out / FIT_STATE).is_file() and not (out / "report.json").is_file()
         raise UnetlabError(f"{out} exists and is not empty; pass --overwrite to replace it"
                            + (f", or continue the interrupted fit with: unetlab fit "
                               f"--resume --out {out}" if resumable else ""))
     if not (out / "plan.yaml").is_file():
         raise UnetlabError(f"{out} is not a run folder of unetlab fit (no plan.yaml); "
                            "not replacing it")
-    for name in FIT_OUTPUTS + RUN_OUTPUTS:
+    for name in (FIT_STATE, *FIT_OUTPUTS, *RUN_OUTPUTS):
         target = out / name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)

@@ -40,7 +40,7 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
     write_json(out_dir / "probe.json", planned.probe)
     state = {"version": 1, "dataset": dataset, "data": None if root is None else str(root),
              "data_resolved": None if root is None else str(Path(root).resolve()),
-             "options": {k: v for k, v in (options or {}).items()},
+             "options": dict(options or {}),
              "budget_s": budget_s, "device": str(dev), "seed": seed,
              "plan": plan.config, "reasons": plan.reasons, "expected": plan.expected,
              "seconds": planned.seconds,
@@ -50,8 +50,8 @@ def fit(dataset: str, root, budget_s: float, out_dir, *, options: dict | None = 
     t_train = time.perf_counter()
     summary = train(cfg)
     write_json(out_dir / FIT_STATE, {**state, "trained": True})
-    return _finish(out_dir, cfg, state, summary, train_s=time.perf_counter() - t_train,
-                   before_s=t_train - started, sessions=1)
+    return _finish(out_dir, cfg, state, summary, planning_s=t_train - started,
+                   trained_s=time.perf_counter() - t_train, sessions=1)
 
 
 def resume_fit(out_dir, *, progress: bool = True) -> dict:
@@ -86,9 +86,8 @@ def resume_fit(out_dir, *, progress: bool = True) -> dict:
     sessions = int(state.get("sessions", 1))
     if state.get("trained"):  # stopped during the final evaluation: only that is left
         summary = _read_summary(out_dir)
-        return _finish(out_dir, cfg, state, summary, train_s=0.0,
-                       before_s=earlier + float(summary["elapsed_s"]),
-                       sessions=sessions, resumed=True)
+        return _finish(out_dir, cfg, state, summary, planning_s=earlier,
+                       trained_s=float(summary["elapsed_s"]), sessions=sessions)
     if not has_checkpoint(out_dir):
         raise UnetlabError(f"{out_dir}: no checkpoints/last, so the fit stopped before its "
                            "first checkpoint; start it again with --overwrite")
@@ -103,10 +102,9 @@ def resume_fit(out_dir, *, progress: bool = True) -> dict:
             write_json(out_dir / FIT_STATE, state)
     state["trained"] = True
     write_json(out_dir / FIT_STATE, state)
-    train_s = time.perf_counter() - started
-    return _finish(out_dir, cfg, state, summary, train_s=train_s,
-                   before_s=earlier + (before[1] if before else 0.0),
-                   sessions=sessions, resumed=True)
+    trained_s = (before[1] if before else 0.0) + time.perf_counter() - started
+    return _finish(out_dir, cfg, state, summary, planning_s=earlier, trained_s=trained_s,
+                   sessions=sessions)
 
 
 def _read_summary(out_dir: Path) -> dict:
@@ -128,28 +126,22 @@ def _read_summary(out_dir: Path) -> dict:
 
 
 def has_checkpoint(out_dir: Path) -> bool:
-    """Whether the run has a ``checkpoints/last`` to resume (or the backup a save that
-    was cut short leaves, which the trainer also resumes from)."""
-    ckpt = Path(out_dir) / "checkpoints"
-    return (ckpt / "last").exists() or any(ckpt.glob(".last.old*"))
+    """Whether the run has a ``checkpoints/last`` the trainer can resume from."""
+    from ..training.checkpoint import checkpoint_exists
+
+    return checkpoint_exists(Path(out_dir) / "checkpoints" / "last")
 
 
 def checkpoint_counters(out_dir: Path) -> tuple[int, float] | None:
-    """``(step, training seconds)`` that ``checkpoints/last`` records, or the newest
-    backup when a save was cut short; None when neither is readable."""
-    import json
+    """``(step, training seconds)`` that ``checkpoints/last`` records; None when it is
+    missing or unreadable."""
+    from ..training.checkpoint import read_checkpoint_state
 
-    from ..training.checkpoint import STATE_FILE
-
-    ckpt = Path(out_dir) / "checkpoints"
-    backups = sorted(ckpt.glob(".last.old*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for folder in [ckpt / "last", *backups]:
-        try:
-            state = json.loads((folder / STATE_FILE).read_text())
-            return int(state["step"]), float(state["elapsed_s"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
+    state = read_checkpoint_state(Path(out_dir) / "checkpoints" / "last")
+    try:
+        return int(state["step"]), float(state["elapsed_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 FIT_STATE = "fit.json"
@@ -181,12 +173,13 @@ def read_fit_state(out_dir: Path) -> dict:
     return state
 
 
-def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
-            before_s: float, sessions: int, resumed: bool = False) -> dict:
+def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, planning_s: float,
+            trained_s: float, sessions: int) -> dict:
     """Evaluate ``checkpoints/best`` at native resolution, measure TTA if the budget has
-    room, write report.json and report.md. ``before_s``: the budget spent before this
-    session's training (planning; for a resume, also the training the checkpoint
-    records); ``train_s``: this session's training, wall clock."""
+    room, write report.json and report.md. ``planning_s``: the budget spent before
+    training (fingerprint, probe, the plan's files); ``trained_s``: the budget spent
+    training, over every session (this session's wall clock plus what the checkpoint it
+    resumed from records)."""
     from .. import load_model
     from .._io import atomic_write_text, write_json
     from ..compare.stats import machine_description
@@ -205,7 +198,7 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
     val = native_val_set(cfg)
     native = table = tta = None
     overlays = []
-    spent = before_s + train_s  # the budget so far: planning, training in every session
+    spent = planning_s + trained_s  # the budget so far
     if val is not None:
         t_eval = time.perf_counter()
         result = evaluate_model(model, val, boundary=False, scale=scale)
@@ -226,8 +219,7 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, train_s: float,
         "training": {k: summary[k] for k in ("reason", "epochs", "steps", "elapsed_s",
                                              "best_metric", "best_value", "best_epoch")},
         "timings": {**state["seconds"],
-                    "train_s": round(spent - float(sum(state["seconds"].values()))
-                                     if resumed else train_s, 2),
+                    "train_s": round(trained_s, 2),
                     "report_s": round(report_s, 2), "total_s": round(spent + report_s, 2)},
         "sessions": sessions,
         "val_training_scale": trained, "val_native": native, "val_native_tta": tta,

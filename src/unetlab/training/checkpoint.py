@@ -154,6 +154,29 @@ def _recover(path: Path) -> Path:
     return path
 
 
+def checkpoint_exists(path) -> bool:
+    """Whether a checkpoint can be loaded from ``path``: the folder itself, or the backup
+    that a write cut short between its two renames leaves (:func:`load_checkpoint` puts
+    it back). Reads nothing and moves nothing."""
+    path = Path(path)
+    return path.exists() or (path.parent.is_dir()
+                             and any(path.parent.glob(f".{path.name}.old*")))
+
+
+def read_checkpoint_state(path) -> dict | None:
+    """The JSON state (epoch, step, elapsed_s, ...) of the checkpoint at ``path``, without
+    its weights, after the same recovery as :func:`load_checkpoint`; None when there is
+    no readable one."""
+    path = Path(path)
+    if not checkpoint_exists(path):
+        return None
+    try:
+        state = json.loads((_recover(path) / STATE_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def load_checkpoint(path, *, model=None, optimizer=None, restore_rng_state: bool = True,
                     map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint folder; load weights/optimizer into the given objects.

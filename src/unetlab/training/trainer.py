@@ -33,7 +33,7 @@ from ..errors import UnetlabError
 from ..limits import pixel_limit
 from ..models.geometry import geometry_of
 from . import builder, distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from .evaluation import crop_targets
 from .logger import RunLogger
 from .sampler import EpochSampler, SeededSampler
@@ -567,7 +567,7 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.ckpt_dir / "last"
-        if not path.exists() and not any(self.ckpt_dir.glob(".last.old*")):
+        if not checkpoint_exists(path):
             raise UnetlabError(f"cannot resume: no checkpoint at {path}")
         state = load_checkpoint(path, model=self.net, optimizer=self.optimizer,
                                 map_location=self.device)
