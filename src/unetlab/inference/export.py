@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UnetlabError
 from ..models.geometry import geometry_of
 
 log = logging.getLogger(__name__)
@@ -321,9 +322,16 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int
     model = model.eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
-        torch.onnx.export(model, (example.to(_device_of(model)),), buf, dynamo=False,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes}, opset_version=opset)
+        try:
+            torch.onnx.export(model, (example.to(_device_of(model)),), buf, dynamo=False,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": axes, "logits": axes},
+                              opset_version=opset)
+        except Exception as exc:  # the tracer and exporter raise many kinds
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UnetlabError(f"{type(model).__name__} could not be exported to ONNX "
+                               f"({type(exc).__name__}: {first[:200]}); use backend "
+                               f"'torch' or 'eager'") from exc
     data = buf.getvalue()
     if card is not None:
         data = _with_metadata(data, {"unetlab_card": card})

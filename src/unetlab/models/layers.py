@@ -6,12 +6,12 @@ branch on ``if is3d``.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
-_MAX_UNPOOL = {1: nn.MaxUnpool1d, 2: nn.MaxUnpool2d, 3: nn.MaxUnpool3d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 _DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}
@@ -43,7 +43,53 @@ def max_pool(spatial_dims: int) -> type[nn.Module]:
 
 
 def max_unpool(spatial_dims: int) -> type[nn.Module]:
+    """PyTorch's max-unpooling with one difference: traced (ONNX export) it scatters
+    instead, since PyTorch's unpooling checks its output size with Python conditions
+    that fail on a traced size (every SegNet export failed on them)."""
     return _MAX_UNPOOL[spatial_dims]
+
+
+class _TraceableUnpool:
+    """Mixin of the unpooling classes below (see :func:`max_unpool`)."""
+
+    def forward(self, x, indices, output_size=None):
+        if not torch.jit.is_tracing():
+            return super().forward(x, indices, output_size=output_size)
+        n = x.dim() - 2
+        if output_size is not None:
+            size = tuple(output_size[-n:])
+        else:
+            size = tuple((s - 1) * st - 2 * p + k for s, st, p, k in zip(
+                x.shape[2:], _triple(self.stride, n), _triple(self.padding, n),
+                _triple(self.kernel_size, n)))
+        return scatter_unpool(x, indices, size)
+
+
+class MaxUnpool1d(_TraceableUnpool, nn.MaxUnpool1d):
+    pass
+
+
+class MaxUnpool2d(_TraceableUnpool, nn.MaxUnpool2d):
+    pass
+
+
+class MaxUnpool3d(_TraceableUnpool, nn.MaxUnpool3d):
+    pass
+
+
+_MAX_UNPOOL = {1: MaxUnpool1d, 2: MaxUnpool2d, 3: MaxUnpool3d}
+
+
+def _triple(value, n: int) -> tuple:
+    return tuple(value) if isinstance(value, tuple | list) else (value,) * n
+
+
+def scatter_unpool(x: torch.Tensor, indices: torch.Tensor, size) -> torch.Tensor:
+    """Max-unpooling as a scatter: ``indices`` number the positions of each (sample,
+    channel) plane of the ``size``-shaped output, as max-pooling returns them."""
+    n, c = x.shape[:2]
+    flat = x.new_zeros((n, c, *size)).flatten(2)
+    return flat.scatter(2, indices.flatten(2), x.flatten(2)).view(n, c, *size)
 
 
 def dropout(spatial_dims: int, p: float) -> nn.Module:

@@ -1,0 +1,121 @@
+"""What the exported graph contains: no no-op crops on the skip paths, unpooling that
+exports (SegNet), and a one-line error for a model that cannot be exported."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+from torch import nn
+
+import unetlab
+from unetlab.cli import main
+from unetlab.errors import UnetlabError
+from unetlab.inference import optimize_for_inference
+from unetlab.inference.export import onnx_bytes
+from unetlab.models.layers import max_unpool, scatter_unpool
+
+
+def _ops(model) -> collections.Counter:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load_from_string(onnx_bytes(model.eval())).graph
+    return collections.Counter(node.op_type for node in graph.node)
+
+
+def _net(name, **options):
+    torch.manual_seed(0)
+    return unetlab.create_model(name, in_channels=1, num_classes=3, **options).eval()
+
+
+def test_same_padding_skip_paths_carry_no_slice():
+    """Every skip map of a same-padding U-Net already has the decoder's size: the
+    export must not crop it (such Slices cost OpenVINO's int8 graph a third of its
+    time). What is left is the crop of the output back to the input's size, one Slice
+    however deep the network."""
+    shallow = _ops(_net("unet", channels=(4, 8)))
+    deep = _ops(_net("unet", channels=(4, 8, 16, 32, 64)))
+    assert deep["Slice"] == shallow["Slice"] <= 2
+    assert _ops(_net("resunet", channels=(4, 8, 16, 32)))["Slice"] <= 2
+
+
+def test_valid_padding_still_crops_when_exported():
+    ort = pytest.importorskip("onnxruntime")
+    model = _net("unet", channels=(4, 8, 16), padding="valid", norm=None)
+    assert _ops(model)["Slice"] > 2  # the paper's crops are real here
+    session = ort.InferenceSession(onnx_bytes(model), providers=["CPUExecutionProvider"])
+    for size in (60, 92):  # valid sizes for 3 levels (the example traced another)
+        x = torch.rand(1, 1, size, size)
+        (y,) = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            ref = model(x)
+        assert y.shape == tuple(ref.shape) and abs(y - ref.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_scatter_unpool_is_max_unpool(dims):
+    pool = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](2, 2, return_indices=True)
+    size = (6, 10, 4)[:dims]
+    x = torch.randn(2, 3, *size)
+    y, idx = pool(x)
+    expected = max_unpool(dims)(2, 2)(y, idx, output_size=size)
+    assert torch.equal(scatter_unpool(y, idx, size), expected)
+    assert expected.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name,options", [
+    ("segnet_basic", {}),
+    ("segnet", {"width": 0.125}),
+    ("unet", {"channels": (4, 8, 16), "upsample": "unpool"}),
+])
+def test_unpooling_models_export_and_agree(name, options):
+    """SegNet's unpooling used to fail to export (a traced size in PyTorch's own size
+    check), so the CLI's default backend crashed on every SegNet model."""
+    pytest.importorskip("onnxruntime")
+    model = _net(name, **options)
+    x = torch.rand(2, 1, 70, 90)  # not a multiple of the pooling: padded and cropped
+    with torch.no_grad():
+        ref = model(x)
+    for backend in ("onnxruntime", "auto"):
+        fast = optimize_for_inference(model, backend=backend)
+        assert (fast(x) - ref).abs().max() < 1e-4, backend
+
+
+class _Untraceable(nn.Module):
+    """A model whose export fails the way third-party layers can (a TypeError)."""
+
+    in_channels, num_classes, spatial_dims = 1, 2, 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        if torch.jit.is_tracing():
+            raise TypeError("cond must be a bool, but got a Tensor")
+        return self.conv(x)
+
+
+def test_a_model_that_cannot_be_exported_is_a_one_line_error_and_auto_falls_back():
+    model = _Untraceable().eval()
+    with pytest.raises(UnetlabError, match="could not be exported to ONNX") as err:
+        optimize_for_inference(model, backend="onnxruntime")
+    assert "\n" not in str(err.value)
+    fast = optimize_for_inference(model, backend="auto")
+    assert fast.backend in ("torch", "eager")
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x), atol=1e-5)
+
+
+def test_export_command_on_an_unexportable_model_is_one_line(tmp_path, capsys, monkeypatch):
+    ckpt = unetlab.save_model(_net("unet", channels=(4, 8)), tmp_path / "m.safetensors")
+
+    def refuse(*args, **kwargs):
+        raise TypeError("an exporter failure\nsecond line")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    rc = main(["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "could not be exported to ONNX" in err[0]
+    assert not (tmp_path / "m.onnx").exists()
