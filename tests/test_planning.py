@@ -187,6 +187,9 @@ def test_fit_runs_end_to_end(tmp_path, capsys):
     assert tta["mode"] == "flips" and tta["transforms"] == 4  # `light`: its 4 flips
     assert ("measures" in tta) != ("skipped" in tta)
     assert "Test-time augmentation" in text
+    sel = report["selection"]                 # how best was chosen, and what last scored
+    assert sel["metric"] == "pixel_error" and sel["validations"] >= 1
+    assert sel["last_step"] == report["training"]["steps"]   # the trainer validates last
     assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
     assert list((out / "overlays").glob("*_overlay.png"))
     assert load_config(out / "plan.yaml").data.dataset == "membranes"
@@ -547,3 +550,24 @@ def test_a_fit_interrupted_in_its_final_evaluation_resumes_without_training(
     assert report["sessions"] == 1               # nothing was trained again
     assert report["timings"]["train_s"] == pytest.approx(report["training"]["elapsed_s"],
                                                          abs=0.01)
+
+
+def test_the_report_says_how_best_was_chosen_and_what_last_scored():
+    from unetlab.planning.report import selection, selection_sentence
+
+    history = [{"step": 5, "train_loss": 0.9},                  # a training-only row
+               {"step": 10, "pixel_error": 0.09}, {"step": 20, "pixel_error": 0.07},
+               {"step": 30, "pixel_error": 0.08}]
+    sel = selection(history, "pixel_error", "min")
+    assert sel == {"metric": "pixel_error", "validations": 3, "best_step": 20, "best": 0.07,
+                   "last_step": 30, "last": 0.08}
+    text = selection_sentence({"selection": sel, "training": {"steps": 30}})
+    assert "best pixel_error of 3 validations" in text and "step 20, 0.0700" in text
+    assert "(step 30, the weights in checkpoints/last) scored 0.0800" in text
+    text = selection_sentence({"selection": sel, "training": {"steps": 31}})
+    assert "(step 30) scored 0.0800" in text                # last validation != last step
+    up = selection([*history[:2], {"step": 20, "miou": 0.5}, {"step": 30, "miou": 0.6}],
+                   "miou", "max")
+    assert "no choice among them" in selection_sentence({"selection": up, "training": {}})
+    assert selection(history[:1], "pixel_error", "min") is None
+    assert selection_sentence({"selection": {**sel, "validations": 1}}) == ""

@@ -185,7 +185,7 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, planning_s: float
     from ..compare.stats import machine_description
     from ..training.builder import best_mode
     from ..training.evaluation import evaluate_model, format_table
-    from .report import best_row, format_report, native_val_set, write_overlays
+    from .report import best_row, format_report, native_val_set, selection, write_overlays
 
     t_report = time.perf_counter()
     budget_s = float(state["budget_s"])
@@ -208,7 +208,8 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, planning_s: float
         overlays = write_overlays(model, val, out_dir / "overlays", scale=scale)
         tta = _tta_if_time(model, val, scale, eval_s,
                            budget_s - spent - (time.perf_counter() - t_report))
-    trained = best_row(_history(out_dir), cfg.train.best_metric, best_mode(cfg))
+    history = _history(out_dir)
+    trained = best_row(history, cfg.train.best_metric, best_mode(cfg))
     report_s = time.perf_counter() - t_report
     report = {
         "dataset": state["dataset"], "data": state.get("data"),
@@ -223,6 +224,7 @@ def _finish(out_dir: Path, cfg, state: dict, summary: dict, *, planning_s: float
                     "report_s": round(report_s, 2), "total_s": round(spent + report_s, 2)},
         "sessions": sessions,
         "val_training_scale": trained, "val_native": native, "val_native_tta": tta,
+        "selection": selection(history, cfg.train.best_metric, best_mode(cfg)),
         "overlays": overlays,
         "class_names": list(state.get("class_names") or []),
     }

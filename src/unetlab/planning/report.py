@@ -43,6 +43,42 @@ def best_row(history: list[dict], metric: str, mode: str) -> dict | None:
     return pick(rows, key=lambda r: r[metric])
 
 
+def selection(history: list[dict], metric: str, mode: str) -> dict | None:
+    """How ``checkpoints/best`` was chosen: among how many validations on the same images,
+    at which step, and what the last validation scored (None without validations).
+    The best of many noisy validations on one split leans optimistic on that split; the
+    last is the number chosen on nothing."""
+    rows = [r for r in history if isinstance(r.get(metric), int | float)]
+    best = best_row(rows, metric, mode)
+    if best is None:
+        return None
+    last = rows[-1]
+    return {"metric": metric, "validations": len(rows), "best_step": best.get("step"),
+            "best": best[metric], "last_step": last.get("step"), "last": last[metric]}
+
+
+def selection_sentence(report: dict) -> str:
+    """One sentence on what choosing ``best`` on the validation images means here."""
+    sel = report.get("selection")
+    if not sel or sel["validations"] < 2:
+        return ""
+    best, last = _step(sel["best_step"]), _step(sel["last_step"])
+    if best == last:
+        return (f"checkpoints/best is the last of {sel['validations']} validations on these "
+                f"images (step {last}), so no choice among them flatters it.")
+    final = ", the weights in checkpoints/last" if last == _step(
+        report.get("training", {}).get("steps")) else ""
+    return (f"checkpoints/best is the best {sel['metric']} of {sel['validations']} "
+            f"validations on these same images (step {best}, {sel['best']:.4f} at the "
+            f"model's scale), so its numbers lean optimistic here; the last validation "
+            f"(step {last}{final}) scored {sel['last']:.4f}. For a number that nothing was "
+            f"chosen on, evaluate on images outside the validation split.")
+
+
+def _step(value) -> str:
+    return "?" if not isinstance(value, int | float) else str(int(value))
+
+
 def write_overlays(model, dataset, out: Path, *, scale: float, count: int = OVERLAYS) -> list:
     """``<name>_overlay.png`` for the first ``count`` validation images."""
     import torch
@@ -114,7 +150,9 @@ def format_report(report: dict, table: str | None) -> str:
             if with_tta:
                 extra = " - |" if with_tta.get(k) is None else f" {with_tta[k]:.4f} |"
             lines.append(f"| {k} | {tv} | {native[k]:.4f} |{extra}")
-        lines += ["", tta_sentence(report), "", "Per class at native resolution:", "",
+        chosen = selection_sentence(report)
+        lines += ["", tta_sentence(report)] + (["", chosen] if chosen else []) + [
+                  "", "Per class at native resolution:", "",
                   "```", table or "", "```"]
     else:
         lines.append("No validation split: no measures.")
