@@ -7,7 +7,11 @@ quantization calibrated on 4 random inputs, the runners interleaved ``--rounds``
 unquantized (f32, or bf16 on CPUs that have it). Argmax agreement with the fp32 folded
 graph is printed too (random weights: a sanity check, not an accuracy measure).
 
-    python benchmarks/bench_int8_variants.py --sizes 256 512 --json int8_variants.json
+``--old-graph`` adds the two main runners on the graph as exported before session 24,
+when every skip map went through a no-op crop (a Slice in the exported graph), to
+measure in one run what removing it bought.
+
+    python benchmarks/bench_int8_variants.py --sizes 256 512 --old-graph --json int8_variants.json
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--old-graph", action="store_true",
+                   help="also time the graph with the no-op skip crops of before session 24")
     args = p.parse_args(argv)
 
     import nncf
@@ -80,6 +86,19 @@ def main(argv=None) -> int:
                                                                      validate=False))
 
         both, none = quantized(("first", "last")), quantized(())
+        old = {}
+        if args.old_graph:
+            with _always_crop():
+                old_plain = ov.convert_model(io.BytesIO(onnx_bytes(copy.deepcopy(model).eval())))
+                old_folded = convert(fold_batch_norm(copy.deepcopy(model)).eval())
+            old_convs = _conv_names(old_folded)
+            with _quiet_nncf(nncf):
+                old["old_graph_ov_plain_int8"] = compiled(nncf.quantize(
+                    old_plain, nncf.Dataset(calib), subset_size=4), latency=False)
+                old["old_graph_ours_keep_first_last_f32"] = compiled(nncf.quantize(
+                    old_folded, nncf.Dataset(calib), subset_size=4,
+                    ignored_scope=nncf.IgnoredScope(names=[old_convs[0], old_convs[-1]],
+                                                    validate=False)), "f32")
         runners = {"ov_plain_int8": compiled(plain, latency=False),
                    "ours_keep_first_last_f32": compiled(both, "f32"),
                    "ours_all_int8_f32": compiled(none, "f32"),
@@ -88,6 +107,7 @@ def main(argv=None) -> int:
         if bf16:
             runners["ours_keep_first_last_bf16hint"] = compiled(both, "bf16")
             runners["ours_all_int8_bf16hint"] = compiled(none, "bf16")
+        runners.update(old)
         reference = compiled(folded, "f32")(x).argmax(1)
         agree = {k: float((f(x).argmax(1) == reference).mean()) for k, f in runners.items()}
         times = {k: [] for k in runners}
@@ -106,6 +126,26 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def _always_crop():
+    """The U-Net's skip crop as it was before session 24: a slice even when the sizes
+    already match (so the traced graph carries a Slice on every skip path)."""
+    import contextlib
+    from unittest import mock
+
+    import unetlab.models.unet as unet_module
+
+    def crop(x, size):
+        slices = [slice(None), slice(None)]
+        for have, want in zip(x.shape[2:], size):
+            start = (have - want) // 2
+            slices.append(slice(start, start + want))
+        return x[tuple(slices)]
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(unet_module, "center_crop", crop))
+    return stack
 
 
 if __name__ == "__main__":
