@@ -125,3 +125,29 @@ def test_seeds_compare_needs_the_difference_to_beat_the_seed_spread(tmp_path):
     (row,) = seeds.compare(a, spread, ["miou"])
     assert not row["separated"] and row["welch"][0] < 0 < row["welch"][1]
     assert row["bootstrap"][0] < 0          # the runs are resampled, not only the images
+
+
+def test_val_curve_reads_validations_and_splits_them_by_fifths(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "val_curve", Path(__file__).parents[1] / "benchmarks" / "val_curve.py")
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = ["epoch,step,train_loss,pixel_error"]
+    rows += [f"{i},{i * 10},0.5," + (f"{0.2 - i * 0.01:.2f}" if i % 2 else "")
+             for i in range(1, 11)]                    # validations at the odd epochs
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    points = curve.validations(run, "pixel_error")
+    assert points[0] == (10, 0.19) and points[-1] == (90, 0.11) and len(points) == 5
+    parts = curve.by_part(points, "min")                 # fifths of step 90: 18 steps each
+    assert [p[2] for p in parts] == [1, 1, 1, 1, 1]
+    assert parts[-1][0] == pytest.approx(0.11) and parts[0][0] == pytest.approx(0.19)
+    assert curve.by_part(points, "max")[0][0] == pytest.approx(0.19)
+    assert curve.main([str(run)]) == 0
+    assert "| 90 | 5 | 0.1100 |" in capsys.readouterr().out
+    assert curve.main([str(run), "--metric", "miou"]) == 2          # no such column
+    assert curve.main([str(tmp_path / "missing")]) == 2
