@@ -131,7 +131,6 @@ def main(argv=None) -> int:
 def _always_crop():
     """The U-Net's skip crop as it was before session 24: a slice even when the sizes
     already match (so the traced graph carries a Slice on every skip path)."""
-    import contextlib
     from unittest import mock
 
     import unetlab.models.unet as unet_module
@@ -143,9 +142,7 @@ def _always_crop():
             slices.append(slice(start, start + want))
         return x[tuple(slices)]
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(mock.patch.object(unet_module, "center_crop", crop))
-    return stack
+    return mock.patch.object(unet_module, "center_crop", crop)
 
 
 if __name__ == "__main__":

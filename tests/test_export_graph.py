@@ -4,6 +4,7 @@ exports (SegNet), and a one-line error for a model that cannot be exported."""
 from __future__ import annotations
 
 import collections
+import warnings
 
 import pytest
 import torch
@@ -17,9 +18,9 @@ from unetlab.inference.export import onnx_bytes
 from unetlab.models.layers import max_unpool, scatter_unpool
 
 
-def _ops(model) -> collections.Counter:
+def _ops(model, **kwargs) -> collections.Counter:
     onnx = pytest.importorskip("onnx")
-    graph = onnx.load_from_string(onnx_bytes(model.eval())).graph
+    graph = onnx.load_from_string(onnx_bytes(model.eval(), **kwargs)).graph
     return collections.Counter(node.op_type for node in graph.node)
 
 
@@ -31,12 +32,14 @@ def _net(name, **options):
 def test_same_padding_skip_paths_carry_no_slice():
     """Every skip map of a same-padding U-Net already has the decoder's size: the
     export must not crop it (such Slices cost OpenVINO's int8 graph a third of its
-    time). What is left is the crop of the output back to the input's size, one Slice
-    however deep the network."""
+    time). What is left is the same however deep the network: the input's padding to
+    the pooling multiple and the output's crop back to the input's size."""
     shallow = _ops(_net("unet", channels=(4, 8)))
     deep = _ops(_net("unet", channels=(4, 8, 16, 32, 64)))
-    assert deep["Slice"] == shallow["Slice"] <= 2
-    assert _ops(_net("resunet", channels=(4, 8, 16, 32)))["Slice"] <= 2
+    assert deep["Slice"] == shallow["Slice"] <= 2 and deep["Pad"] == 0  # the runner pads
+    assert _ops(_net("resunet", channels=(4, 8, 16, 32, 64)))["Slice"] == shallow["Slice"]
+    padded = _ops(_net("unet", channels=(4, 8, 16, 32, 64)), any_size=True)
+    assert padded["Pad"] == 1 and padded["Slice"] <= 3  # a file handed to others pads
 
 
 def test_valid_padding_still_crops_when_exported():
@@ -61,6 +64,85 @@ def test_scatter_unpool_is_max_unpool(dims):
     expected = max_unpool(dims)(2, 2)(y, idx, output_size=size)
     assert torch.equal(scatter_unpool(y, idx, size), expected)
     assert expected.abs().sum() > 0
+
+
+class _PoolUnpool(nn.Module):
+    def __init__(self, dims, full_size):
+        super().__init__()
+        self.pool = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](
+            2, 2, return_indices=True)
+        self.unpool = max_unpool(dims)(2, 2)
+        self.full_size = full_size
+
+    def forward(self, x):
+        y, idx = self.pool(x)
+        size = (x.shape if self.full_size else x.shape[2:]) if self.full_size is not None \
+            else None
+        return self.unpool(y * 2, idx, output_size=size)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("full_size", [None, False, True])
+def test_traced_unpooling_module_matches_eager(dims, full_size):
+    """The traced branch (the scatter), with no output size, the spatial size, and the
+    whole (N, C, ...) shape, against the eager module."""
+    module = _PoolUnpool(dims, full_size)
+    x = torch.randn(2, 3, *(6, 8, 4)[:dims])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")                      # tracer notices
+        traced = torch.jit.trace(module, (x,))
+    assert torch.equal(traced(x), module(x))
+    assert module(x).abs().sum() > 0
+
+
+SMALL = {"unet": {"channels": (4, 8, 16)}, "attention_unet": {"channels": (4, 8, 16)},
+         "resunet": {"channels": (4, 8, 16)}, "segnet": {"width": 0.125}, "segnet_basic": {},
+         "fcn8s": {"width": 0.125}, "fcn16s": {"width": 0.125}, "fcn32s": {"width": 0.125}}
+
+
+@pytest.mark.parametrize("name", unetlab.list_models())
+def test_every_architecture_exports_and_runs_at_any_size(name):
+    """The exported graph itself (no runner padding for it) at sizes that are not a
+    multiple of the pooling, against the PyTorch model."""
+    ort = pytest.importorskip("onnxruntime")
+    model = _net(name, **SMALL.get(name, {}))
+    session = ort.InferenceSession(onnx_bytes(model, any_size=True),
+                                   providers=["CPUExecutionProvider"])
+    for size in ((64, 64), (70, 90), (33, 47)):
+        x = torch.rand(2, 1, *size)
+        (y,) = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            ref = model(x)
+        assert y.shape == tuple(ref.shape) and abs(y - ref.numpy()).max() < 1e-4, size
+
+
+def test_the_exported_file_runs_at_any_size_and_says_so(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from unetlab.card import build_card
+    from unetlab.inference import export_onnx
+    from unetlab.inference.export import export_card
+
+    model = _net("unet", channels=(4, 8, 16))
+    path = export_onnx(model, tmp_path / "m.onnx", card=build_card(model))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 1, 37, 53)
+    (y,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        assert abs(y - model(x).numpy()).max() < 1e-4
+    card = build_card(model)
+    onnx_card = export_card(card, format="onnx", normalization_in_graph=False)
+    ir_card = export_card(card, format="openvino", normalization_in_graph=False)
+    assert "multiple of 4" not in onnx_card["extensions"]["export"]["caller_prepares"]
+    assert "multiple of 4" in ir_card["extensions"]["export"]["caller_prepares"]
+
+
+def test_segnet_traces_to_torchscript():
+    model = _net("segnet_basic")
+    x = torch.rand(1, 1, 64, 80)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (x,))
+        assert torch.allclose(traced(x), model(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("name,options", [
@@ -97,6 +179,7 @@ class _Untraceable(nn.Module):
 
 
 def test_a_model_that_cannot_be_exported_is_a_one_line_error_and_auto_falls_back():
+    pytest.importorskip("onnxruntime")
     model = _Untraceable().eval()
     with pytest.raises(UnetlabError, match="could not be exported to ONNX") as err:
         optimize_for_inference(model, backend="onnxruntime")

@@ -244,10 +244,13 @@ def _probe(model, pairs, build, shape, batches, device):
             name = f"{b}_{p}"
             try:
                 fast = build(b, p)
-            except Exception as exc:  # an export or compiler failure: try the next one
-                log.info("backend probe: %s skipped (%s: %s)", name, type(exc).__name__, exc)
+                outputs = [fast(c).float().cpu() for c in checks]
+            except Exception as exc:  # an export, compiler or runtime failure: next one
+                expected = isinstance(exc, ValueError | ImportError | RuntimeError)
+                log.log(logging.INFO if expected else logging.WARNING,
+                        "backend probe: %s skipped (%s: %s)", name, type(exc).__name__, exc)
                 continue
-            agreement[name] = _agreement(reference, [fast(c).float().cpu() for c in checks])
+            agreement[name] = _agreement(reference, outputs)
             if agreement[name] < AGREEMENT:
                 log.info("backend probe: %s rejected, argmax agreement %.4f", name,
                          agreement[name])

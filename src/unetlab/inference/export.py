@@ -298,6 +298,10 @@ def export_card(card: dict, *, format: str, normalization_in_graph: bool) -> dic
         todo.append(f"then (x - {steps.normalize['mean']}) / {steps.normalize['std']} "
                     "per channel")
     geo = card["geometry"]
+    divisor = int(geo.get("divisor") or 1)
+    if format != "onnx" and geo.get("padding", "same") == "same" and divisor > 1:
+        todo.append(f"each spatial axis padded at its end to a multiple of {divisor} "
+                    "(mirror), the logits cropped back (unetlab's loaders do both)")
     card["extensions"]["export"] = {
         "format": format, "input": "image", "output": "logits",
         "layout": "float32 (N, C, " + ", ".join("DHW"[3 - geo.get("spatial_dims", 2):])
@@ -310,28 +314,37 @@ def export_card(card: dict, *, format: str, normalization_in_graph: bool) -> dic
 
 
 def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int = 17,
-               card: dict | None = None) -> bytes:
+               card: dict | None = None, any_size: bool = False) -> bytes:
     """The model (eval mode) as an ONNX graph with dynamic batch and spatial axes;
-    ``card`` (JSON) goes into the graph's ``metadata_props`` as ``unetlab_card``."""
+    ``card`` (JSON) goes into the graph's ``metadata_props`` as ``unetlab_card``.
+    ``any_size``: the graph pads the input to the pooling multiple itself (files handed
+    to others); without it the caller pads, as the runners here do (a faster int8)."""
+    import contextlib
     import warnings
+
+    from ..models.unet import padding_in_graph
 
     example = _example_input(model) if example is None else example
     names = ["batch"] + [f"d{i}" for i in range(example.dim() - 2)]
     axes = {0: names[0], **{i + 2: n for i, n in enumerate(names[1:])}}
     buf = io.BytesIO()
     model = model.eval()
-    with warnings.catch_warnings(), torch.no_grad():
+    inside = padding_in_graph() if any_size else contextlib.nullcontext()
+    with warnings.catch_warnings(), torch.no_grad(), inside:
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
         try:
             torch.onnx.export(model, (example.to(_device_of(model)),), buf, dynamo=False,
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": axes, "logits": axes},
                               opset_version=opset)
+        except ImportError:
+            raise
         except Exception as exc:  # the tracer and exporter raise many kinds
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise UnetlabError(f"{type(model).__name__} could not be exported to ONNX "
-                               f"({type(exc).__name__}: {first[:200]}); use backend "
-                               f"'torch' or 'eager'") from exc
+            text = str(exc).strip()
+            why = type(exc).__name__ + (f": {text.splitlines()[0][:200]}" if text else "")
+            name = type(getattr(model, "model", model)).__name__  # inside a normalisation
+            raise UnetlabError(f"{name} could not be exported to ONNX ({why}); run it with "
+                               f"the torch backend instead") from exc
     data = buf.getvalue()
     if card is not None:
         data = _with_metadata(data, {"unetlab_card": card})
@@ -381,7 +394,7 @@ def export_onnx(model: nn.Module, path, *, fold_bn: bool = True, example=None,
     if fold_bn:
         fold_batch_norm(net)
     example = _example_input(model) if example is None else example
-    path = atomic_write_bytes(path, onnx_bytes(net, example, card=card))
+    path = atomic_write_bytes(path, onnx_bytes(net, example, card=card, any_size=True))
     if card is not None:
         write_json(card_path_for(path), card)
     return path

@@ -37,9 +37,15 @@ def center_crop(x: torch.Tensor, size) -> torch.Tensor:
     ``x`` itself when it already has that size (same padding: every skip map), so that
     an exported graph carries no Slice there: in OpenVINO's int8 graph such a no-op
     Slice cost reorders and float FakeQuantize steps on every skip path (U-Net
-    64..1024 at 256x256 on an AMX CPU: 71 ms with them, 40 ms without)."""
-    if tuple(x.shape[2:]) == tuple(size):  # (decided when traced: sizes of same padding
-        return x                           # always match, those of valid padding never)
+    64..1024 at 256x256 on an AMX CPU: 71 ms with them, 40 ms without).
+
+    Traced, whether the sizes match is decided at the traced size. In this package's
+    models the answer does not depend on the size (same padding: they always match;
+    valid padding: the skip map is always larger, or always equal with unpooling); a
+    model of your own whose sizes match only at some sizes must be traced at one where
+    they do not."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
     slices = [slice(None), slice(None)]
     for have, want in zip(x.shape[2:], size):
         if want > have:

@@ -52,35 +52,40 @@ def max_unpool(spatial_dims: int) -> type[nn.Module]:
 class _TraceableUnpool:
     """Mixin of the unpooling classes below (see :func:`max_unpool`)."""
 
+    dims = 2
+
     def forward(self, x, indices, output_size=None):
-        if not torch.jit.is_tracing():
+        n = self.dims
+        if not torch.jit.is_tracing() or x.dim() != n + 2:  # eager, or unbatched
             return super().forward(x, indices, output_size=output_size)
-        n = x.dim() - 2
         if output_size is not None:
-            size = tuple(output_size[-n:])
+            size = tuple(output_size)
+            if len(size) not in (n, n + 2):
+                raise ValueError(f"output_size {size} must have {n} or {n + 2} entries")
+            size = size[-n:]
         else:
             size = tuple((s - 1) * st - 2 * p + k for s, st, p, k in zip(
-                x.shape[2:], _triple(self.stride, n), _triple(self.padding, n),
-                _triple(self.kernel_size, n)))
+                x.shape[2:], _ntuple(self.stride, n), _ntuple(self.padding, n),
+                _ntuple(self.kernel_size, n)))
         return scatter_unpool(x, indices, size)
 
 
 class MaxUnpool1d(_TraceableUnpool, nn.MaxUnpool1d):
-    pass
+    dims = 1
 
 
 class MaxUnpool2d(_TraceableUnpool, nn.MaxUnpool2d):
-    pass
+    dims = 2
 
 
 class MaxUnpool3d(_TraceableUnpool, nn.MaxUnpool3d):
-    pass
+    dims = 3
 
 
 _MAX_UNPOOL = {1: MaxUnpool1d, 2: MaxUnpool2d, 3: MaxUnpool3d}
 
 
-def _triple(value, n: int) -> tuple:
+def _ntuple(value, n: int) -> tuple:
     return tuple(value) if isinstance(value, tuple | list) else (value,) * n
 
 

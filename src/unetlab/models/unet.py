@@ -23,6 +23,8 @@ One class covers the family through explicit options, not subclasses:
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -175,13 +177,31 @@ class UNet(nn.Module):
         return [g.last_attention for g in gates if g.last_attention is not None]
 
 
+_PAD_WHEN_TRACED = False
+
+
+@contextlib.contextmanager
+def padding_in_graph():
+    """Within this block a traced same-padding model records its padding to the pooling
+    multiple, so that the exported graph takes any size as the model does (the amounts
+    are computed from the input's shape at run time; mirror padding, chosen when traced).
+    Outside it the graph expects a multiple and the caller pads, as unetlab's runners
+    do: OpenVINO's int8 leaves the first convolution unquantized after a Pad."""
+    global _PAD_WHEN_TRACED
+    before, _PAD_WHEN_TRACED = _PAD_WHEN_TRACED, True
+    try:
+        yield
+    finally:
+        _PAD_WHEN_TRACED = before
+
+
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad the end of each spatial axis up to a multiple (mirror where possible)."""
     size = x.shape[2:]
     pads = []
     for s in reversed(size):
         pads += [0, (-s) % multiple]
-    if not any(pads):
+    if not (_PAD_WHEN_TRACED and torch.jit.is_tracing()) and not any(pads):
         return x
     mode = "reflect" if all(p < s for p, s in zip(pads[1::2], reversed(size))) else "replicate"
     return F.pad(x, pads, mode=mode)

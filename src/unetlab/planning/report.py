@@ -5,6 +5,7 @@ model's), a per-class table, overlays of the first validation images, the curves
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,18 @@ def selection(history: list[dict], metric: str, mode: str) -> dict | None:
     at which step, and what the last validation scored (None without validations).
     The best of many noisy validations on one split leans optimistic on that split; the
     last is the number chosen on nothing."""
-    rows = [r for r in history if isinstance(r.get(metric), int | float)]
+    rows = [r for r in history if isinstance(r.get(metric), int | float)
+            and math.isfinite(r[metric])]                  # as the trainer skips them
     best = best_row(rows, metric, mode)
     if best is None:
         return None
     last = rows[-1]
-    return {"metric": metric, "validations": len(rows), "best_step": best.get("step"),
-            "best": best[metric], "last_step": last.get("step"), "last": last[metric]}
+    return {"metric": metric, "validations": len(rows), "best_step": _int(best.get("step")),
+            "best": best[metric], "last_step": _int(last.get("step")), "last": last[metric]}
+
+
+def _int(value):
+    return int(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def selection_sentence(report: dict) -> str:
