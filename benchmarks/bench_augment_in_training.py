@@ -36,8 +36,14 @@ def main(argv=None) -> int:
     p.add_argument("--presets", nargs="+", default=["paper", "light"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=8, help="training steps per preset a round")
+    p.add_argument("--cv2-threads", type=int, default=None,
+                   help="OpenCV's thread count for the augmentation (default: OpenCV's own)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.cv2_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.cv2_threads)
     if not args.config.is_file():
         print(f"bench_augment_in_training: {args.config}: no such config", file=sys.stderr)
         return 2
