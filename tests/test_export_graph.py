@@ -202,3 +202,44 @@ def test_export_command_on_an_unexportable_model_is_one_line(tmp_path, capsys, m
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "could not be exported to ONNX" in err[0]
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("name,options", [
+    ("unet", {"channels": (4, 8, 16, 32)}),
+    ("unet", {"channels": (4, 8, 16), "padding": "valid", "norm": None}),
+    ("unet", {"channels": (4, 8, 16), "upsample": "bilinear"}),
+    ("attention_unet", {"channels": (4, 8, 16)}),
+])
+def test_split_concat_levels_compute_the_same_without_a_concat(name, options):
+    """The runners' graphs start each decoder level with conv(skip) + conv(up) instead of
+    conv(cat([skip, up])): the same numbers, and no Concat left in the graph."""
+    import copy
+
+    from unetlab.inference.export import fold_batch_norm, split_concat_convs
+
+    model = _net(name, **options)
+    split = split_concat_convs(fold_batch_norm(copy.deepcopy(model)))
+    levels = sum(type(m).__name__ == "_SplitLevel" for m in split.modules())
+    assert levels == len(options["channels"]) - 1
+    x = torch.rand(2, 1, 92, 92) if options.get("padding") == "valid" else \
+        torch.rand(2, 1, 70, 90)
+    with torch.no_grad():
+        assert torch.allclose(split(x), model(x), atol=1e-5)
+    # (attention gates keep Concats of shape values for their resizing)
+    assert _ops(split)["Concat"] == _ops(model)["Concat"] - levels
+    pytest.importorskip("onnxruntime")
+    fast = optimize_for_inference(model, backend="onnxruntime")
+    assert (fast(x) - model(x)).abs().max() < 1e-4
+
+
+def test_split_leaves_levels_it_cannot_split():
+    import copy
+
+    from unetlab.inference.export import split_concat_convs
+
+    with_norm = _net("unet", channels=(4, 8, 16))               # batch norm not folded
+    assert not any(type(m).__name__ == "_SplitLevel"
+                   for m in split_concat_convs(copy.deepcopy(with_norm)).modules())
+    summed = _net("unet", channels=(4, 8, 16), skip_fusion="sum", norm=None)
+    assert not any(type(m).__name__ == "_SplitLevel"
+                   for m in split_concat_convs(copy.deepcopy(summed)).modules())

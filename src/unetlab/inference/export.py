@@ -57,6 +57,60 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     return model
 
 
+class _SplitLevel(nn.Module):
+    """A U-Net decoder level whose first convolution over ``cat([skip, up])`` is two
+    convolutions summed, ``conv_skip(skip) + conv_up(up)``: the same sums (to float
+    rounding) without the concatenated copy. Exported graphs use it: OpenVINO ran the
+    concatenation as a reference copy, and the sum fuses into the second convolution
+    (U-Net 64..1024, 1x3x256x256, 2 threads: fp32 400 ms against 432 ms, int8 30 ms
+    against 34)."""
+
+    def __init__(self, level: nn.Module):
+        super().__init__()
+        first = level.conv[0][0]
+        n_skip = first.in_channels // 2                  # cat([skip, up]), equal halves
+        self.up, self.gate = level.up, level.gate
+        conv = type(first)
+        self.conv_skip = conv(n_skip, first.out_channels, first.kernel_size,
+                              padding=first.padding, bias=first.bias is not None)
+        self.conv_up = conv(first.in_channels - n_skip, first.out_channels, first.kernel_size,
+                            padding=first.padding, bias=False)
+        with torch.no_grad():
+            self.conv_skip.weight.copy_(first.weight[:, :n_skip])
+            self.conv_up.weight.copy_(first.weight[:, n_skip:])
+            if first.bias is not None:
+                self.conv_skip.bias.copy_(first.bias)
+        self.rest = nn.Sequential(*list(level.conv[0])[1:], *list(level.conv)[1:])
+
+    def forward(self, x, skip, indices=None):
+        from ..models.blocks import center_crop
+
+        up = self.up(x, indices, output_size=skip.shape[2:])
+        if self.gate is not None:
+            skip = self.gate(skip, x)
+        skip = center_crop(skip, up.shape[2:])
+        return self.rest(self.conv_skip(skip) + self.conv_up(up))
+
+
+def split_concat_convs(net: nn.Module) -> nn.Module:
+    """Replace, in place, every U-Net decoder level that concatenates and then starts
+    with a plain convolution (batch norm folded, or none) by :class:`_SplitLevel`."""
+    from ..models.blocks import DoubleConv
+    from ..models.unet import UpLevel
+
+    for name, module in list(net.named_modules()):
+        if not isinstance(module, UpLevel) or module.skip_fusion != "concat" \
+                or not isinstance(module.conv, DoubleConv):
+            continue
+        first = module.conv[0][0]
+        if not isinstance(first, nn.Conv2d | nn.Conv3d) or first.groups != 1 or \
+                not all(isinstance(m, nn.Identity | nn.ReLU) for m in list(module.conv[0])[1:]):
+            continue                              # a norm between: not a plain conv first
+        parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+        setattr(parent, name.rpartition(".")[2], _SplitLevel(module))
+    return net
+
+
 def _copy_geometry(src, dst) -> None:
     for name in _GEOMETRY:
         if hasattr(src, name):
@@ -143,7 +197,7 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     if fold_bn:
         fold_batch_norm(net)
     if backend == "onnxruntime":
-        return _onnxruntime_model(net, model, device, num_threads)
+        return _onnxruntime_model(split_concat_convs(net), model, device, num_threads)
     dims = geometry_of(model).spatial_dims
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims) if channels_last else None
     if fmt is not None:

@@ -56,13 +56,16 @@ def _multiple(source) -> int:
 
 def convert(net: torch.nn.Module):
     """An ``openvino.Model`` of ``net`` (eval mode, batch norm already folded) with
-    dynamic batch and spatial axes, through the ONNX graph of :func:`.export.onnx_bytes`."""
+    dynamic batch and spatial axes, through the ONNX graph of :func:`.export.onnx_bytes`
+    (U-Net decoder levels as :class:`.export._SplitLevel`: no concatenation)."""
+    import copy
     import io
 
-    from .export import onnx_bytes
+    from .export import onnx_bytes, split_concat_convs
 
     ov = require_openvino()
-    return ov.convert_model(io.BytesIO(onnx_bytes(net.cpu())))
+    net = split_concat_convs(copy.deepcopy(net).cpu())  # no concatenated copies
+    return ov.convert_model(io.BytesIO(onnx_bytes(net)))
 
 
 def calibration_inputs(calibration, source) -> list:
