@@ -123,8 +123,11 @@ def measure_input(name: str, root, options: dict, preset: str, tile: int, *,
     """Seconds to augment one training tile of ``tile`` px with ``preset`` and make its
     tensors, in one process, from decoded images (training keeps them decoded in memory):
     the input pipeline's share of a step. ``None`` when nothing could be timed."""
+    from ..training.trainer import augmentation_threads
+
     try:
-        return _time_input(name, root, options, preset, tile, samples, time_limit_s)
+        with augmentation_threads():                  # as the trainer runs it
+            return _time_input(name, root, options, preset, tile, samples, time_limit_s)
     except Exception as exc:  # an estimate: the plan goes on without it
         log.warning("input pipeline not measured (%s); the plan counts the network only",
                     exc)

@@ -66,7 +66,32 @@ def _seed_transform(dataset, seed: int) -> None:
             return
 
 
+@contextlib.contextmanager
+def augmentation_threads(n: int = 1):
+    """OpenCV (the augmentation's warps) limited to ``n`` threads within the block.
+
+    Between training steps OpenCV's own thread pool competed with torch's for the cores:
+    on 2 cores an elastic (`paper`) tile cost 2-5x more in training than alone
+    (``benchmarks/bench_augment_in_training.py --cv2-threads``: 74-104 ms added to a step
+    with OpenCV's default threads, 7-40 ms with one). Warps give the same pixels either
+    way."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - a dependency
+        yield
+        return
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def _worker_init(worker_id: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
     info = torch.utils.data.get_worker_info()
     seed = info.seed % 2**31
     random.seed(seed)
@@ -660,7 +685,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> dict
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     finished = False
     try:
-        summary = trainer.fit()
+        with augmentation_threads():
+            summary = trainer.fit()
         finished = True
         return summary
     finally:
