@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         if args.old_graph:
             with _always_crop():
                 old_plain = ov.convert_model(io.BytesIO(onnx_bytes(copy.deepcopy(model).eval())))
-                old_folded = convert(fold_batch_norm(copy.deepcopy(model)).eval())
+                old_folded = ov.convert_model(io.BytesIO(onnx_bytes(  # no split levels
+                    fold_batch_norm(copy.deepcopy(model)).eval())))
             old_convs = _conv_names(old_folded)
             with _quiet_nncf(nncf):
                 old["old_graph_ov_plain_int8"] = compiled(nncf.quantize(
@@ -131,8 +132,10 @@ def main(argv=None) -> int:
 def _always_crop():
     """The U-Net's skip crop as it was before session 24: a slice even when the sizes
     already match (so the traced graph carries a Slice on every skip path)."""
+    import contextlib
     from unittest import mock
 
+    import unetlab.models.blocks as blocks_module
     import unetlab.models.unet as unet_module
 
     def crop(x, size):
@@ -142,7 +145,10 @@ def _always_crop():
             slices.append(slice(start, start + want))
         return x[tuple(slices)]
 
-    return mock.patch.object(unet_module, "center_crop", crop)
+    stack = contextlib.ExitStack()           # (the split decoder levels import it from
+    for module in (unet_module, blocks_module):  # blocks when they run)
+        stack.enter_context(mock.patch.object(module, "center_crop", crop))
+    return stack
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The runners' graphs start each decoder level with ``conv(skip) + conv(up)`` instead of
 ``conv(cat([skip, up]))`` (``unetlab.inference.export.split_concat_convs``). This times
-both graphs (U-Net 64..1024 + batch norm folded, random weights, 1x3xSxS), fp32 and int8
-(NNCF, 4 random calibration inputs, everything quantized), interleaved ``--rounds``
+both graphs (U-Net 64..1024 + batch norm folded, random weights, 1x3xSxS) with OpenVINO
+fp32 and int8 (NNCF, 4 random calibration inputs, everything quantized, OpenVINO's
+default precision for the rest) and ONNX Runtime fp32 (where the runners do not split,
+for comparison), interleaved ``--rounds``
 times, medians, and prints the largest difference from the PyTorch model.
 
     python benchmarks/bench_split_levels.py --sizes 256 --rounds 6 [--json out.json]
@@ -41,12 +43,18 @@ def main(argv=None) -> int:
     from unetlab.inference.export import fold_batch_norm, onnx_bytes, split_concat_convs
     from unetlab.inference.openvino import _quiet_nncf
 
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+
     torch.set_num_threads(args.threads)
     nncf.set_log_level(logging.ERROR)
     core = ov.Core()
     results = {"cpu": _cpu_line(), "threads": args.threads, "sizes": {}}
     for size in args.sizes:
         model = _unet((64, 128, 256, 512, 1024))
+        torch.manual_seed(0)
         x = torch.rand(1, 3, size, size)
         with torch.no_grad():
             reference = model(x)
@@ -67,11 +75,17 @@ def main(argv=None) -> int:
             with _quiet_nncf(nncf):
                 quantized = nncf.quantize(graph, nncf.Dataset(calib), subset_size=4)
             runners[f"int8 {name}"] = core.compile_model(quantized, "CPU", cfg)
+            if ort is not None:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = args.threads
+                session = ort.InferenceSession(onnx_bytes(net), opts,
+                                               providers=["CPUExecutionProvider"])
+                runners[f"ort-fp32 {name}"] = lambda a, s=session: s.run(None, {"image": a})
         xs = x.numpy()
         times = {k: [] for k in runners}
         for _ in range(args.rounds):
             for k, f in runners.items():
-                for _ in range(2 if k.startswith("fp32") else 5):
+                for _ in range(5 if k.startswith("int8") else 2):
                     t = time.perf_counter()
                     f(xs)
                     times[k].append(time.perf_counter() - t)

@@ -208,6 +208,7 @@ def test_export_command_on_an_unexportable_model_is_one_line(tmp_path, capsys, m
     ("unet", {"channels": (4, 8, 16, 32)}),
     ("unet", {"channels": (4, 8, 16), "padding": "valid", "norm": None}),
     ("unet", {"channels": (4, 8, 16), "upsample": "bilinear"}),
+    ("unet", {"channels": (4, 8, 16), "upsample": "unpool"}),
     ("attention_unet", {"channels": (4, 8, 16)}),
 ])
 def test_split_concat_levels_compute_the_same_without_a_concat(name, options):
@@ -227,9 +228,25 @@ def test_split_concat_levels_compute_the_same_without_a_concat(name, options):
         assert torch.allclose(split(x), model(x), atol=1e-5)
     # (attention gates keep Concats of shape values for their resizing)
     assert _ops(split)["Concat"] == _ops(model)["Concat"] - levels
-    pytest.importorskip("onnxruntime")
-    fast = optimize_for_inference(model, backend="onnxruntime")
+    pytest.importorskip("openvino")
+    fast = optimize_for_inference(model, backend="openvino")      # the runner that splits
     assert (fast(x) - model(x)).abs().max() < 1e-4
+
+
+def test_int8_keeps_the_first_conv_and_the_head_in_fp32_after_the_split():
+    """keep_fp32 names the first and last convolution of the graph by position; with the
+    split levels they must still be the encoder's first conv and the 1x1 head (NNCF's
+    ignored scope does not validate names, so a wrong one would quantize everything)."""
+    pytest.importorskip("openvino")
+    import copy
+
+    from unetlab.inference.export import fold_batch_norm
+    from unetlab.inference.openvino import _conv_names, convert
+
+    names = _conv_names(convert(fold_batch_norm(copy.deepcopy(_net("unet",
+                                                                   channels=(4, 8, 16))))))
+    assert "encoder.0" in names[0] and "head" in names[-1]
+    assert any("conv_skip" in n for n in names) and any("conv_up" in n for n in names)
 
 
 def test_split_leaves_levels_it_cannot_split():

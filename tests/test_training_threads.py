@@ -9,32 +9,46 @@ from unetlab.training import trainer as trainer_module
 
 
 def test_training_holds_opencv_to_one_thread_and_restores_it(monkeypatch):
+    """Trainer.fit (what `train` and the comparison harness call) trains with OpenCV on
+    one thread and gives the count back, also after a failure."""
+    from types import SimpleNamespace
+
     seen = {}
 
-    class FakeTrainer:
-        def __init__(self, cfg, *, resume=False, overwrite=False):
-            pass
+    def fake_fit(self):
+        seen["threads"] = cv2.getNumThreads()
+        if seen.get("fail"):
+            raise RuntimeError("a failed run")
+        return {"steps": 0}
 
-        def fit(self):
-            seen["threads"] = cv2.getNumThreads()
-            return {"steps": 0}
-
-    monkeypatch.setattr(trainer_module, "Trainer", FakeTrainer)
-    monkeypatch.setattr(trainer_module.distributed, "cleanup", lambda **kw: None)
+    monkeypatch.setattr(trainer_module.Trainer, "_fit", fake_fit)
+    trainer = object.__new__(trainer_module.Trainer)
+    trainer.cfg = SimpleNamespace(data=SimpleNamespace(max_pixels=None))
     before = cv2.getNumThreads()
     cv2.setNumThreads(2)
     try:
-        assert trainer_module.train(object()) == {"steps": 0}
+        assert trainer.fit() == {"steps": 0}
         assert seen["threads"] == 1
         assert cv2.getNumThreads() == 2                     # given back
-
-        class Failing(FakeTrainer):
-            def fit(self):
-                raise RuntimeError("a failed run")
-
-        monkeypatch.setattr(trainer_module, "Trainer", Failing)
+        seen["fail"] = True
         with pytest.raises(RuntimeError):
-            trainer_module.train(object())
+            trainer.fit()
         assert cv2.getNumThreads() == 2                     # also after a failure
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_loader_workers_use_one_opencv_thread(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    info = SimpleNamespace(seed=123, dataset=None)
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        trainer_module._worker_init(0)
+        assert cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)

@@ -91,6 +91,11 @@ def _default_shape(model) -> tuple:
     return (1, int(getattr(model, "in_channels", 1)), *(size,) * dims)
 
 
+#: what the exported graphs look like; a change makes cached choices stale (2: no no-op
+#: skip crops, OpenVINO's decoder levels split)
+GRAPH_VERSION = 2
+
+
 def _digest(model, shape, batches, pairs) -> str:
     from .. import __version__
 
@@ -100,7 +105,8 @@ def _digest(model, shape, batches, pairs) -> str:
                          "unetlab": __version__, "versions": versions,
                          "config": getattr(model, "unetlab_config", type(model).__name__),
                          "shape": list(shape), "candidates": pairs,
-                         "agreement": AGREEMENT, "timing": f"interleaved {ROUNDS}"},
+                         "agreement": AGREEMENT, "timing": f"interleaved {ROUNDS}",
+                         "graph": GRAPH_VERSION},
                         sort_keys=True, default=str).encode())
     for tensor in list(model.state_dict().values()) + list(batches):
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())

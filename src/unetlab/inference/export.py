@@ -60,10 +60,10 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
 class _SplitLevel(nn.Module):
     """A U-Net decoder level whose first convolution over ``cat([skip, up])`` is two
     convolutions summed, ``conv_skip(skip) + conv_up(up)``: the same sums (to float
-    rounding) without the concatenated copy. Exported graphs use it: OpenVINO ran the
-    concatenation as a reference copy, and the sum fuses into the second convolution
-    (U-Net 64..1024, 1x3x256x256, 2 threads: fp32 400 ms against 432 ms, int8 30 ms
-    against 34)."""
+    rounding) without the concatenated copy. The OpenVINO runners' graphs use it:
+    OpenVINO ran the concatenation as a reference copy. Measured with a prototype of
+    ``benchmarks/bench_split_levels.py`` (U-Net 64..1024, 1x3x256x256, 2 threads, one
+    run): fp32 400 ms against 432 ms."""
 
     def __init__(self, level: nn.Module):
         super().__init__()
@@ -71,16 +71,19 @@ class _SplitLevel(nn.Module):
         n_skip = first.in_channels // 2                  # cat([skip, up]), equal halves
         self.up, self.gate = level.up, level.gate
         conv = type(first)
-        self.conv_skip = conv(n_skip, first.out_channels, first.kernel_size,
-                              padding=first.padding, bias=first.bias is not None)
-        self.conv_up = conv(first.in_channels - n_skip, first.out_channels, first.kernel_size,
-                            padding=first.padding, bias=False)
+        like = {"kernel_size": first.kernel_size, "padding": first.padding,
+                "stride": first.stride, "dilation": first.dilation,
+                "padding_mode": first.padding_mode, "device": first.weight.device,
+                "dtype": first.weight.dtype}
+        self.conv_skip = conv(n_skip, first.out_channels, bias=first.bias is not None, **like)
+        self.conv_up = conv(first.in_channels - n_skip, first.out_channels, bias=False, **like)
         with torch.no_grad():
             self.conv_skip.weight.copy_(first.weight[:, :n_skip])
             self.conv_up.weight.copy_(first.weight[:, n_skip:])
             if first.bias is not None:
                 self.conv_skip.bias.copy_(first.bias)
         self.rest = nn.Sequential(*list(level.conv[0])[1:], *list(level.conv)[1:])
+        self.train(level.training)
 
     def forward(self, x, skip, indices=None):
         from ..models.blocks import center_crop
@@ -104,6 +107,7 @@ def split_concat_convs(net: nn.Module) -> nn.Module:
             continue
         first = module.conv[0][0]
         if not isinstance(first, nn.Conv2d | nn.Conv3d) or first.groups != 1 or \
+                first.in_channels != 2 * first.out_channels or \
                 not all(isinstance(m, nn.Identity | nn.ReLU) for m in list(module.conv[0])[1:]):
             continue                              # a norm between: not a plain conv first
         parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
@@ -196,8 +200,8 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     net = copy.deepcopy(model).eval().to(device)
     if fold_bn:
         fold_batch_norm(net)
-    if backend == "onnxruntime":
-        return _onnxruntime_model(split_concat_convs(net), model, device, num_threads)
+    if backend == "onnxruntime":  # (the split is measured for OpenVINO only)
+        return _onnxruntime_model(net, model, device, num_threads)
     dims = geometry_of(model).spatial_dims
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims) if channels_last else None
     if fmt is not None:

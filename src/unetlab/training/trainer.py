@@ -71,10 +71,10 @@ def augmentation_threads(n: int = 1):
     """OpenCV (the augmentation's warps) limited to ``n`` threads within the block.
 
     Between training steps OpenCV's own thread pool competed with torch's for the cores:
-    on 2 cores an elastic (`paper`) tile cost 2-5x more in training than alone
-    (``benchmarks/bench_augment_in_training.py --cv2-threads``: 74-104 ms added to a step
-    with OpenCV's default threads, 7-40 ms with one). Warps give the same pixels either
-    way."""
+    on 2 cores `paper` added 74 and 104 ms to a step (batch 4) with OpenCV's default
+    threads, 40 and 7 ms with one (``benchmarks/bench_augment_in_training.py
+    --cv2-threads``). Warps give the same pixels either way. The setting is the
+    process's: other OpenCV work in the process during the block gets one thread too."""
     try:
         import cv2
     except ImportError:  # pragma: no cover - a dependency
@@ -89,9 +89,12 @@ def augmentation_threads(n: int = 1):
 
 
 def _worker_init(worker_id: int) -> None:
-    import cv2
+    try:
+        import cv2
 
-    cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
+        cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
+    except ImportError:  # pragma: no cover - a dependency
+        pass
     info = torch.utils.data.get_worker_info()
     seed = info.seed % 2**31
     random.seed(seed)
@@ -361,7 +364,7 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train until epochs / max_steps / time budget / early stopping; return a summary."""
-        with pixel_limit(self.cfg.data.max_pixels):
+        with pixel_limit(self.cfg.data.max_pixels), augmentation_threads():
             return self._fit()
 
     def _fit(self) -> dict:
@@ -685,8 +688,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> dict
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     finished = False
     try:
-        with augmentation_threads():
-            summary = trainer.fit()
+        summary = trainer.fit()
         finished = True
         return summary
     finally:
