@@ -63,7 +63,8 @@ class _SplitLevel(nn.Module):
     rounding) without the concatenated copy. The OpenVINO runners' graphs use it:
     OpenVINO ran the concatenation as a reference copy. Measured with a prototype of
     ``benchmarks/bench_split_levels.py`` (U-Net 64..1024, 1x3x256x256, 2 threads, one
-    run): fp32 400 ms against 432 ms."""
+    run): fp32 400 ms against 432 ms; with the kept benchmark, 339 against 353 ms (int8
+    and ONNX Runtime: no gain)."""
 
     def __init__(self, level: nn.Module):
         super().__init__()
