@@ -26,6 +26,7 @@ Every preset parameter can be overridden by keyword (or from a YAML/dict with
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -236,3 +237,20 @@ def transforms_from_config(config) -> SegmentationTransform:
     preset = config.pop("preset", "light")
     tile_size = config.pop("tile_size", None)
     return build_transforms(preset, tile_size, **config)
+
+
+@contextlib.contextmanager
+def augmentation_threads(n: int = 1):
+    """OpenCV (the augmentation's warps) limited to ``n`` threads within the block.
+
+    Between training steps OpenCV's own thread pool competed with torch's for the cores:
+    on 2 cores `paper` added 74 and 104 ms to a step (batch 4) with OpenCV's default
+    threads, 40 and 7 ms with one (``benchmarks/bench_augment_in_training.py
+    --cv2-threads``). Warps give the same pixels either way. The setting is the
+    process's: other OpenCV work in the process during the block gets one thread too."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)

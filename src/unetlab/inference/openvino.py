@@ -57,15 +57,14 @@ def _multiple(source) -> int:
 def convert(net: torch.nn.Module):
     """An ``openvino.Model`` of ``net`` (eval mode, batch norm already folded) with
     dynamic batch and spatial axes, through the ONNX graph of :func:`.export.onnx_bytes`
-    (U-Net decoder levels as :class:`.export._SplitLevel`: no concatenation)."""
-    import copy
+    (U-Net decoder levels as :class:`.export._SplitLevel`: no concatenation). ``net`` is
+    changed in place (moved to the CPU, levels split): pass a copy, as every caller does."""
     import io
 
     from .export import onnx_bytes, split_concat_convs
 
     ov = require_openvino()
-    net = split_concat_convs(copy.deepcopy(net).cpu())  # no concatenated copies
-    return ov.convert_model(io.BytesIO(onnx_bytes(net)))
+    return ov.convert_model(io.BytesIO(onnx_bytes(split_concat_convs(net.cpu()))))
 
 
 def calibration_inputs(calibration, source) -> list:

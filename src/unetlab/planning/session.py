@@ -123,7 +123,7 @@ def measure_input(name: str, root, options: dict, preset: str, tile: int, *,
     """Seconds to augment one training tile of ``tile`` px with ``preset`` and make its
     tensors, in one process, from decoded images (training keeps them decoded in memory):
     the input pipeline's share of a step. ``None`` when nothing could be timed."""
-    from ..training.trainer import augmentation_threads
+    from ..data.transforms import augmentation_threads
 
     try:
         with augmentation_threads():                  # as the trainer runs it

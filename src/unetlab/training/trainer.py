@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import Config, config_to_dict, save_config
+from ..data.transforms import augmentation_threads
 from ..errors import UnetlabError
 from ..limits import pixel_limit
 from ..models.geometry import geometry_of
@@ -66,35 +67,10 @@ def _seed_transform(dataset, seed: int) -> None:
             return
 
 
-@contextlib.contextmanager
-def augmentation_threads(n: int = 1):
-    """OpenCV (the augmentation's warps) limited to ``n`` threads within the block.
-
-    Between training steps OpenCV's own thread pool competed with torch's for the cores:
-    on 2 cores `paper` added 74 and 104 ms to a step (batch 4) with OpenCV's default
-    threads, 40 and 7 ms with one (``benchmarks/bench_augment_in_training.py
-    --cv2-threads``). Warps give the same pixels either way. The setting is the
-    process's: other OpenCV work in the process during the block gets one thread too."""
-    try:
-        import cv2
-    except ImportError:  # pragma: no cover - a dependency
-        yield
-        return
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(n)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
-
-
 def _worker_init(worker_id: int) -> None:
-    try:
-        import cv2
+    import cv2
 
-        cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
-    except ImportError:  # pragma: no cover - a dependency
-        pass
+    cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
     info = torch.utils.data.get_worker_info()
     seed = info.seed % 2**31
     random.seed(seed)
