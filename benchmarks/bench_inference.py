@@ -27,6 +27,14 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
 Peers are optional: ``pip install 'unetlab[bench]'`` (monai). Missing peers are skipped.
 
     python benchmarks/bench_inference.py --sizes 256 --tiled-sizes 1024 --json out.json
+
+AVX2 rows on an AVX-512 machine: oneDNN (PyTorch's convolutions, OpenVINO's CPU plugin)
+and ATen run their AVX2 kernels when told to, and unetlab's CPU-aware defaults follow
+the limit (no bf16; the CPU line names it). ONNX Runtime ignores it, so keep it out of
+``auto`` and read its rows as not limited:
+
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 UNETLAB_AUTO_BACKENDS=torch,openvino \
+        python benchmarks/bench_inference.py --sizes 256 512 --openvino --train ...
 """
 
 from __future__ import annotations
@@ -117,13 +125,24 @@ def _int8_runners(model, x, calibration, threads):
     quantized = nncf.quantize(ov.convert_model(io.BytesIO(plain)),
                               nncf.Dataset([c.numpy() for c in calibration]),
                               subset_size=len(calibration))
-    compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": threads})
+    compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                          **_default_hint()})
     out["openvino_int8_plain"] = lambda t: compiled(t.numpy())[0]
     try:
         out["onnxruntime_int8"] = _ort_static_int8(plain, calibration, threads)
     except Exception as exc:  # a peer's quantizer failing is a result, not a crash
         print(f"onnxruntime int8 skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
     return out
+
+
+def _default_hint() -> dict:
+    """OpenVINO's default precision for the layers int8 leaves in float, as the CPU in
+    use would get it: bf16 where it is native, else f32. Under ``ONEDNN_MAX_CPU_ISA=AVX2``
+    OpenVINO still reads the real CPU and picks bf16, which its AVX2 kernels then get
+    wrong (argmax agreement 0.44 with fp32 on an AMX machine), so the hint is explicit."""
+    from unetlab.inference.cpu import cpu_features
+
+    return {} if cpu_features().bf16 else {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def _ort_static_int8(onnx_model: bytes, calibration, threads):
@@ -229,10 +248,12 @@ def _interleaved(model, x, fast, basic, repeats, rounds, threads):
     return {**out, **agreement}
 
 
-def _trainer_step(size, device, amp, out):
+def _trainer_step(size, device, amp, out, channels_last=True):
     """``Trainer.train_step`` itself (the loop ``unetlab train`` runs) on a batch of 2 RGB
     images: U-Net 64..1024 + batch norm, Adam, cross-entropy, ``train.channels_last``
-    (8% faster for this wide U-Net on a 2-core CPU; not the default, as it slows FCNs)."""
+    (``unetlab_trainer``: 8% faster for this wide U-Net on a 2-core AVX-512 CPU; not the
+    default, as it slows FCNs, and 35 % slower with AVX2 kernels: ``_nchw`` is without
+    it; ``unetlab plan`` measures both and picks)."""
     from unetlab.config import load_config
     from unetlab.training import Trainer
 
@@ -243,7 +264,7 @@ def _trainer_step(size, device, amp, out):
         "data.batch_size=2", "loss.name=ce", "optim.name=adam", "optim.lr=0.0001",
         "schedule.name=none", "train.progress=false", f"train.device={device}",
         f"train.amp={amp}", f"train.out_dir={out}", "train.boundary_metric=false",
-        "train.channels_last=true"])
+        f"train.channels_last={str(channels_last).lower()}"])
     trainer = Trainer(cfg)
     batch = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=2)))
     trainer.model.train()
@@ -272,10 +293,11 @@ def bench_train(size, repeats, device="cpu", bf16=False):
 
             rows[name + ("_bf16" if half else "")] = _median_time(step, repeats)
     for amp in ("none", "bf16") if bf16 else ("none",):
-        with tempfile.TemporaryDirectory() as out:
-            step = _trainer_step(size, device, amp, out)
-            rows["unetlab_trainer" + ("_bf16" if amp == "bf16" else "")] = \
-                _median_time(step, repeats)
+        for channels_last in (True, False):
+            with tempfile.TemporaryDirectory() as out:
+                step = _trainer_step(size, device, amp, out, channels_last)
+                rows["unetlab_trainer" + ("_bf16" if amp == "bf16" else "")
+                     + ("" if channels_last else "_nchw")] = _median_time(step, repeats)
     return {"size": size, "batch": 2, "seconds": rows}
 
 
@@ -400,6 +422,10 @@ def _ratio(a, b):
 def markdown(results) -> str:
     cpu = results.get("machine", {}).get("cpu", "?")
     lines = [f"CPU: {cpu}, {results.get('machine', {}).get('threads')} threads", ""]
+    if "kernels limited" in cpu:  # e.g. AVX2 kernels on an AVX-512 machine
+        lines[-1:] = ["ONNX Runtime ignores ONEDNN_MAX_CPU_ISA and ATEN_CPU_CAPABILITY: its "
+                      "rows ran its full kernels (set UNETLAB_AUTO_BACKENDS=torch,openvino "
+                      "to keep it out of auto).", ""]
     if results.get("model"):
         lines += ["| forward 1x3xSxS | unetlab variant | eager s | unetlab s | onnxruntime s "
                   "| MONAI s | unetlab vs eager | vs ORT | vs MONAI |",

@@ -58,8 +58,8 @@ def main(argv=None) -> int:
 
     def compiled(model, hint=None, latency=True):
         cfg = {"INFERENCE_NUM_THREADS": args.threads}
-        if hint:
-            cfg["INFERENCE_PRECISION_HINT"] = hint
+        if hint or not bf16:  # OpenVINO's default without BF16 (see _default_hint)
+            cfg["INFERENCE_PRECISION_HINT"] = hint or "f32"
         if latency:
             cfg["PERFORMANCE_HINT"] = "LATENCY"
         c = core.compile_model(model, "CPU", cfg)

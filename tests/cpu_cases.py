@@ -32,6 +32,29 @@ def test_parse_cpuinfo_reads_name_and_extensions():
     assert epyc.describe() == "AMD EPYC 7R32 (AVX2)"
 
 
+def test_a_kernel_limit_counts_as_the_cpu():
+    spr = cpu.parse_cpuinfo(SPR)
+    avx2 = cpu.apply_limits(spr, {"ONEDNN_MAX_CPU_ISA": "avx2"})
+    assert avx2.extensions == ["AVX2"] and not avx2.bf16 and not avx2.amx
+    assert avx2.describe() == ("Intel(R) Xeon(R) Platinum 8480+ (AVX2; kernels limited "
+                               "by ONEDNN_MAX_CPU_ISA=avx2)")
+    bf16 = cpu.apply_limits(spr, {"DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+    assert bf16.bf16 and not bf16.amx and bf16.avx512
+    # ATen's own limit holds back AVX-512, not oneDNN's bf16 and AMX
+    aten = cpu.apply_limits(spr, {"ATEN_CPU_CAPABILITY": "avx2"})
+    assert not aten.avx512 and aten.bf16 and aten.limit == "ATEN_CPU_CAPABILITY=avx2"
+    both = cpu.apply_limits(spr, {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"})
+    assert both.extensions == ["AVX2"] and "ATEN_CPU_CAPABILITY" in both.limit
+    # no limit, ALL, an unknown level or a limit above the CPU: nothing changes
+    epyc = cpu.parse_cpuinfo(EPYC_AVX2)
+    for env in ({}, {"ONEDNN_MAX_CPU_ISA": "ALL"}, {"ONEDNN_MAX_CPU_ISA": "AVX9"}):
+        assert cpu.apply_limits(spr, env) is spr
+    assert cpu.apply_limits(epyc, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}) is epyc
+    # the CPU-aware defaults follow: no bf16 candidate, the AVX2 Winograd ratio
+    assert "bf16" not in cpu.allowed_precisions(avx2)
+    assert cpu.winograd_ratio(avx2) == cpu.winograd_ratio(AVX2_ONLY)
+
+
 def test_cpu_features_is_detected_once():
     assert cpu.cpu_features() is cpu.cpu_features()
     assert isinstance(cpu.cpu_features().describe(), str)

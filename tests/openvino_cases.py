@@ -148,6 +148,37 @@ def test_export_openvino_int8_round_trips_with_its_card(trained, tmp_path, capsy
     assert main(args + ["--overwrite"]) == 0
 
 
+def test_auto_probes_both_int8_variants_and_caches_the_one_it_keeps(trained, tmp_path,
+                                                                     monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from unetlab.inference import auto
+
+    monkeypatch.setenv("UNETLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("UNETLAB_AUTO_BACKENDS", "openvino")
+    model, val_x, _ = trained
+    calibration = list(_shapes(4, seed=3)[0].split(2))
+    first = optimize_for_inference(model, backend="auto", precision="int8",
+                                   calibration=calibration)
+    assert set(first.choice["agreement"]) == {"openvino_int8", "openvino_int8_all"}
+    keep = first.choice["keep_fp32"]
+    assert keep in (["first", "last"], [])
+    assert first.optimization["calibration"]["keep_fp32"] == keep
+    second = optimize_for_inference(model, backend="auto", precision="int8",
+                                    calibration=calibration)
+    assert second.choice["cached"] and second.choice["keep_fp32"] == keep
+    assert second.optimization["calibration"]["keep_fp32"] == keep  # rebuilt as chosen
+    with torch.no_grad():
+        ref = model(val_x).argmax(1)
+    assert (second(val_x).argmax(1) == ref).float().mean() >= 0.99
+    # a keep_fp32 the caller names is the only variant: nothing to probe
+    named = optimize_for_inference(model, backend="auto", precision="int8",
+                                   calibration=calibration, keep_fp32=("last",))
+    assert named.choice == {"backend": "openvino", "precision": "int8", "probed": False,
+                            "keep_fp32": ["last"]}
+    assert auto.variants([("openvino", "int8")], ("last",)) == [("openvino", "int8", ("last",))]
+
+
 def test_predict_cli_int8_with_calibration(trained, tmp_path, capsys):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")

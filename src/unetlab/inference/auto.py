@@ -1,7 +1,8 @@
 """``backend="auto"``: the fastest backend and precision that keeps fp32's answers here.
 
 A short probe builds each candidate (torch, ONNX Runtime and OpenVINO in fp32; bf16 where
-the CPU computes it natively; OpenVINO int8), runs it on the probe input, and keeps the
+the CPU computes it natively; OpenVINO int8, with the first convolution and the 1x1 head
+in fp32 and with everything in int8), runs it on the probe input, and keeps the
 fastest whose per-pixel argmax agrees with the fp32 model on at least
 :data:`AGREEMENT` of the pixels (so a binary pixel error moves by at most 0.005). The
 candidates that pass are timed in interleaved rounds (the median of :data:`ROUNDS` calls
@@ -94,9 +95,27 @@ def _default_shape(model) -> tuple:
 #: what the exported graphs look like; a change makes cached choices stale (2: no no-op
 #: skip crops, OpenVINO's decoder levels split)
 GRAPH_VERSION = 2
+#: the int8 variants probed when the caller names no ``keep_fp32``: the default of
+#: ``backend="openvino"`` (first conv and head in fp32) and everything in int8, which was
+#: 1.1x (256²) to 1.4x (512²) faster on an AMX CPU, no faster with AVX2 kernels, and kept
+#: the accuracy of three trained models (docs/inference.md); the probe's agreement check
+#: decides per model
+INT8_VARIANTS = (("first", "last"), ())
 
 
-def _digest(model, shape, batches, pairs) -> str:
+def variants(pairs, keep_fp32=None) -> list:
+    """``(backend, precision, keep_fp32)`` for each candidate pair: int8 in each of
+    :data:`INT8_VARIANTS`, or only in ``keep_fp32`` when the caller names it."""
+    keeps = INT8_VARIANTS if keep_fp32 is None else (tuple(keep_fp32),)
+    return [(b, p, keep) for b, p in pairs
+            for keep in (keeps if p == "int8" else (None,))]
+
+
+def _name(backend, precision, keep) -> str:
+    return f"{backend}_{precision}" + ("_all" if keep == () else "")
+
+
+def _digest(model, shape, batches, triples) -> str:
     from .. import __version__
 
     h = hashlib.sha256()
@@ -104,7 +123,7 @@ def _digest(model, shape, batches, pairs) -> str:
     h.update(json.dumps({"cpu": cpu.cpu_features().as_dict(), "torch": torch.__version__,
                          "unetlab": __version__, "versions": versions,
                          "config": getattr(model, "unetlab_config", type(model).__name__),
-                         "shape": list(shape), "candidates": pairs,
+                         "shape": list(shape), "candidates": triples,
                          "agreement": AGREEMENT, "timing": f"interleaved {ROUNDS}",
                          "graph": GRAPH_VERSION},
                         sort_keys=True, default=str).encode())
@@ -195,8 +214,9 @@ def _interleave_limit() -> int:
 
 
 def choose(model, *, backend="auto", precision="auto", device=None, calibration=None,
-           num_threads=None, probe_shape=None, cache=True, keep_fp32=("first", "last")):
-    """The fastest accurate candidate as an InferenceModel with a ``choice`` dict."""
+           num_threads=None, probe_shape=None, cache=True, keep_fp32=None):
+    """The fastest accurate candidate as an InferenceModel with a ``choice`` dict
+    (``keep_fp32``: the layers int8 leaves in fp32; None probes :data:`INT8_VARIANTS`)."""
     from .export import optimize_for_inference
 
     if precision not in _PRECISIONS:
@@ -204,34 +224,39 @@ def choose(model, *, backend="auto", precision="auto", device=None, calibration=
                          f"one of {list(_PRECISIONS)}")
     batches = [torch.as_tensor(b).float() for b in calibration] if calibration is not None \
         else []
-    pairs = candidates(backend=backend, precision=precision, device=device,
-                       calibration=bool(batches))
+    triples = variants(candidates(backend=backend, precision=precision, device=device,
+                                  calibration=bool(batches)), keep_fp32)
 
-    def build(b, p):
+    def build(b, p, keep=None):
+        from .openvino import KEEP_FP32
+
         return optimize_for_inference(model, backend=b, precision=p, device=device,
-                                      num_threads=num_threads, keep_fp32=keep_fp32,
+                                      num_threads=num_threads,
+                                      keep_fp32=KEEP_FP32 if keep is None else tuple(keep),
                                       calibration=batches if p == "int8" else None)
 
-    if len(pairs) == 1:
-        fast = build(*pairs[0])
-        fast.choice = {"backend": pairs[0][0], "precision": pairs[0][1], "probed": False}
+    if len(triples) == 1:
+        b, p, keep = triples[0]
+        fast = build(b, p, keep)
+        fast.choice = {"backend": b, "precision": p, "probed": False,
+                       **({"keep_fp32": list(keep)} if keep is not None else {})}
         return fast
     shape = tuple(probe_shape or (batches[0].shape if batches else _default_shape(model)))
-    key = _digest(model, shape, batches, pairs)
+    key = _digest(model, shape, batches, triples)
     entry = _read_cache().get(key) if cache else None
     if entry is not None:
-        fast = build(entry["backend"], entry["precision"])
+        fast = build(entry["backend"], entry["precision"], entry.get("keep_fp32"))
         fast.choice = {**entry, "cached": True}
         log.info("backend auto (cached): %s %s", entry["backend"], entry["precision"])
         return fast
-    entry, fast = _probe(model, pairs, build, shape, batches, device)
+    entry, fast = _probe(model, triples, build, shape, batches, device)
     if cache:
         _write_cache(key, entry)
     fast.choice = {**entry, "cached": False}
     return fast
 
 
-def _probe(model, pairs, build, shape, batches, device):
+def _probe(model, triples, build, shape, batches, device):
     dev = torch.device(device or "cpu")
     torch.manual_seed(0)
     x = torch.rand(shape)
@@ -246,10 +271,10 @@ def _probe(model, pairs, build, shape, batches, device):
     # the probe's size), at least twice the weights
     together, before, xd = None, _rss_bytes(), x.to(dev)
     try:
-        for b, p in pairs:
-            name = f"{b}_{p}"
+        for b, p, keep in triples:
+            name = _name(b, p, keep)
             try:
-                fast = build(b, p)
+                fast = build(b, p, keep)
                 outputs = [fast(c).float().cpu() for c in checks]
             except Exception as exc:  # an export, compiler or runtime failure: next one
                 expected = isinstance(exc, ValueError | ImportError | RuntimeError)
@@ -266,23 +291,24 @@ def _probe(model, pairs, build, shape, batches, device):
                 after = _rss_bytes()
                 grown = after - before if None not in (before, after) else 0
                 each = max(grown, 2 * _parameter_bytes(net))
-                together = each * len(pairs) <= _interleave_limit()
+                together = each * len(triples) <= _interleave_limit()
             if together:
-                kept[name] = (b, p, fast)
+                kept[name] = (b, p, keep, fast)
                 continue
             seconds.update(_times({name: fast}, xd))
             if best is None or seconds[name] < seconds[best[0]]:
-                best = (name, b, p, fast)
+                best = (name, b, p, keep, fast)
         if kept:
-            seconds = _times({name: fast for name, (_, _, fast) in kept.items()}, xd)
+            seconds = _times({name: item[-1] for name, item in kept.items()}, xd)
             name = min(seconds, key=seconds.get)
             best = (name, *kept[name])
     finally:
         kept.clear()  # the others go now, also when a candidate failed
     if best is None:
         raise RuntimeError("no backend passed the probe")
-    name, b, p, fast = best
+    name, b, p, keep, fast = best
     entry = {"backend": b, "precision": p, "seconds": seconds, "agreement": agreement,
+             **({"keep_fp32": list(keep)} if keep is not None else {}),
              "shape": list(shape), "cpu": cpu.cpu_features().describe(),
              "calibration_batches": len(batches)}
     log.info("backend auto: %s (%.3f s per %s; %s)", name, seconds[name], list(shape),

@@ -5,13 +5,20 @@ The features decide the CPU-aware defaults: which precisions ``backend="auto"`` 
 Winograd convolutions pay (:func:`winograd_ratio`). Tests replace :func:`cpu_features`
 (``monkeypatch.setattr(unetlab.inference.cpu, "cpu_features", lambda: fake)``); every
 caller looks it up through this module.
+
+A limit on the kernels counts as the CPU: with ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN, hence
+PyTorch's convolutions and OpenVINO's CPU plugin) or ``ATEN_CPU_CAPABILITY=avx2``
+(PyTorch's other kernels), an AVX-512 machine runs AVX2 code, and bf16 there would be
+emulated (about 10x slower), so the features are cut to what the limit allows and
+:meth:`CpuFeatures.describe` names the limit. ONNX Runtime ignores both variables.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 #: /proc/cpuinfo flags behind each feature (any of them)
@@ -34,6 +41,7 @@ class CpuFeatures:
     vnni: bool = False     # int8 dot products (AVX512-VNNI or AVX-VNNI)
     bf16: bool = False     # native bfloat16 (AVX512-BF16 or AMX-BF16)
     amx: bool = False      # Intel AMX tiles (bf16 and int8 matrix units)
+    limit: str | None = None  # e.g. "ONEDNN_MAX_CPU_ISA=AVX2" when the kernels are held back
 
     @property
     def extensions(self) -> list[str]:
@@ -44,7 +52,8 @@ class CpuFeatures:
 
     def describe(self) -> str:
         """One line for benchmark tables and logs: ``name (AVX2, AVX-512, ...)``."""
-        return f"{self.name} ({', '.join(self.extensions) or 'no AVX2'})"
+        held = f"; kernels limited by {self.limit}" if self.limit else ""
+        return f"{self.name} ({', '.join(self.extensions) or 'no AVX2'}{held})"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "extensions": self.extensions}
@@ -64,13 +73,47 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
                                      for f, names in _FLAGS.items()})
 
 
+#: oneDNN's ISA levels (``ONEDNN_MAX_CPU_ISA``) and the features its kernels may use at
+#: each; ``ALL``, ``DEFAULT`` and names not listed here hold nothing back
+_ONEDNN_LEVELS = {
+    "SSE41": (), "AVX": (), "AVX2": ("avx2",), "AVX2_VNNI": ("avx2", "vnni"),
+    "AVX2_VNNI_2": ("avx2", "vnni"), "AVX512_CORE": ("avx2", "avx512"),
+    "AVX512_CORE_VNNI": ("avx2", "avx512", "vnni"),
+    "AVX512_CORE_BF16": ("avx2", "avx512", "vnni", "bf16"),
+    "AVX512_CORE_FP16": ("avx2", "avx512", "vnni", "bf16"),
+    "AVX10_1_512": ("avx2", "avx512", "vnni", "bf16"),
+}
+#: PyTorch's ``ATEN_CPU_CAPABILITY`` values that hold features back (ATen's own vector
+#: kernels; its convolutions and matrix products are oneDNN's, limited by the above)
+_ATEN_LEVELS = {"DEFAULT": ("vnni", "bf16", "amx"), "AVX2": ("avx2", "vnni", "bf16", "amx")}
+
+
+def apply_limits(features: CpuFeatures, environ=None) -> CpuFeatures:
+    """``features`` cut to what ``ONEDNN_MAX_CPU_ISA`` (or its old name
+    ``DNNL_MAX_CPU_ISA``) and ``ATEN_CPU_CAPABILITY`` let the kernels use."""
+    environ = os.environ if environ is None else environ
+    keep, named = {"avx2", "avx512", "vnni", "bf16", "amx"}, []
+    for var, levels in (("ONEDNN_MAX_CPU_ISA", _ONEDNN_LEVELS),
+                        ("DNNL_MAX_CPU_ISA", _ONEDNN_LEVELS),
+                        ("ATEN_CPU_CAPABILITY", _ATEN_LEVELS)):
+        value = environ.get(var, "").strip().upper()
+        if value in levels:
+            keep &= set(levels[value])
+            named.append(f"{var}={environ[var].strip()}")
+    cut = {f: False for f in ("avx2", "avx512", "vnni", "bf16", "amx")
+           if getattr(features, f) and f not in keep}
+    if not cut:
+        return features
+    return replace(features, **cut, limit=", ".join(named))
+
+
 @functools.lru_cache(maxsize=1)
 def _detect() -> CpuFeatures:
     try:
         features = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:  # not Linux: ask PyTorch what its kernels were built for
         features = CpuFeatures(name=platform.processor() or "unknown CPU")
-    return _with_torch(features)
+    return apply_limits(_with_torch(features))
 
 
 def _with_torch(features: CpuFeatures) -> CpuFeatures:

@@ -147,7 +147,7 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
                            num_threads: int | None = None,
                            precision: str = "fp32",
                            winograd: bool | None = None,
-                           calibration=None, keep_fp32=("first", "last"),
+                           calibration=None, keep_fp32=None,
                            probe_shape=None, cache: bool = True) -> InferenceModel:
     """A faster callable with ``model``'s contract; ``model`` itself is left unchanged.
 
@@ -172,13 +172,16 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     compiled by OpenVINO; ``precision`` ``"fp32"``, ``"bf16"`` (CPUs with BF16 only) or
     ``"int8"``: NNCF post-training quantization calibrated on ``calibration``, an
     iterable of ``(N, C, H, W)`` input tensors (a few batches of your own, preprocessed
-    images); ``keep_fp32`` names the layers left unquantized (:mod:`.openvino`).
+    images); ``keep_fp32`` names the layers left unquantized (:mod:`.openvino`; None:
+    the first convolution and the 1x1 head, ``("first", "last")``).
 
     ``backend="auto"`` and/or ``precision="auto"``: the fastest candidate on this CPU
     whose argmax agrees with the fp32 model on at least 99.5% of the probe's pixels, from
     a short probe (on ``calibration``, else a random ``probe_shape`` input) cached per
     CPU, model and input shape (:mod:`.auto`). Reduced precisions (bf16 where the CPU
-    has it, int8) are tried only when ``calibration`` is given.
+    has it, int8) are tried only when ``calibration`` is given; int8 both with the first
+    convolution and head in fp32 and with everything in int8, unless ``keep_fp32`` is
+    given.
     """
     if backend == "auto" or precision == "auto":
         from .auto import choose
@@ -235,9 +238,10 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
 
 
 def _openvino_model(model, device, fold_bn, precision, calibration, num_threads, keep_fp32):
-    from .openvino import openvino_model, require_openvino
+    from .openvino import KEEP_FP32, openvino_model, require_openvino
 
     require_openvino()
+    keep_fp32 = KEEP_FP32 if keep_fp32 is None else keep_fp32
     if device.type != "cpu":
         raise ValueError(f"backend='openvino' runs on the CPU, not {device}")
     net = copy.deepcopy(model).eval().cpu()
