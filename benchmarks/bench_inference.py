@@ -252,7 +252,7 @@ def _trainer_step(size, device, amp, out, channels_last=True):
     """``Trainer.train_step`` itself (the loop ``unetlab train`` runs) on a batch of 2 RGB
     images: U-Net 64..1024 + batch norm, Adam, cross-entropy, ``train.channels_last``
     (``unetlab_trainer``: 8% faster for this wide U-Net on a 2-core AVX-512 CPU; not the
-    default, as it slows FCNs, and 35 % slower with AVX2 kernels: ``_nchw`` is without
+    default, as it slows FCNs, and 29 % slower with AVX2 kernels: ``_nchw`` is without
     it; ``unetlab plan`` measures both and picks)."""
     from unetlab.config import load_config
     from unetlab.training import Trainer
