@@ -20,3 +20,28 @@ def test_openvino_and_cpu_cases_pass_in_their_own_process():
     tail = (done.stdout + done.stderr)[-3000:]
     assert done.returncode == 0, tail
     assert " passed" in tail and " failed" not in tail, tail
+
+
+def test_int8_keeps_its_answers_on_kernels_without_vnni():
+    """oneDNN held to AVX2 kernels (no VNNI: 16-bit sums that saturate) in a child
+    process: unetlab's int8 (NNCF's overflow fix on every layer) still agrees with fp32;
+    NNCF's default agreed on 0.969 of the pixels there."""
+    import importlib.util
+    import json
+    import os
+
+    import pytest
+
+    from unetlab.inference.cpu import cpu_features
+
+    if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
+        pytest.skip("needs OpenVINO and NNCF (unetlab[openvino])")
+    if not cpu_features().avx2:
+        pytest.skip("needs an x86 CPU with AVX2 kernels")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, str(HERE / "int8_saturation_case.py")],
+                          capture_output=True, text=True, timeout=600, cwd=HERE.parent, env=env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["overflow_fix"] == "enable"
+    assert result["ours"] >= 0.99, result

@@ -93,8 +93,8 @@ def _default_shape(model) -> tuple:
 
 
 #: what the exported graphs look like; a change makes cached choices stale (2: no no-op
-#: skip crops, OpenVINO's decoder levels split)
-GRAPH_VERSION = 2
+#: skip crops, OpenVINO's decoder levels split; 3: int8 weights in 7 bits)
+GRAPH_VERSION = 3
 #: the int8 variants probed when the caller names no ``keep_fp32``: the default of
 #: ``backend="openvino"`` (first conv and head in fp32) and everything in int8, which was
 #: 1.1x (256²) to 1.4x (512²) faster on an AMX CPU, no faster with AVX2 kernels, and kept

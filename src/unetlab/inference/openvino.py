@@ -96,7 +96,16 @@ def _conv_names(ov_model) -> list[str]:
 
 def quantize(ov_model, inputs: list, keep_fp32=KEEP_FP32):
     """NNCF post-training int8 quantization of ``ov_model`` calibrated on ``inputs``
-    (numpy batches), leaving the first and/or last convolution in fp32."""
+    (numpy batches), leaving the first and/or last convolution in fp32.
+
+    Weights use 7 of their 8 bits in every layer (NNCF's overflow fix, ``enable``; its
+    default covers only the first layer). CPUs whose int8 kernels lack VNNI (AVX2, and
+    AVX-512 before VNNI) add products in 16 bits, which saturate. With AVX2 kernels, a
+    12-class U-Net agreed with fp32 on 0.971 of the pixels with NNCF's default and 0.999
+    with the fix. Where VNNI or AMX computes, the fix cost no time (20.4 against 20.5 ms
+    at 256) and no measured accuracy (three trained models: pixel error and mIoU within
+    0.0003). So a quantized model keeps its answers on whichever CPU it is run or
+    exported to."""
     nncf = _require_nncf()
     unknown = set(keep_fp32) - set(KEEP_FP32)
     if unknown:
@@ -106,7 +115,9 @@ def quantize(ov_model, inputs: list, keep_fp32=KEEP_FP32):
             ([convs[-1]] if "last" in keep_fp32 and len(convs) > 1 else [])
     with _quiet_nncf(nncf):
         return nncf.quantize(ov_model, nncf.Dataset(inputs), subset_size=len(inputs),
-                             ignored_scope=nncf.IgnoredScope(names=names, validate=False))
+                             ignored_scope=nncf.IgnoredScope(names=names, validate=False),
+                             advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                 overflow_fix=nncf.OverflowFix.ENABLE))
 
 
 def _quiet_nncf(nncf):
@@ -156,7 +167,7 @@ def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
         ov_model = quantize(ov_model, inputs, keep_fp32)
         info["calibration"] = {"batches": len(inputs),
                                "shapes": sorted({tuple(a.shape) for a in inputs}),
-                               "keep_fp32": list(keep_fp32)}
+                               "keep_fp32": list(keep_fp32), "overflow_fix": "enable"}
     return wrap(ov_model, source, precision=precision, num_threads=num_threads, info=info)
 
 
