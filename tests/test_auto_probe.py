@@ -48,12 +48,12 @@ def test_the_probe_keeps_the_faster_candidate_through_a_slow_spell(monkeypatch, 
         monkeypatch.setattr(auto, "INTERLEAVE_BYTES", 0)
     costs = {("torch", "fp32"): 1.0, ("onnxruntime", "fp32"): 1.1}
 
-    def build(b, p):
+    def build(b, p, keep=None):
         with torch.inference_mode():
             return clock.runner(b, costs[(b, p)], net)
 
-    pairs = list(costs)
-    entry, _ = auto._probe(net, pairs, build, (1, 1, 16, 16), [], "cpu")
+    triples = auto.variants(list(costs))
+    entry, _ = auto._probe(net, triples, build, (1, 1, 16, 16), [], "cpu")
     if together:  # both see the spell alike: the truly faster one wins
         assert entry["backend"] == "torch"
         assert entry["seconds"] == pytest.approx({"torch_fp32": 1.0, "onnxruntime_fp32": 1.1})
