@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 
     from unetlab.inference.cpu import cpu_features
     from unetlab.inference.export import fold_batch_norm, onnx_bytes
-    from unetlab.inference.openvino import _conv_names, _quiet_nncf, convert
+    from unetlab.inference.openvino import _conv_names, _quiet_nncf, convert, quantize
 
     torch.set_num_threads(args.threads)
     nncf.set_log_level(logging.ERROR)
@@ -75,15 +75,9 @@ def main(argv=None) -> int:
                 ov.convert_model(io.BytesIO(onnx_bytes(copy.deepcopy(model).eval()))),
                 nncf.Dataset(calib), subset_size=4)
         folded = convert(fold_batch_norm(copy.deepcopy(model)).eval())
-        convs = _conv_names(folded)
 
-        def quantized(keep, folded=folded, convs=convs, calib=calib):
-            names = ([convs[0]] if "first" in keep else []) + \
-                ([convs[-1]] if "last" in keep else [])
-            with _quiet_nncf(nncf):
-                return nncf.quantize(folded.clone(), nncf.Dataset(calib), subset_size=4,
-                                     ignored_scope=nncf.IgnoredScope(names=names,
-                                                                     validate=False))
+        def quantized(keep, folded=folded, calib=calib):  # as unetlab quantizes
+            return quantize(folded.clone(), calib, keep)
 
         both, none = quantized(("first", "last")), quantized(())
         old = {}

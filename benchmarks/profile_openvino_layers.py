@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_inference import _cpu_line, _unet
+from bench_inference import _cpu_line, _default_hint, _unet
 
 CONV_TYPES = ("Convolution", "ConvolutionBackpropData", "GroupConvolution")
 
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
 
         with _quiet_nncf(nncf):
             own = nncf.quantize(plain(), nncf.Dataset(calib), subset_size=len(calib))
-        graphs = {"OpenVINO's own int8, plain graph": (own, {}),
+        graphs = {"OpenVINO's own int8, plain graph": (own, _default_hint()),
                   "unetlab int8 (first conv + head fp32)":
                       (quantize(ours(), calib), {"INFERENCE_PRECISION_HINT": "f32"}),
                   "unetlab int8, everything": (quantize(ours(), calib, keep_fp32=()),

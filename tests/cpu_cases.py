@@ -49,7 +49,14 @@ def test_a_kernel_limit_counts_as_the_cpu():
     epyc = cpu.parse_cpuinfo(EPYC_AVX2)
     for env in ({}, {"ONEDNN_MAX_CPU_ISA": "ALL"}, {"ONEDNN_MAX_CPU_ISA": "AVX9"}):
         assert cpu.apply_limits(spr, env) is spr
-    assert cpu.apply_limits(epyc, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}) is epyc
+    assert cpu.apply_limits(epyc, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}) is epyc
+    # oneDNN reads ONEDNN_ first and the old DNNL_ name only when it is unset
+    assert cpu.apply_limits(spr, {"ONEDNN_MAX_CPU_ISA": "ALL", "DNNL_MAX_CPU_ISA": "AVX2"}) \
+        is spr
+    assert cpu.apply_limits(spr, {"ONEDNN_MAX_CPU_ISA": "", "DNNL_MAX_CPU_ISA": "AVX2"}) \
+        .extensions == ["AVX2"]
+    # PyTorch matches ATEN_CPU_CAPABILITY in lower case only (and ignores "AVX2")
+    assert cpu.apply_limits(spr, {"ATEN_CPU_CAPABILITY": "AVX2"}) is spr
     # the CPU-aware defaults follow: no bf16 candidate, the AVX2 Winograd ratio
     assert "bf16" not in cpu.allowed_precisions(avx2)
     assert cpu.winograd_ratio(avx2) == cpu.winograd_ratio(AVX2_ONLY)

@@ -59,3 +59,25 @@ def test_the_probe_keeps_the_faster_candidate_through_a_slow_spell(monkeypatch, 
         assert entry["seconds"] == pytest.approx({"torch_fp32": 1.0, "onnxruntime_fp32": 1.1})
     else:  # one at a time (too much memory for all at once): the spell lands on the first
         assert entry["backend"] == "onnxruntime"  # candidate only, the weakness interleaving ends
+
+
+def test_a_pinned_precision_is_kept_when_it_disagrees_and_auto_says_why_otherwise():
+    """``precision="auto"`` drops candidates whose argmax agrees with fp32 on fewer than
+    99.5 % of the pixels, and says so in one line when none is left; a precision the
+    caller pinned (e.g. int8) is what they asked for: kept, its agreement reported."""
+    torch.manual_seed(0)
+    net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8)).eval()
+
+    def build(b, p, keep=None):  # int8 "variants" that flip every pixel's answer
+        return lambda x: -net(x) if keep == () else -net(x) * 2
+
+    triples = auto.variants([("openvino", "int8")])
+    assert [k for _, _, k in triples] == [("first", "last"), ()]
+    with pytest.raises(ValueError, match="no backend passed the probe .*openvino_int8_all"):
+        auto._probe(net, triples, build, (1, 1, 16, 16), [], "cpu")
+    entry, _ = auto._probe(net, triples, build, (1, 1, 16, 16), [], "cpu", gate=False)
+    assert entry["precision"] == "int8" and entry["agreement"]["openvino_int8"] < 0.5
+    with pytest.raises(ValueError, match="keep_fp32"):
+        auto.variants(triples, "first")  # a bare string is not a tuple of names
+    with pytest.raises(ValueError, match="keep_fp32"):
+        auto.variants(triples, ("head",))

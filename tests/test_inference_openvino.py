@@ -24,8 +24,8 @@ def test_openvino_and_cpu_cases_pass_in_their_own_process():
 
 def test_int8_keeps_its_answers_on_kernels_without_vnni():
     """oneDNN held to AVX2 kernels (no VNNI: 16-bit sums that saturate) in a child
-    process: unetlab's int8 (NNCF's overflow fix on every layer) still agrees with fp32;
-    NNCF's default agreed on 0.969 of the pixels there."""
+    process: with NNCF's overflow fix on every layer (unetlab's default) int8 agrees with
+    fp32; with the fix on the first layer only (NNCF's default), it did not (0.97)."""
     import importlib.util
     import json
     import os
@@ -44,4 +44,7 @@ def test_int8_keeps_its_answers_on_kernels_without_vnni():
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["overflow_fix"] == "enable"
-    assert result["ours"] >= 0.99, result
+    assert result["default_runner"] >= 0.99, result
+    if result["first_layer_only"] >= 0.99:
+        pytest.skip(f"these kernels did not saturate, so the fix shows nothing: {result}")
+    assert result["every_layer"] >= 0.99, result

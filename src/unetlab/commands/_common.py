@@ -75,7 +75,7 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
     choice = getattr(fast, "choice", None)
     if choice is not None and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
         how = "cached probe" if choice.get("cached") else "probe"
-        everything = choice.get("keep_fp32") == []  # int8 down to the first conv and head
+        everything = choice.get("keep_fp32") == []  # int8 including the first conv and head
         print(f"backend: {choice['backend']} {choice['precision']}"
               + (" (every layer)" if everything else "")
               + (f" ({how})" if "cached" in choice else ""))

@@ -7,10 +7,11 @@ Winograd convolutions pay (:func:`winograd_ratio`). Tests replace :func:`cpu_fea
 caller looks it up through this module.
 
 A limit on the kernels counts as the CPU: with ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN, hence
-PyTorch's convolutions and OpenVINO's CPU plugin) or ``ATEN_CPU_CAPABILITY=avx2``
-(PyTorch's other kernels), an AVX-512 machine runs AVX2 code, and bf16 there would be
-emulated (about 10x slower), so the features are cut to what the limit allows and
-:meth:`CpuFeatures.describe` names the limit. ONNX Runtime ignores both variables.
+PyTorch's convolutions and most of OpenVINO's CPU plugin) an AVX-512 machine runs AVX2
+code, and bf16 there would be emulated (several times slower), so the features are cut
+to what the limit allows and :meth:`CpuFeatures.describe` names the limit;
+``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's other kernels) cuts AVX-512 only. ONNX Runtime
+ignores both variables, and OpenVINO's own element-wise kernels keep AVX-512.
 """
 
 from __future__ import annotations
@@ -84,19 +85,21 @@ _ONEDNN_LEVELS = {
     "AVX10_1_512": ("avx2", "avx512", "vnni", "bf16"),
 }
 #: PyTorch's ``ATEN_CPU_CAPABILITY`` values that hold features back (ATen's own vector
-#: kernels; its convolutions and matrix products are oneDNN's, limited by the above)
-_ATEN_LEVELS = {"DEFAULT": ("vnni", "bf16", "amx"), "AVX2": ("avx2", "vnni", "bf16", "amx")}
+#: kernels; its convolutions and matrix products are oneDNN's, limited by the above).
+#: PyTorch matches them exactly, in lower case, and ignores others.
+_ATEN_LEVELS = {"default": ("vnni", "bf16", "amx"), "avx2": ("avx2", "vnni", "bf16", "amx")}
 
 
 def apply_limits(features: CpuFeatures, environ=None) -> CpuFeatures:
-    """``features`` cut to what ``ONEDNN_MAX_CPU_ISA`` (or its old name
-    ``DNNL_MAX_CPU_ISA``) and ``ATEN_CPU_CAPABILITY`` let the kernels use."""
+    """``features`` cut to what ``ONEDNN_MAX_CPU_ISA`` (or, when it is unset, its old name
+    ``DNNL_MAX_CPU_ISA``; any case, as oneDNN reads them) and ``ATEN_CPU_CAPABILITY``
+    (exact lower case, as PyTorch reads it) let the kernels use."""
     environ = os.environ if environ is None else environ
     keep, named = {"avx2", "avx512", "vnni", "bf16", "amx"}, []
-    for var, levels in (("ONEDNN_MAX_CPU_ISA", _ONEDNN_LEVELS),
-                        ("DNNL_MAX_CPU_ISA", _ONEDNN_LEVELS),
-                        ("ATEN_CPU_CAPABILITY", _ATEN_LEVELS)):
-        value = environ.get(var, "").strip().upper()
+    onednn = "ONEDNN_MAX_CPU_ISA" if environ.get("ONEDNN_MAX_CPU_ISA") else "DNNL_MAX_CPU_ISA"
+    for var, value, levels in (
+            (onednn, environ.get(onednn, "").strip().upper(), _ONEDNN_LEVELS),
+            ("ATEN_CPU_CAPABILITY", environ.get("ATEN_CPU_CAPABILITY", ""), _ATEN_LEVELS)):
         if value in levels:
             keep &= set(levels[value])
             named.append(f"{var}={environ[var].strip()}")
@@ -174,6 +177,6 @@ def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     from .winograd import RATIO
 
     features = features or cpu_features()
-    if features.amx:
+    if features.amx:  # (a kernel limit below AMX falls back to the AVX2 ratio: not measured)
         return AMX_WINOGRAD_RATIO
     return RATIO if features.avx2 else None
