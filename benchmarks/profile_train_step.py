@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     models = {"unetlab": _unet(WIDE)}
     if _monai():
         models["monai_basicunet"] = _basic_unet(WIDE)
-    print("| network | step s (profiled) | convolutions | forward conv | backward conv | "
-          "largest other operators |\n|---|---:|---:|---:|---:|---|")
+    print("| network | step s (sum of operator self-times) | convolutions | forward conv | "
+          "backward conv | largest other operators |\n|---|---:|---:|---:|---:|---|")
     for name, model in models.items():
         model.train()
         opt = torch.optim.Adam(model.parameters(), 1e-4)

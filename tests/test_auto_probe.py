@@ -63,21 +63,52 @@ def test_the_probe_keeps_the_faster_candidate_through_a_slow_spell(monkeypatch, 
 
 def test_a_pinned_precision_is_kept_when_it_disagrees_and_auto_says_why_otherwise():
     """``precision="auto"`` drops candidates whose argmax agrees with fp32 on fewer than
-    99.5 % of the pixels, and says so in one line when none is left; a precision the
-    caller pinned (e.g. int8) is what they asked for: kept, its agreement reported."""
+    99.5 % of the pixels, and says so in one line when none is left; for a precision the
+    caller pinned (e.g. int8), an agreeing variant still wins over a faster one that
+    disagrees, and when none agrees the closest is kept instead of an error."""
     torch.manual_seed(0)
     net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8)).eval()
-
-    def build(b, p, keep=None):  # int8 "variants" that flip every pixel's answer
-        return lambda x: -net(x) if keep == () else -net(x) * 2
-
     triples = auto.variants([("openvino", "int8")])
     assert [k for _, _, k in triples] == [("first", "last"), ()]
+    x = torch.rand(1, 1, 16, 16)
+    wrong = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    wrong[..., :8] = True  # the left half of the answers
+    clock = _Clock(spell_calls=())
+
+    def flipping(keep):  # "all" flips every pixel, the default the left half
+        def run(t):
+            y = net(t)
+            return -y if keep == () else torch.where(wrong, -y, y)
+        return run
+
     with pytest.raises(ValueError, match="no backend passed the probe .*openvino_int8_all"):
-        auto._probe(net, triples, build, (1, 1, 16, 16), [], "cpu")
-    entry, _ = auto._probe(net, triples, build, (1, 1, 16, 16), [], "cpu", gate=False)
-    assert entry["precision"] == "int8" and entry["agreement"]["openvino_int8"] < 0.5
+        auto._probe(net, triples, lambda b, p, keep=None: flipping(keep), tuple(x.shape),
+                    [x], "cpu")
+    entry, _ = auto._probe(net, triples, lambda b, p, keep=None: flipping(keep),
+                           tuple(x.shape), [x], "cpu", gate=False)
+    assert entry["keep_fp32"] == ["first", "last"]  # the closer of the two
+    assert entry["agreement"]["openvino_int8_all"] == 0.0
+
+    # the default variant agrees but is slower: it still wins over the faster one
+    def build(b, p, keep=None):
+        if keep == ():
+            return clock.runner("all", 0.5, lambda t: -net(t))
+        return clock.runner("default", 1.0, net)
+
+    monkeypatch_time = pytest.MonkeyPatch()
+    monkeypatch_time.setattr(auto.time, "perf_counter", lambda: clock.now)
+    try:
+        entry, _ = auto._probe(net, triples, build, tuple(x.shape), [x], "cpu", gate=False)
+    finally:
+        monkeypatch_time.undo()
+    assert entry["keep_fp32"] == ["first", "last"]
+    # a build that fails is named in the error
+    with pytest.raises(ValueError, match="needs calibration"):
+        auto._probe(net, triples[:1], lambda *a: (_ for _ in ()).throw(
+            ValueError("needs calibration batches")), tuple(x.shape), [x], "cpu")
     with pytest.raises(ValueError, match="keep_fp32"):
         auto.variants(triples, "first")  # a bare string is not a tuple of names
     with pytest.raises(ValueError, match="keep_fp32"):
         auto.variants(triples, ("head",))
+    assert auto.variants([("openvino", "int8")], iter(["last"])) == \
+        [("openvino", "int8", ("last",))]  # an iterator is read once

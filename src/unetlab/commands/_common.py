@@ -79,6 +79,16 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
         print(f"backend: {choice['backend']} {choice['precision']}"
               + (" (every layer)" if everything else "")
               + (f" ({how})" if "cached" in choice else ""))
+        import sys
+
+        from ..inference.auto import AGREEMENT
+
+        agreements = choice.get("agreement") or {}
+        name = f"{choice['backend']}_{choice['precision']}" + ("_all" if everything else "")
+        if agreements.get(name, 1.0) < AGREEMENT:
+            print(f"warning: {name} agrees with fp32 on {agreements[name]:.4f} of the probe's "
+                  f"pixels (below {AGREEMENT}); kept because --precision asked for it",
+                  file=sys.stderr)
     return fast
 
 

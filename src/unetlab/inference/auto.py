@@ -110,7 +110,8 @@ def variants(pairs, keep_fp32=None) -> list:
     if keep_fp32 is not None:
         from .openvino import KEEP_FP32
 
-        if isinstance(keep_fp32, str) or not set(keep_fp32) <= set(KEEP_FP32):
+        if isinstance(keep_fp32, str) or not set(keep_fp32 := tuple(keep_fp32)) \
+                <= set(KEEP_FP32):
             raise ValueError(f"keep_fp32={keep_fp32!r}: give a tuple of names from "
                              f"{list(KEEP_FP32)}, e.g. ('first', 'last') or ()")
     keeps = INT8_VARIANTS if keep_fp32 is None else (tuple(keep_fp32),)
@@ -122,7 +123,7 @@ def _name(backend, precision, keep) -> str:
     return f"{backend}_{precision}" + ("_all" if keep == () else "")
 
 
-def _digest(model, shape, batches, triples) -> str:
+def _digest(model, shape, batches, triples, gate=True) -> str:
     from .. import __version__
 
     h = hashlib.sha256()
@@ -132,6 +133,7 @@ def _digest(model, shape, batches, triples) -> str:
                          "config": getattr(model, "unetlab_config", type(model).__name__),
                          "shape": list(shape), "candidates": triples,
                          "agreement": AGREEMENT, "timing": f"interleaved {ROUNDS}",
+                         "gate": gate,
                          "graph": GRAPH_VERSION},
                         sort_keys=True, default=str).encode())
     for tensor in list(model.state_dict().values()) + list(batches):
@@ -249,17 +251,17 @@ def choose(model, *, backend="auto", precision="auto", device=None, calibration=
                        **({"keep_fp32": list(keep)} if keep is not None else {})}
         return fast
     shape = tuple(probe_shape or (batches[0].shape if batches else _default_shape(model)))
-    key = _digest(model, shape, batches, triples)
+    gate = precision == "auto"  # see _probe
+    key = _digest(model, shape, batches, triples, gate)
     entry = _read_cache().get(key) if cache else None
     if entry is not None:
         fast = build(entry["backend"], entry["precision"], entry.get("keep_fp32"))
         fast.choice = {**entry, "cached": True}
         log.info("backend auto (cached): %s %s", entry["backend"], entry["precision"])
         return fast
-    # a precision the caller pinned is what they asked for: the agreement is reported,
-    # and decides only between precisions when auto chooses the precision too
-    entry, fast = _probe(model, triples, build, shape, batches, device,
-                         gate=precision == "auto")
+    # a precision the caller pinned is what they asked for: if none of its candidates
+    # agrees, the most agreeing one is kept (with a warning) instead of an error
+    entry, fast = _probe(model, triples, build, shape, batches, device, gate=gate)
     if cache:
         _write_cache(key, entry)
     fast.choice = {**entry, "cached": False}
@@ -267,6 +269,9 @@ def choose(model, *, backend="auto", precision="auto", device=None, calibration=
 
 
 def _probe(model, triples, build, shape, batches, device, gate=True):
+    """The fastest candidate that agrees with fp32 on at least :data:`AGREEMENT` of the
+    pixels; with ``gate=False`` (a pinned precision), when none does, the most agreeing
+    one (rebuilt, with a warning) rather than a ValueError."""
     dev = torch.device(device or "cpu")
     torch.manual_seed(0)
     x = torch.rand(shape)
@@ -274,7 +279,7 @@ def _probe(model, triples, build, shape, batches, device, gate=True):
     net = model.eval()
     with torch.inference_mode():
         reference = [net(b.to(dev)).float().cpu() for b in checks]
-    agreement, kept, seconds, best = {}, {}, {}, None
+    agreement, kept, seconds, best, failed = {}, {}, {}, None, {}
     # every candidate that passes is timed together with the others (interleaved rounds),
     # unless holding them all at once would take too much memory: then one at a time.
     # A candidate's memory: what the first one added to the process (weights, buffers at
@@ -290,9 +295,11 @@ def _probe(model, triples, build, shape, batches, device, gate=True):
                 expected = isinstance(exc, ValueError | ImportError | RuntimeError)
                 log.log(logging.INFO if expected else logging.WARNING,
                         "backend probe: %s skipped (%s: %s)", name, type(exc).__name__, exc)
+                failed[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}" \
+                    if str(exc).strip() else type(exc).__name__
                 continue
             agreement[name] = _agreement(reference, outputs)
-            if gate and agreement[name] < AGREEMENT:
+            if agreement[name] < AGREEMENT:
                 log.info("backend probe: %s rejected, argmax agreement %.4f", name,
                          agreement[name])
                 continue
@@ -314,16 +321,24 @@ def _probe(model, triples, build, shape, batches, device, gate=True):
             best = (name, *kept[name])
     finally:
         kept.clear()  # the others go now, also when a candidate failed
+    if best is None and not gate and agreement:
+        name = max(agreement, key=agreement.get)
+        b, p, keep = next(t for t in triples if _name(*t) == name)
+        log.warning("backend auto: no %s candidate agrees with fp32 on %.1f%% of the "
+                    "probe's pixels; keeping the closest, %s (%.4f)", p, 100 * AGREEMENT,
+                    name, agreement[name])
+        best = (name, b, p, keep, build(b, p, keep))
     if best is None:
-        why = ", ".join(f"{k} agrees with fp32 on {v:.4f} of the pixels"
-                        for k, v in agreement.items()) or "none could be built"
-        raise ValueError(f"no backend passed the probe ({why}; at least {AGREEMENT} "
-                         f"needed)")
+        why = "; ".join([f"{k} agrees with fp32 on {v:.4f} of the pixels (at least "
+                         f"{AGREEMENT} needed)" for k, v in agreement.items()]
+                        + [f"{k} failed: {v}" for k, v in failed.items()])
+        raise ValueError(f"no backend passed the probe ({why or 'no candidate'})")
     name, b, p, keep, fast = best
     entry = {"backend": b, "precision": p, "seconds": seconds, "agreement": agreement,
              **({"keep_fp32": list(keep)} if keep is not None else {}),
              "shape": list(shape), "cpu": cpu.cpu_features().describe(),
              "calibration_batches": len(batches)}
-    log.info("backend auto: %s (%.3f s per %s; %s)", name, seconds[name], list(shape),
+    log.info("backend auto: %s (%s s per %s; %s)", name,
+             f"{seconds[name]:.3f}" if name in seconds else "untimed", list(shape),
              ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()))
     return entry, fast
