@@ -9,6 +9,13 @@ class UnetlabError(ValueError):
     """
 
 
+def exception_line(exc: BaseException, limit: int = 200) -> str:
+    """``TypeName: first line of the message`` (at most ``limit`` characters of it), for
+    one-line errors that wrap a library's exception."""
+    text = str(exc).strip()
+    return type(exc).__name__ + (f": {text.splitlines()[0][:limit]}" if text else "")
+
+
 def read_yaml(path, what: str = "config file"):
     """Parse a YAML file; a missing file or bad YAML is a one-line UnetlabError."""
     from pathlib import Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from .._io import to_jsonable, write_json  # noqa: F401  (re-exported for the commands)
@@ -79,12 +80,10 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
         print(f"backend: {choice['backend']} {choice['precision']}"
               + (" (every layer)" if everything else "")
               + (f" ({how})" if "cached" in choice else ""))
-        import sys
-
-        from ..inference.auto import AGREEMENT
+        from ..inference.auto import AGREEMENT, candidate_name
 
         agreements = choice.get("agreement") or {}
-        name = f"{choice['backend']}_{choice['precision']}" + ("_all" if everything else "")
+        name = candidate_name(choice["backend"], choice["precision"], choice.get("keep_fp32"))
         if agreements.get(name, 1.0) < AGREEMENT:
             print(f"warning: {name} agrees with fp32 on {agreements[name]:.4f} of the probe's "
                   f"pixels (below {AGREEMENT}); kept because --precision asked for it",

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import exception_line
 from . import cpu
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ def variants(pairs, keep_fp32=None) -> list:
             for keep in (keeps if p == "int8" else (None,))]
 
 
-def _name(backend, precision, keep) -> str:
-    return f"{backend}_{precision}" + ("_all" if keep == () else "")
+def candidate_name(backend, precision, keep=None) -> str:
+    """How the probe names a candidate: ``openvino_int8``, ``openvino_int8_all`` (every
+    layer in int8), ``torch_fp32``..."""
+    return f"{backend}_{precision}" + ("_all" if keep is not None and not keep else "")
 
 
 def _digest(model, shape, batches, triples, gate=True) -> str:
@@ -236,12 +239,9 @@ def choose(model, *, backend="auto", precision="auto", device=None, calibration=
     triples = variants(candidates(backend=backend, precision=precision, device=device,
                                   calibration=bool(batches)), keep_fp32)
 
-    def build(b, p, keep=None):
-        from .openvino import KEEP_FP32
-
+    def build(b, p, keep=None):  # keep None: the openvino backend's default layers
         return optimize_for_inference(model, backend=b, precision=p, device=device,
-                                      num_threads=num_threads,
-                                      keep_fp32=KEEP_FP32 if keep is None else tuple(keep),
+                                      num_threads=num_threads, keep_fp32=keep,
                                       calibration=batches if p == "int8" else None)
 
     if len(triples) == 1:
@@ -287,7 +287,7 @@ def _probe(model, triples, build, shape, batches, device, gate=True):
     together, before, xd = None, _rss_bytes(), x.to(dev)
     try:
         for b, p, keep in triples:
-            name = _name(b, p, keep)
+            name = candidate_name(b, p, keep)
             try:
                 fast = build(b, p, keep)
                 outputs = [fast(c).float().cpu() for c in checks]
@@ -295,8 +295,7 @@ def _probe(model, triples, build, shape, batches, device, gate=True):
                 expected = isinstance(exc, ValueError | ImportError | RuntimeError)
                 log.log(logging.INFO if expected else logging.WARNING,
                         "backend probe: %s skipped (%s: %s)", name, type(exc).__name__, exc)
-                failed[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}" \
-                    if str(exc).strip() else type(exc).__name__
+                failed[name] = exception_line(exc)
                 continue
             agreement[name] = _agreement(reference, outputs)
             if agreement[name] < AGREEMENT:
@@ -323,7 +322,7 @@ def _probe(model, triples, build, shape, batches, device, gate=True):
         kept.clear()  # the others go now, also when a candidate failed
     if best is None and not gate and agreement:
         name = max(agreement, key=agreement.get)
-        b, p, keep = next(t for t in triples if _name(*t) == name)
+        b, p, keep = next(t for t in triples if candidate_name(*t) == name)
         log.warning("backend auto: no %s candidate agrees with fp32 on %.1f%% of the "
                     "probe's pixels; keeping the closest, %s (%.4f)", p, 100 * AGREEMENT,
                     name, agreement[name])

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UnetlabError
+from ..errors import UnetlabError, exception_line
 from ..models.geometry import geometry_of
 
 log = logging.getLogger(__name__)
@@ -403,8 +403,7 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor | None = None, opset: int
         except ImportError:
             raise
         except Exception as exc:  # the tracer and exporter raise many kinds
-            text = str(exc).strip()
-            why = type(exc).__name__ + (f": {text.splitlines()[0][:200]}" if text else "")
+            why = exception_line(exc)
             name = type(getattr(model, "model", model)).__name__  # inside a normalisation
             raise UnetlabError(f"{name} could not be exported to ONNX ({why}); run it with "
                                f"the torch backend instead") from exc

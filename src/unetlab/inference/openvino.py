@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 CARD_KEY = "unetlab_card"
 KEEP_FP32 = ("first", "last")
+OVERFLOW_FIX = "enable"  # NNCF's overflow fix on every layer (see quantize)
 
 
 def require_openvino():
@@ -94,7 +95,7 @@ def _conv_names(ov_model) -> list[str]:
             if op.get_type_name() in ("Convolution", "GroupConvolution")]
 
 
-def quantize(ov_model, inputs: list, keep_fp32=KEEP_FP32, overflow_fix: str = "enable"):
+def quantize(ov_model, inputs: list, keep_fp32=KEEP_FP32, overflow_fix: str = OVERFLOW_FIX):
     """NNCF post-training int8 quantization of ``ov_model`` calibrated on ``inputs``
     (numpy batches), leaving the first and/or last convolution in fp32.
 
@@ -168,7 +169,7 @@ def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
         ov_model = quantize(ov_model, inputs, keep_fp32)
         info["calibration"] = {"batches": len(inputs),
                                "shapes": sorted({tuple(a.shape) for a in inputs}),
-                               "keep_fp32": list(keep_fp32), "overflow_fix": "enable"}
+                               "keep_fp32": list(keep_fp32), "overflow_fix": OVERFLOW_FIX}
     return wrap(ov_model, source, precision=precision, num_threads=num_threads, info=info)
 
 
