@@ -99,6 +99,13 @@ def _basic_unet(channels, classes=2, in_channels=3):
                      features=(*channels, channels[0])).eval()
 
 
+def refuse_existing(parser, path) -> None:
+    """Stop (exit 2, one line) before any work when ``--json PATH`` already exists: a
+    benchmark never replaces an earlier result."""
+    if path is not None and Path(path).exists():
+        parser.error(f"--json {path} exists; not replacing it (choose another path)")
+
+
 def _cpu_line() -> str:
     from unetlab.inference.cpu import cpu_features
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_inference import TILED, WIDE, _cpu_line, _unet
+from bench_inference import TILED, WIDE, _cpu_line, _unet, refuse_existing
 
 FIXES = ("enable", "first_layer_only")
 
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    refuse_existing(p, args.json)
 
     from unetlab.inference.export import fold_batch_norm
     from unetlab.inference.openvino import compile_model, convert, quantize

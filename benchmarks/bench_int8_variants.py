@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_inference import _cpu_line, _unet
+from bench_inference import _cpu_line, _unet, refuse_existing
 
 
 def main(argv=None) -> int:
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--old-graph", action="store_true",
                    help="also time the graph with the no-op skip crops of before session 24")
     args = p.parse_args(argv)
+    refuse_existing(p, args.json)
 
     import nncf
     import openvino as ov

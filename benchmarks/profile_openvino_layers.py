@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_inference import _cpu_line, _default_hint, _unet
+from bench_inference import _cpu_line, _default_hint, _unet, refuse_existing
 
 CONV_TYPES = ("Convolution", "ConvolutionBackpropData", "GroupConvolution")
 
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=8, help="layer kinds listed per graph")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    refuse_existing(p, args.json)
 
     import nncf
     import openvino as ov

@@ -151,3 +151,21 @@ def test_val_curve_reads_validations_and_splits_them_by_fifths(tmp_path, capsys)
     assert "| 90 | 5 | 0.1100 |" in capsys.readouterr().out
     assert curve.main([str(run), "--metric", "miou"]) == 2          # no such column
     assert curve.main([str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize("script", ["profile_openvino_layers.py", "bench_int8_saturation.py",
+                                    "bench_split_levels.py", "bench_int8_variants.py"])
+def test_benchmarks_never_replace_an_earlier_result(tmp_path, script):
+    """``--json PATH`` that exists stops the benchmark before any work, in one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"kept": true}\n')
+    bench = Path(__file__).parents[1] / "benchmarks" / script
+    done = subprocess.run([sys.executable, str(bench), "--json", str(earlier)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "exists; not replacing it" in done.stderr.strip().splitlines()[-1]
+    assert earlier.read_text() == '{"kept": true}\n'
