@@ -283,13 +283,22 @@ def bench_train(size, repeats, device="cpu", bf16=False):
     x = torch.rand(2, 3, size, size, device=device)
     y = torch.randint(0, 2, (2, size, size), device=device)
     models = {"unetlab": _unet(WIDE).to(device)}
+    if torch.device(device).type == "cpu":
+        from unetlab.inference.cpu import training_winograd
+        from unetlab.inference.winograd import use_in_training
+
+        channels = training_winograd()
+        if channels is not None:  # a plain loop with what the trainer does in float32
+            models["unetlab_winograd"] = _unet(WIDE)
+            use_in_training(models["unetlab_winograd"], channels)
     if _monai():
         models["monai_basicunet"] = _basic_unet(WIDE).to(device)
     for name, model in models.items():
         model.train()
         opt = torch.optim.Adam(model.parameters(), 1e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
-        for half in (False, True) if bf16 else (False,):
+        # (Winograd is float32 only: under bf16 autocast it is the plain model)
+        for half in (False, True) if bf16 and name != "unetlab_winograd" else (False,):
             def step(model=model, opt=opt, loss_fn=loss_fn, half=half):
                 with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=half):
                     logits = model(x)

@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution: equal to F.conv2d, used only where it pays off."""
+"""Winograd F(4x4, 3x3) convolution: equal to F.conv2d, used only where it pays off, in
+inference and in training."""
 
 from __future__ import annotations
 
@@ -117,3 +118,147 @@ def test_apply_winograd_twice_changes_nothing():
     with torch.inference_mode():
         x = torch.randn(1, 16, 4, 4)
         assert close(model(x), torch.relu(model[0].conv(x)))
+
+
+# ---- training --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("shape,out,channels_last", [((2, 6, 13, 9), 5, False),
+                                                     ((1, 4, 8, 8), 7, True),
+                                                     ((2, 3, 3, 17), 4, False)])
+def test_winograd_training_forward_and_backward_equal_conv2d(shape, out, channels_last,
+                                                             padding):
+    """The hand-written backward is the exact transpose of the forward: in float64 both
+    match F.conv2d's values and all three gradients to rounding."""
+    from unetlab.inference.winograd import _WinogradTraining
+
+    g = torch.Generator().manual_seed(sum(shape) + out + padding)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(out, shape[1], 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(out, generator=g, dtype=torch.float64)
+    for t in (x, weight, bias):
+        t.requires_grad_()
+    got = _WinogradTraining.apply(x, weight, bias, padding)
+    ref = F.conv2d(x, weight, bias, padding=padding)
+    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    got_grads = torch.autograd.grad(got, (x, weight, bias), grad)
+    ref_grads = torch.autograd.grad(ref, (x, weight, bias), grad)
+    assert got.shape == ref.shape
+    assert close(got.detach(), ref.detach(), rel=1e-12)
+    for a, b in zip(got_grads, ref_grads):
+        assert a.shape == b.shape and close(a, b, rel=1e-12)
+    # the input's layout is kept, forward and back
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert got_grads[0].is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_winograd_training_rule():
+    from unetlab.inference.winograd import pays_in_training
+
+    assert pays_in_training((2, 256, 32, 32), 256, 192)        # 2,048 pixels, 256 channels
+    assert pays_in_training((2, 1024, 32, 32), 512, 192)
+    assert not pays_in_training((2, 1024, 16, 16), 1024, 192)  # 512 pixels: too few
+    assert not pays_in_training((2, 128, 32, 32), 128, 192)    # below this CPU's minimum
+    assert pays_in_training((2, 128, 32, 32), 128, 128)
+    assert not pays_in_training((2, 256, 96, 96), 256, 192)    # too many pixels a channel
+    assert not pays_in_training((512, 256, 2, 2), 256, 192, padding=0)   # no 3x3 window
+
+
+def test_use_in_training_trains_like_the_plain_model_and_can_be_undone():
+    from unetlab.inference.winograd import (
+        TrainingWinogradConv2d,
+        stop_in_training,
+        supports,
+        use_in_training,
+    )
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 192, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(192, 2, 1))
+
+    plain, fast = net(), net()
+    keys = list(fast.state_dict())
+    assert use_in_training(fast, 192) == 2            # the two 3x3 convolutions
+    assert list(fast.state_dict()) == keys            # same parameters, same keys
+    x = torch.randn(2, 3, 32, 32)                     # 2,048 pixels: the 192->192 layer pays
+    y = torch.randint(0, 2, (2, 32, 32))
+    losses = []
+    for model in (plain, fast):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        losses.append(loss.item())
+    assert "WinogradTraining" in type(fast[2](torch.randn(2, 192, 32, 32)).grad_fn).__name__
+    assert "WinogradTraining" not in type(fast[0](x).grad_fn).__name__   # 3 channels
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    for a, b in zip(plain.parameters(), fast.parameters()):
+        assert close(b.detach(), a.detach(), rel=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):           # float32 only
+        assert "WinogradTraining" not in type(fast[2](torch.randn(2, 192, 32, 32)).grad_fn
+                                              ).__name__
+    stop_in_training(fast)
+    assert not any(isinstance(m, TrainingWinogradConv2d) for m in fast.modules())
+    assert supports(fast[2]) and list(fast.state_dict()) == keys
+
+
+@pytest.mark.parametrize("avx2,avx512,expected", [(True, False, 128), (True, True, 192),
+                                                  (False, False, None)])
+def test_training_winograd_follows_the_cpu(monkeypatch, avx2, avx512, expected):
+    import unetlab.inference.cpu as cpu
+    from unetlab.training.builder import resolve_winograd
+
+    features = cpu.CpuFeatures("test cpu", avx2=avx2, avx512=avx512)
+    monkeypatch.setattr(cpu, "cpu_features", lambda: features)
+    net2d = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(8, 16))
+    cpu_dev = torch.device("cpu")
+    assert resolve_winograd("auto", net2d, cpu_dev, None) == expected
+    assert resolve_winograd(True, net2d, cpu_dev, None) == (expected or 192)
+    assert resolve_winograd(False, net2d, cpu_dev, None) is None
+    assert resolve_winograd("auto", net2d, cpu_dev, torch.bfloat16) is None   # autocast
+    assert resolve_winograd(True, net2d, torch.device("cuda"), None) is None
+    net3d = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8),
+                                  spatial_dims=3)
+    assert resolve_winograd(True, net3d, cpu_dev, None) is None
+
+
+def test_trainer_trains_with_winograd_and_hands_back_plain_convolutions(tmp_path):
+    """``train.winograd``: a U-Net whose second level (192 channels on 32x32 maps of a
+    batch of 2) qualifies trains through Winograd and matches the run without it; after
+    ``fit`` the model holds plain convolutions again (export, inference)."""
+    from training_helpers import tiny_overrides, weights
+    from unetlab.config import load_config
+    from unetlab.inference.winograd import TrainingWinogradConv2d
+    from unetlab.training import Trainer
+
+    runs = {}
+    for setting in ("true", "false"):
+        out = tmp_path / setting
+        cfg = load_config(None, tiny_overrides(out, epochs=1, images=4, batch=2, extra=(
+            "model.options.channels=[8,192]", "data.options.size=64", "data.augment=none",
+            "optim.name=sgd", f"train.winograd={setting}")))   # (Adam would magnify noise)
+        trainer = Trainer(cfg)
+        fast = [m for m in trainer.net.modules() if isinstance(m, TrainingWinogradConv2d)]
+        assert bool(fast) == (setting == "true")
+        trainer.fit()
+        assert not any(isinstance(m, TrainingWinogradConv2d) for m in trainer.net.modules())
+        runs[setting] = weights(out)
+    for key, value in runs["false"].items():
+        # two SGD steps apart: within 1e-5 of each other (weights are 0.02-1 in size)
+        assert torch.allclose(runs["true"][key].float(), value.float(), atol=2e-5, rtol=1e-4), key
+
+
+def test_train_winograd_setting_is_validated():
+    from unetlab.config import load_config
+    from unetlab.errors import UnetlabError
+
+    assert load_config(None, ["train.winograd=false"]).train.winograd is False
+    assert load_config(None, []).train.winograd == "auto"
+    with pytest.raises(UnetlabError, match="train.winograd"):
+        load_config(None, ["train.winograd=sometimes"])

@@ -125,7 +125,10 @@ class TrainConfig:
     ``time_budget_s`` (wall clock). ``best_metric`` names a key of the validation
     metrics (``miou``, ``mdice``, ``val_loss``, ``pixel_error``, or one class of a
     per-class metric such as ``dice.1``); ``best_mode`` is ``max``/``min``/``auto``
-    (auto: ``min`` for losses and errors).
+    (auto: ``min`` for losses and errors). ``winograd``: ``auto`` lets the deep 3x3
+    convolutions of a 2-D model train with Winograd where it pays, in float32 on a CPU
+    with AVX2 (:func:`unetlab.inference.winograd.use_in_training`); ``true`` also on
+    other CPUs, ``false`` never.
     """
 
     epochs: int | None = 10
@@ -135,6 +138,7 @@ class TrainConfig:
     accumulate: int = 1
     amp: str = "none"
     channels_last: bool = False
+    winograd: bool | str = "auto"
     val_every: int = 1
     best_metric: str = "miou"
     best_mode: str = "auto"
@@ -290,6 +294,7 @@ def validate(cfg: Config) -> None:
     _check_choice("schedule.name", cfg.schedule.name, SCHEDULES)
     _check_choice("train.amp", cfg.train.amp, AMP_MODES)
     _check_choice("train.best_mode", cfg.train.best_mode, ("auto", "max", "min"))
+    _check_choice("train.winograd", cfg.train.winograd, ("auto", True, False))
     if cfg.train.device.split(":")[0] not in DEVICES:
         _check_choice("train.device", cfg.train.device, DEVICES)
     positive = {

@@ -180,3 +180,20 @@ def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     if features.amx:  # (a kernel limit below AMX falls back to the AVX2 ratio: not measured)
         return AMX_WINOGRAD_RATIO
     return RATIO if features.avx2 else None
+
+
+def training_winograd(features: CpuFeatures | None = None) -> int | None:
+    """The narrowest layer (min of in and out channels) that trains faster with
+    :mod:`.winograd` on this CPU in float32, or None to leave it off.
+
+    Measured per layer, forward + backward, 2 threads, batch 2 (docs/inference.md,
+    "Winograd in training"): with AVX2 kernels 128-channel layers already gained 1.3-2.2x
+    on 1,152-8,192 pixels of the batch, so from 128; with AVX-512 kernels (Sapphire
+    Rapids, the AMX machine in fp32) 128 channels lost (0.6-0.95x) and 192 gained
+    1.1-1.6x, so from 192. Without AVX2 it stays off (not measured).
+    """
+    features = features or cpu_features()
+    if not features.avx2:
+        return None
+    return 192 if features.avx512 else 128
+

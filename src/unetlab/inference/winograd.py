@@ -1,4 +1,5 @@
-"""Winograd F(4x4, 3x3) convolution for CPU inference of the U-Net's deep layers.
+"""Winograd F(4x4, 3x3) convolution for CPU inference and training of the U-Net's deep
+layers.
 
 A 3x3 convolution computes each 4x4 block of outputs from a 6x6 block of inputs. Winograd
 (Lavin & Gray 2016, after Winograd 1980) rewrites that block as 36 element-wise products
@@ -15,6 +16,10 @@ maps 2.3x faster, 512->512 on 32x32 2.2x, 256->256 on 64x64 1.8x, 256->256 on 12
 per call, from the input's shape: Winograd when ``in_channels * out_channels >= ratio *
 N * H * W`` (ratio 4 for layers of 256 channels or more, 16 for 128-255, never below
 128), the ordinary convolution otherwise.
+
+Training (:func:`use_in_training`, which ``unetlab train`` applies in float32 on the CPU)
+transforms the weights at every step and has a backward of its own; its rule is
+:func:`pays_in_training`.
 
     G   (6x3): weights   U = G g G^T
     B^T (6x6): inputs    V = B^T d B
@@ -105,8 +110,17 @@ def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias=None, padding: int = 
     """``F.conv2d(x, g, bias, padding=padding)`` for a 3x3 kernel ``g`` given as its
     transform ``u`` (36, C, K) (:func:`transform_weight`). Returns channels-last
     (N, K, H', W')."""
+    v, geometry = _input_tiles(x, padding)
+    m = torch.bmm(v, u)                                        # channel mixing (36, T, K)
+    if bias is not None:
+        m[_ONES] += bias.to(m.dtype)
+    return _output_tiles(m, geometry)
+
+
+def _input_tiles(x: torch.Tensor, padding: int):
+    """``V = B^T d B`` of every 6x6 input tile (stride 4), as (36, T, C), and the geometry
+    ``(N, tiles down, tiles across, H', W')`` that :func:`_output_tiles` needs."""
     n, c, h, w = x.shape
-    k = u.shape[2]
     out_h, out_w = h + 2 * padding - 2, w + 2 * padding - 2
     th, tw = -(-out_h // 4), -(-out_w // 4)                    # 4x4 output tiles
     xp = F.pad(x, (padding, 4 * tw + 2 - w - padding, padding, 4 * th + 2 - h - padding))
@@ -114,15 +128,137 @@ def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias=None, padding: int = 
     s_n, s_h, s_w, s_c = xp.stride()
     tiles = xp.as_strided((6, 6, n, th, tw, c), (s_h, s_w, s_n, 4 * s_h, 4 * s_w, s_c))
     d = tiles.reshape(36, -1)                                  # (36, T*C): one copy
-    v = (_KB.to(x.device) @ d).view(36, -1, c)                 # B^T d B, all tiles at once
-    m = torch.bmm(v, u)                                        # channel mixing (36, T, K)
-    if bias is not None:
-        m[_ONES] += bias.to(m.dtype)
-    y = (_KA.to(x.device) @ m.view(36, -1)).view(4, 4, n, th, tw, k)   # A^T M A
+    v = (_KB.to(x.device, x.dtype) @ d).view(36, -1, c)        # B^T d B, all tiles at once
+    return v, (n, th, tw, out_h, out_w)
+
+
+def _output_tiles(m: torch.Tensor, geometry) -> torch.Tensor:
+    """``Y = A^T M A`` of (36, T, K) tile products: (N, K, H', W') in channels-last memory."""
+    n, th, tw, out_h, out_w = geometry
+    k = m.shape[2]
+    y = (_KA.to(m.device, m.dtype) @ m.reshape(36, -1)).view(4, 4, n, th, tw, k)
     y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, 4 * th, 4 * tw, k)
     if (4 * th, 4 * tw) != (out_h, out_w):
         y = y[:, :out_h, :out_w].contiguous()
     return y.permute(0, 3, 1, 2)
+
+
+# ---- training -----------------------------------------------------------------------
+#
+# Inference caches the transformed weights; training changes them every step, so there
+# the transform is part of the step (one (K*C, 9) x (9, 36) product forward and one back)
+# and Winograd pays only where enough pixels share it. Measured per layer, forward +
+# backward against oneDNN's direct convolution, 2 threads, batch 2, C -> C channels
+# (docs/inference.md, "Winograd in training"): with AVX2 kernels 1.5-3.3x for 192-1024
+# channels on 1,152-8,192 pixels of the batch, 0.6-0.9x for 512-1024 channels on 288-512
+# pixels (the transformed weights no longer fit the caches); with AVX-512 kernels
+# 1.2-2.0x for 192-1024 channels in the same window, 0.6-0.95x for 128 channels and
+# for 256 channels on 96x96 maps.
+
+#: Winograd in training where min(C, K) >= the CPU's minimum (:func:`.cpu.training_winograd`),
+#: the batch has at least TRAIN_MIN_PIXELS pixels and C * K >= TRAIN_RATIO * those pixels
+TRAIN_MIN_PIXELS = 1024
+TRAIN_RATIO = 4
+_KG = torch.kron(_G, _G)           # (36, 9), float64 like _G: vec(G g G^T) = kron(G, G) vec(g)
+
+
+def pays_in_training(shape, out_channels: int, min_channels: int, padding: int = 1) -> bool:
+    """Whether a training step of a 3x3 convolution on an input of ``shape`` (N, C, H, W)
+    is faster with Winograd (the rule above)."""
+    n, c, h, w = shape
+    pixels = n * h * w
+    return (min(c, out_channels) >= min_channels and pixels >= TRAIN_MIN_PIXELS
+            and c * out_channels >= TRAIN_RATIO * pixels and min(h, w) + 2 * padding > 2)
+
+
+class _WinogradTraining(torch.autograd.Function):
+    """Winograd F(4x4, 3x3) with its own backward: every step of the forward is linear,
+    so the backward is the same transforms transposed, with two batched products (for the
+    inputs' and the weights' gradients) that are 4x smaller than the direct convolution's."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding: int):
+        k, c = weight.shape[:2]
+        u = (_KG.to(weight.device, weight.dtype) @ weight.reshape(k * c, 9).T).view(36, k, c)
+        v, geometry = _input_tiles(x, padding)
+        m = torch.bmm(v, u.transpose(1, 2))                    # (36, T, K)
+        if bias is not None:
+            m[_ONES] += bias
+        y = _output_tiles(m, geometry)
+        ctx.save_for_backward(v, u)
+        ctx.geometry, ctx.shape, ctx.padding = geometry, x.shape, padding
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        ctx.has_bias = bias is not None
+        return y if ctx.channels_last else y.contiguous()      # the input's layout
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, u = ctx.saved_tensors
+        n, th, tw, out_h, out_w = ctx.geometry
+        _, c, h, w = ctx.shape
+        k, p = u.shape[1], ctx.padding
+        g = grad.permute(0, 2, 3, 1)                           # (N, H', W', K)
+        if (4 * th, 4 * tw) != (out_h, out_w):
+            g = F.pad(g, (0, 0, 0, 4 * tw - out_w, 0, 4 * th - out_h))
+        g = g.contiguous()
+        s_n, s_h, s_w, s_k = g.stride()
+        g = g.as_strided((4, 4, n, th, tw, k), (s_h, s_w, s_n, 4 * s_h, 4 * s_w, s_k))
+        gm = (_KA.to(g.device, g.dtype).T @ g.reshape(16, -1)).view(36, -1, k)  # (36, T, K)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            gv = torch.bmm(gm, u)                              # (36, T, C)
+            gd = (_KB.to(gv.device, gv.dtype).T @ gv.view(36, -1)).view(6, 6, n, th, tw, c)
+            gxp = gv.new_zeros(n, 4 * th + 2, 4 * tw + 2, c)   # overlapping tiles add up
+            for i in range(6):
+                for j in range(6):
+                    gxp[:, i:i + 4 * th:4, j:j + 4 * tw:4] += gd[i, j]
+            grad_x = gxp[:, p:p + h, p:p + w].permute(0, 3, 1, 2)
+            grad_x = grad_x.contiguous(memory_format=torch.channels_last
+                                       if ctx.channels_last else torch.contiguous_format)
+        if ctx.needs_input_grad[1]:
+            gu = torch.bmm(gm.transpose(1, 2), v)              # (36, K, C)
+            grad_w = (gu.view(36, k * c).T @ _KG.to(gu.device, gu.dtype)).view(k, c, 3, 3)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None
+
+
+class TrainingWinogradConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (same parameters, same state dict) whose fp32 CPU forward and
+    backward run as Winograd where :func:`pays_in_training`; everything else (other
+    dtypes and devices, autocast, shapes where it does not pay) is the ordinary
+    convolution. Made by :func:`use_in_training`, which swaps the class in place."""
+
+    winograd_min_channels: int = 192
+
+    def _conv_forward(self, x, weight, bias):
+        if (x.device.type == "cpu" and x.dtype == torch.float32
+                and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+                and pays_in_training(x.shape, self.out_channels, self.winograd_min_channels,
+                                     int(self.padding[0]))):
+            return _WinogradTraining.apply(x, weight, bias, int(self.padding[0]))
+        return super()._conv_forward(x, weight, bias)
+
+
+def use_in_training(model: nn.Module, min_channels: int) -> int:
+    """Let every supported 3x3 convolution of ``model`` train with Winograd where it pays
+    (in place: the modules keep their parameters and state-dict keys). Returns how many
+    convolutions may use it; :func:`stop_in_training` undoes it."""
+    count = 0
+    for module in model.modules():
+        if supports(module) or type(module) is TrainingWinogradConv2d:
+            module.__class__ = TrainingWinogradConv2d
+            module.winograd_min_channels = int(min_channels)
+            count += 1
+    return count
+
+
+def stop_in_training(model: nn.Module) -> None:
+    """Turn the convolutions :func:`use_in_training` changed back into ``nn.Conv2d``."""
+    for module in model.modules():
+        if type(module) is TrainingWinogradConv2d:
+            module.__class__ = nn.Conv2d
+            module.__dict__.pop("winograd_min_channels", None)
 
 
 def apply_winograd(model: nn.Module, ratio: float = RATIO) -> nn.Module:

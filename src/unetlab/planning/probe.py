@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 CPU_WIDTHS = (8, 16, 24, 32, 48)
 GPU_WIDTHS = (16, 32, 48, 64)
 PROBE_SECONDS = 0.6      # per candidate, after the warm-up step
-PROBE_VERSION = 2
+PROBE_VERSION = 3  # 3: float32 steps with Winograd where the trainer uses it
 MODE_WIDTH = 16          # the width the CPU modes are compared on
 MODE_GAIN = 1.15         # a mode other than the first must be this much faster to be used
 
@@ -108,6 +108,13 @@ def _time_steps(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    from ..training.builder import resolve_winograd
+
+    winograd_channels = resolve_winograd("auto", net, device, amp)  # as the trainer runs it
+    if winograd_channels is not None:
+        from ..inference.winograd import use_in_training
+
+        use_in_training(net, winograd_channels)
     y = torch.randint(0, classes, (batch, tile, tile), device=device)
 
     def step():

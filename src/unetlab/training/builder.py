@@ -32,6 +32,22 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def resolve_winograd(setting, net, device: torch.device, amp_dtype) -> int | None:
+    """The narrowest layer that trains with Winograd for ``train.winograd`` (None = off):
+    float32 on the CPU, 2-D models; ``auto`` where :func:`.cpu.training_winograd` says
+    it pays on this CPU, ``true`` also elsewhere (from 192 channels)."""
+    from ..inference.cpu import training_winograd
+    from ..models.geometry import geometry_of
+
+    if setting is False or device.type != "cpu" or amp_dtype is not None \
+            or geometry_of(net).spatial_dims != 2:
+        return None
+    channels = training_winograd()
+    if channels is None and setting is True:
+        return 192
+    return channels
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.amp`` on ``device`` (None = full precision)."""
     if amp == "none":

@@ -206,6 +206,10 @@ class Trainer:
         net = builder.build_model(cfg, self.info).to(self.device)
         if t.channels_last and net_dims(net) == 2:
             net = net.to(memory_format=torch.channels_last)
+        # float32 on a CPU: the deep 3x3 convolutions train with Winograd where it pays
+        self.winograd_channels = builder.resolve_winograd(t.winograd, net, self.device,
+                                                          self.amp_dtype)
+        self._winograd(True, net)
         self.net = net
         self.model = distributed.wrap_model(net, self.dist, self.device)
         self.loss_fn = builder.build_loss(cfg, self.info).to(self.device)
@@ -339,9 +343,27 @@ class Trainer:
         return 0.0 if self._epoch_start is None else time.perf_counter() - self._epoch_start
 
     def fit(self) -> dict:
-        """Train until epochs / max_steps / time budget / early stopping; return a summary."""
-        with pixel_limit(self.cfg.data.max_pixels), augmentation_threads():
-            return self._fit()
+        """Train until epochs / max_steps / time budget / early stopping; return a summary.
+        Afterwards ``self.net`` holds plain ``nn.Conv2d`` layers again (for export)."""
+        self._winograd(True)
+        try:
+            with pixel_limit(self.cfg.data.max_pixels), augmentation_threads():
+                return self._fit()
+        finally:
+            self._winograd(False)
+
+    def _winograd(self, on: bool, net=None) -> None:
+        """Let the model's deep convolutions train with Winograd (``train.winograd``), or
+        turn them back into plain convolutions."""
+        if self.winograd_channels is None:
+            return
+        from ..inference import winograd
+
+        net = self.net if net is None else net
+        if on:
+            winograd.use_in_training(net, self.winograd_channels)
+        else:
+            winograd.stop_in_training(net)
 
     def _fit(self) -> dict:
         t = self.cfg.train
