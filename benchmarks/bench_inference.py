@@ -113,7 +113,8 @@ def _cpu_line() -> str:
 
 
 def _int8_runners(model, x, calibration, threads):
-    """OpenVINO int8 (unetlab's graph and the plain one) and ONNX Runtime static int8."""
+    """OpenVINO int8 (unetlab's graph, first conv and head in fp32 or every layer, and the
+    plain graph) and ONNX Runtime static int8."""
     import copy
     import io
     import logging
@@ -123,7 +124,11 @@ def _int8_runners(model, x, calibration, threads):
 
     out = {"openvino": optimize_for_inference(model, backend="openvino"),
            "openvino_int8": optimize_for_inference(model, backend="openvino",
-                                                   precision="int8", calibration=calibration)}
+                                                   precision="int8", calibration=calibration),
+           # every layer in int8: the variant `auto` with calibration also tries
+           "openvino_int8_all": optimize_for_inference(model, backend="openvino",
+                                                       precision="int8",
+                                                       calibration=calibration, keep_fp32=())}
     import nncf
     import openvino as ov
 
@@ -468,7 +473,7 @@ def markdown(results) -> str:
             plain = s.get("openvino_int8_plain")
             for name in ("monai_basicunet_interleaved", "unetlab_interleaved", "auto",
                          "openvino", "openvino_int8_plain", "onnxruntime_int8",
-                         "openvino_int8"):
+                         "openvino_int8", "openvino_int8_all"):
                 if name not in s:
                     continue
                 label = name.replace("_interleaved", "")

@@ -187,10 +187,10 @@ def training_winograd(features: CpuFeatures | None = None) -> int | None:
     :mod:`.winograd` on this CPU in float32, or None to leave it off.
 
     Measured per layer, forward + backward, 2 threads, batch 2 (docs/inference.md,
-    "Winograd in training"): with AVX2 kernels 128-channel layers already gained 1.3-2.2x
-    on 1,152-8,192 pixels of the batch, so from 128; with AVX-512 kernels (Sapphire
-    Rapids, the AMX machine in fp32) 128 channels lost (0.6-0.95x) and 192 gained
-    1.1-1.6x, so from 192. Without AVX2 it stays off (not measured).
+    "Winograd in training"): with AVX2 kernels 128-channel layers gained 1.09-1.23x where
+    the rule picks them (0.86-2.15x over all map sizes in an earlier run), so from 128;
+    with AVX-512 kernels (a Sapphire Rapids in float32) 128 channels lost (0.70-0.95x)
+    and 192 gained 1.24-1.47x, so from 192. Without AVX2 it stays off (not measured).
     """
     features = features or cpu_features()
     if not features.avx2:

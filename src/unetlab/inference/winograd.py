@@ -149,11 +149,12 @@ def _output_tiles(m: torch.Tensor, geometry) -> torch.Tensor:
 # the transform is part of the step (one (K*C, 9) x (9, 36) product forward and one back)
 # and Winograd pays only where enough pixels share it. Measured per layer, forward +
 # backward against oneDNN's direct convolution, 2 threads, batch 2, C -> C channels
-# (docs/inference.md, "Winograd in training"): with AVX2 kernels 1.5-3.3x for 192-1024
-# channels on 1,152-8,192 pixels of the batch, 0.6-0.9x for 512-1024 channels on 288-512
-# pixels (the transformed weights no longer fit the caches); with AVX-512 kernels
-# 1.2-2.0x for 192-1024 channels in the same window, 0.6-0.95x for 128 channels and
-# for 256 channels on 96x96 maps.
+# (docs/inference.md, "Winograd in training"; benchmarks/bench_winograd_training.py):
+# where the rule below picks it, 2.05-2.97x for 192-512 channels and 1.09-1.23x for 128
+# with AVX2 kernels, 1.06-1.78x for 192-512 channels with AVX-512 kernels; on 288-512
+# pixels 512-1024 channels lost with AVX-512 kernels (0.38-0.86x: the transformed weights
+# no longer fit the caches), and with AVX-512 kernels 128 channels never gained
+# (0.70-0.95x), nor 192 channels on 96x96 maps (0.91x).
 
 #: Winograd in training where min(C, K) >= the CPU's minimum (:func:`.cpu.training_winograd`),
 #: the batch has at least TRAIN_MIN_PIXELS pixels and C * K >= TRAIN_RATIO * those pixels
