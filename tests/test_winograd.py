@@ -262,3 +262,25 @@ def test_train_winograd_setting_is_validated():
     assert load_config(None, []).train.winograd == "auto"
     with pytest.raises(UnetlabError, match="train.winograd"):
         load_config(None, ["train.winograd=sometimes"])
+
+
+def test_a_failed_fit_still_hands_back_plain_convolutions(tmp_path, monkeypatch):
+    from training_helpers import tiny_overrides
+
+    from unetlab.config import load_config
+    from unetlab.inference.winograd import TrainingWinogradConv2d
+    from unetlab.training import Trainer
+
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", epochs=1, images=2, batch=2,
+                                           extra=("model.options.channels=[8,192]",
+                                                  "train.winograd=true")))
+    trainer = Trainer(cfg)
+
+    def failing_fit(self):
+        assert any(isinstance(m, TrainingWinogradConv2d) for m in self.net.modules())
+        raise RuntimeError("a failed run")
+
+    monkeypatch.setattr(Trainer, "_fit", failing_fit)
+    with pytest.raises(RuntimeError, match="a failed run"):
+        trainer.fit()
+    assert not any(isinstance(m, TrainingWinogradConv2d) for m in trainer.net.modules())
