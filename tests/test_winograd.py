@@ -266,7 +266,6 @@ def test_train_winograd_setting_is_validated():
 
 def test_a_failed_fit_still_hands_back_plain_convolutions(tmp_path, monkeypatch):
     from training_helpers import tiny_overrides
-
     from unetlab.config import load_config
     from unetlab.inference.winograd import TrainingWinogradConv2d
     from unetlab.training import Trainer
