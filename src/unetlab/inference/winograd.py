@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 _G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
@@ -186,18 +187,21 @@ class _WinogradTraining(torch.autograd.Function):
         if bias is not None:
             m[_ONES] += bias
         y = _output_tiles(m, geometry)
-        ctx.save_for_backward(v, u)
+        # the inputs' gradient needs the weights' transform, the weights' the inputs'
+        ctx.save_for_backward(v if ctx.needs_input_grad[1] else None,
+                              u if ctx.needs_input_grad[0] else None)
         ctx.geometry, ctx.shape, ctx.padding = geometry, x.shape, padding
         ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last)
         ctx.has_bias = bias is not None
         return y if ctx.channels_last else y.contiguous()      # the input's layout
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         v, u = ctx.saved_tensors
         n, th, tw, out_h, out_w = ctx.geometry
         _, c, h, w = ctx.shape
-        k, p = u.shape[1], ctx.padding
+        k, p = grad.shape[1], ctx.padding
         g = grad.permute(0, 2, 3, 1)                           # (N, H', W', K)
         if (4 * th, 4 * tw) != (out_h, out_w):
             g = F.pad(g, (0, 0, 0, 4 * tw - out_w, 0, 4 * th - out_h))
@@ -226,14 +230,19 @@ class _WinogradTraining(torch.autograd.Function):
 
 class TrainingWinogradConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` (same parameters, same state dict) whose fp32 CPU forward and
-    backward run as Winograd where :func:`pays_in_training`; everything else (other
-    dtypes and devices, autocast, shapes where it does not pay) is the ordinary
-    convolution. Made by :func:`use_in_training`, which swaps the class in place."""
+    backward run as Winograd where :func:`pays_in_training`; everything else (no
+    gradient wanted, other dtypes and devices, autocast, shapes where it does not pay) is
+    the ordinary convolution. Made by :func:`use_in_training`, which swaps the class in
+    place; export and :func:`apply_winograd` want plain ``nn.Conv2d`` layers
+    (:func:`stop_in_training`)."""
 
     winograd_min_channels: int = 192
 
     def _conv_forward(self, x, weight, bias):
-        if (x.device.type == "cpu" and x.dtype == torch.float32
+        # (under no_grad, e.g. validation, the ordinary convolution: the same numbers as
+        # evaluating the saved model, and no per-call weight transform)
+        if (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+                and x.device.type == "cpu" and x.dtype == torch.float32
                 and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
                 and pays_in_training(x.shape, self.out_channels, self.winograd_min_channels,
                                      int(self.padding[0]))):

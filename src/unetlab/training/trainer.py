@@ -166,7 +166,12 @@ class Trainer:
     """Train a segmentation model as ``cfg`` says; ``resume=True`` continues the run in
     ``cfg.train.out_dir`` from its last checkpoint. A new run into a folder that holds an
     earlier run is refused unless ``overwrite=True`` (which removes the earlier run's
-    outputs first)."""
+    outputs first).
+
+    With ``train.winograd`` in effect, ``self.net``'s deep 3x3 convolutions are
+    :class:`~unetlab.inference.winograd.TrainingWinogradConv2d` from construction until
+    :meth:`fit` returns (or fails); to export a model from a Trainer that never ran
+    ``fit``, load its checkpoint instead, or call ``winograd.stop_in_training(net)``."""
 
     def __init__(self, cfg: Config, *, resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
