@@ -55,6 +55,13 @@ def test_a_kernel_limit_counts_as_the_cpu():
         is spr
     assert cpu.apply_limits(spr, {"ONEDNN_MAX_CPU_ISA": "", "DNNL_MAX_CPU_ISA": "AVX2"}) \
         .extensions == ["AVX2"]
+    # oneMKL's limit (PyTorch's matrix products) counts and is named too
+    mkl = cpu.apply_limits(spr, {"MKL_ENABLE_INSTRUCTIONS": "AVX2"})
+    assert mkl.extensions == ["AVX2"] and mkl.limit == "MKL_ENABLE_INSTRUCTIONS=AVX2"
+    three = cpu.apply_limits(spr, {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                                   "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
+    assert three.limit.count("=") == 3
+    assert cpu.apply_limits(spr, {"MKL_ENABLE_INSTRUCTIONS": "AVX512_E1"}).bf16 is False
     # PyTorch matches ATEN_CPU_CAPABILITY in lower case only (and ignores "AVX2")
     assert cpu.apply_limits(spr, {"ATEN_CPU_CAPABILITY": "AVX2"}) is spr
     # the CPU-aware defaults follow: no bf16 candidate, the AVX2 Winograd ratio

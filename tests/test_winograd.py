@@ -3,6 +3,8 @@ inference and in training."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -208,7 +210,7 @@ def test_use_in_training_trains_like_the_plain_model_and_can_be_undone():
     assert supports(fast[2]) and list(fast.state_dict()) == keys
 
 
-@pytest.mark.parametrize("avx2,avx512,expected", [(True, False, 128), (True, True, 192),
+@pytest.mark.parametrize("avx2,avx512,expected", [(True, False, 192), (True, True, 192),
                                                   (False, False, None)])
 def test_training_winograd_follows_the_cpu(monkeypatch, avx2, avx512, expected):
     import unetlab.inference.cpu as cpu
@@ -246,9 +248,14 @@ def test_trainer_trains_with_winograd_and_hands_back_plain_convolutions(tmp_path
         trainer = Trainer(cfg)
         fast = [m for m in trainer.net.modules() if isinstance(m, TrainingWinogradConv2d)]
         assert bool(fast) == (setting == "true")
-        trainer.fit()
+        with counting_winograd() as calls:
+            trainer.fit()
+        # 2 steps through the one 192 -> 192 layer (the others have 8 channels on one
+        # side); the validation, under no_grad, none
+        assert calls["n"] == (2 if setting == "true" else 0)
         assert not any(isinstance(m, TrainingWinogradConv2d) for m in trainer.net.modules())
         runs[setting] = weights(out)
+    assert any(not torch.equal(runs["true"][k], v) for k, v in runs["false"].items())
     for key, value in runs["false"].items():
         # two SGD steps apart: within 1e-5 of each other (weights are 0.02-1 in size)
         assert torch.allclose(runs["true"][key].float(), value.float(), atol=2e-5, rtol=1e-4), key
@@ -283,3 +290,88 @@ def test_a_failed_fit_still_hands_back_plain_convolutions(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="a failed run"):
         trainer.fit()
     assert not any(isinstance(m, TrainingWinogradConv2d) for m in trainer.net.modules())
+
+
+@contextlib.contextmanager
+def counting_winograd():
+    """Count the forward passes that took the training Winograd path."""
+    from unetlab.inference.winograd import _WinogradTraining
+
+    calls = {"n": 0}
+    forward = _WinogradTraining.forward
+
+    def counted(ctx, *args):
+        calls["n"] += 1
+        return forward(ctx, *args)
+
+    _WinogradTraining.forward = staticmethod(counted)
+    try:
+        yield calls
+    finally:
+        _WinogradTraining.forward = staticmethod(forward)
+
+
+def test_winograd_training_without_bias_and_with_some_gradients_unwanted():
+    from unetlab.inference.winograd import _WinogradTraining
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 10, 7, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
+    grad = torch.randn(2, 4, 10, 7, generator=g, dtype=torch.float64)
+    for wants_x, wants_w in ((True, False), (False, True)):
+        pairs = [(t.clone().requires_grad_(want), t.clone().requires_grad_(want))
+                 for t, want in ((x, wants_x), (weight, wants_w))]
+        (xa, xb), (wa, wb) = pairs
+        got = _WinogradTraining.apply(xa, wa, None, 1)
+        ref = F.conv2d(xb, wb, None, padding=1)
+        assert close(got.detach(), ref.detach(), rel=1e-12)
+        (a,) = torch.autograd.grad(got, [xa if wants_x else wa], grad)
+        (b,) = torch.autograd.grad(ref, [xb if wants_x else wb], grad)
+        assert close(a, b, rel=1e-12)
+
+
+def test_winograd_training_refuses_a_second_derivative():
+    from unetlab.inference.winograd import _WinogradTraining
+
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    w = torch.randn(4, 4, 3, 3, requires_grad=True)
+    y = _WinogradTraining.apply(x, w, None, 1)
+    (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gx.sum().backward()
+
+
+def test_validation_under_no_grad_uses_the_ordinary_convolution():
+    from unetlab.inference.winograd import use_in_training
+
+    conv = nn.Conv2d(192, 192, 3, padding=1)
+    use_in_training(conv, 192)
+    x = torch.randn(2, 192, 32, 32)
+    with counting_winograd() as calls:
+        with torch.no_grad():
+            conv(x)
+        assert calls["n"] == 0
+        conv(x).sum().backward()
+        assert calls["n"] == 1
+
+
+def test_winograd_training_resumes_exactly(tmp_path):
+    """A run whose 192-channel level trains through Winograd, stopped after 3 steps and
+    resumed, ends with the uninterrupted run's weights."""
+    from training_helpers import assert_same_weights, tiny_overrides, weights
+
+    from unetlab.config import load_config
+    from unetlab.training import train
+
+    def cfg(out, extra=()):
+        return load_config(None, tiny_overrides(out, epochs=2, images=6, batch=2, extra=(
+            "model.options.channels=[8,192]", "data.options.size=64",
+            "train.winograd=true", *extra)))
+
+    ref, part = tmp_path / "ref", tmp_path / "part"
+    with counting_winograd() as calls:
+        train(cfg(ref))
+    assert calls["n"] > 0
+    assert train(cfg(part, ["train.max_steps=3"]))["steps"] == 3
+    train(cfg(part), resume=True)
+    assert_same_weights(weights(ref), weights(part))

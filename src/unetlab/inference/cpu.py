@@ -85,21 +85,29 @@ _ONEDNN_LEVELS = {
     "AVX10_1_512": ("avx2", "avx512", "vnni", "bf16"),
 }
 #: PyTorch's ``ATEN_CPU_CAPABILITY`` values that hold features back (ATen's own vector
-#: kernels; its convolutions and matrix products are oneDNN's, limited by the above).
-#: PyTorch matches them exactly, in lower case, and ignores others.
+#: kernels; its convolutions are oneDNN's, limited by the above). PyTorch matches them
+#: exactly, in lower case, and ignores others.
 _ATEN_LEVELS = {"default": ("vnni", "bf16", "amx"), "avx2": ("avx2", "vnni", "bf16", "amx")}
+#: oneMKL's ``MKL_ENABLE_INSTRUCTIONS`` values that hold features back: PyTorch's float
+#: matrix products (``mm``, ``bmm``: the Winograd layers' channel mixing) are oneMKL's,
+#: which neither variable above limits
+_MKL_LEVELS = {"SSE4_2": (), "AVX": (), "AVX2": ("avx2",), "AVX2_E1": ("avx2", "vnni"),
+               "AVX512": ("avx2", "avx512"), "AVX512_E1": ("avx2", "avx512", "vnni")}
 
 
 def apply_limits(features: CpuFeatures, environ=None) -> CpuFeatures:
     """``features`` cut to what ``ONEDNN_MAX_CPU_ISA`` (or, when it is unset, its old name
-    ``DNNL_MAX_CPU_ISA``; any case, as oneDNN reads them) and ``ATEN_CPU_CAPABILITY``
-    (exact lower case, as PyTorch reads it) let the kernels use."""
+    ``DNNL_MAX_CPU_ISA``; any case, as oneDNN reads them), ``ATEN_CPU_CAPABILITY``
+    (exact lower case, as PyTorch reads it) and ``MKL_ENABLE_INSTRUCTIONS`` let the
+    kernels use. To run a CPU as an AVX2 one, set all three (docs/inference.md)."""
     environ = os.environ if environ is None else environ
     keep, named = {"avx2", "avx512", "vnni", "bf16", "amx"}, []
     onednn = "ONEDNN_MAX_CPU_ISA" if environ.get("ONEDNN_MAX_CPU_ISA") else "DNNL_MAX_CPU_ISA"
     for var, value, levels in (
             (onednn, environ.get(onednn, "").strip().upper(), _ONEDNN_LEVELS),
-            ("ATEN_CPU_CAPABILITY", environ.get("ATEN_CPU_CAPABILITY", ""), _ATEN_LEVELS)):
+            ("ATEN_CPU_CAPABILITY", environ.get("ATEN_CPU_CAPABILITY", ""), _ATEN_LEVELS),
+            ("MKL_ENABLE_INSTRUCTIONS", environ.get("MKL_ENABLE_INSTRUCTIONS", "").strip(),
+             _MKL_LEVELS)):
         if value in levels:
             keep &= set(levels[value])
             named.append(f"{var}={environ[var].strip()}")
@@ -187,13 +195,11 @@ def training_winograd(features: CpuFeatures | None = None) -> int | None:
     :mod:`.winograd` on this CPU in float32, or None to leave it off.
 
     Measured per layer, forward + backward, 2 threads, batch 2 (docs/inference.md,
-    "Winograd in training"): with AVX2 kernels 128-channel layers gained 1.09-1.23x where
-    the rule picks them (0.86-2.15x over all map sizes in an earlier run), so from 128;
-    with AVX-512 kernels (a Sapphire Rapids in float32) 128 channels lost (0.70-0.95x)
-    and 192 gained 1.24-1.47x, so from 192. Without AVX2 it stays off (not measured).
+    "Winograd in training"), with AVX2 kernels (oneDNN, ATen and oneMKL held to AVX2) and
+    with AVX-512 kernels on a Sapphire Rapids: 192-512 channels gained 1.56-2.25x and
+    1.06-1.78x where the rule picks them; 128 channels gained at most 1.15x with AVX2
+    kernels (0.97x on one map) and lost with AVX-512 (0.70-0.95x), so from 192 on both.
+    Without AVX2 it stays off (not measured).
     """
     features = features or cpu_features()
-    if not features.avx2:
-        return None
-    return 192 if features.avx512 else 128
-
+    return 192 if features.avx2 else None

@@ -149,13 +149,13 @@ def _output_tiles(m: torch.Tensor, geometry) -> torch.Tensor:
 # Inference caches the transformed weights; training changes them every step, so there
 # the transform is part of the step (one (K*C, 9) x (9, 36) product forward and one back)
 # and Winograd pays only where enough pixels share it. Measured per layer, forward +
-# backward against oneDNN's direct convolution, 2 threads, batch 2, C -> C channels
-# (docs/inference.md, "Winograd in training"; benchmarks/bench_winograd_training.py):
-# where the rule below picks it, 2.05-2.97x for 192-512 channels and 1.09-1.23x for 128
-# with AVX2 kernels, 1.06-1.78x for 192-512 channels with AVX-512 kernels; on 288-512
-# pixels 512-1024 channels lost with AVX-512 kernels (0.38-0.86x: the transformed weights
-# no longer fit the caches), and with AVX-512 kernels 128 channels never gained
-# (0.70-0.95x), nor 192 channels on 96x96 maps (0.91x).
+# backward against oneDNN's direct convolution, 2 threads, batch 2, C -> C channels, one
+# run per kind of kernels (docs/inference.md, "Winograd in training";
+# benchmarks/bench_winograd_training.py): where the rule below picks it, 192-512 channels
+# were 1.56-2.25x faster with AVX2 kernels and 1.06-1.78x with AVX-512 kernels; 128
+# channels gained at most 1.15x with AVX2 kernels and lost with AVX-512 ones (hence
+# :func:`.cpu.training_winograd`'s 192); on 288-512 pixels 512-1024 channels were
+# 0.38-1.08x (hence the minimum of pixels).
 
 #: Winograd in training where min(C, K) >= the CPU's minimum (:func:`.cpu.training_winograd`),
 #: the batch has at least TRAIN_MIN_PIXELS pixels and C * K >= TRAIN_RATIO * those pixels
