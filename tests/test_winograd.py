@@ -359,7 +359,6 @@ def test_winograd_training_resumes_exactly(tmp_path):
     """A run whose 192-channel level trains through Winograd, stopped after 3 steps and
     resumed, ends with the uninterrupted run's weights."""
     from training_helpers import assert_same_weights, tiny_overrides, weights
-
     from unetlab.config import load_config
     from unetlab.training import train
 
