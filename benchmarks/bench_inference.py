@@ -28,12 +28,14 @@ Peers are optional: ``pip install 'unetlab[bench]'`` (monai). Missing peers are 
 
     python benchmarks/bench_inference.py --sizes 256 --tiled-sizes 1024 --json out.json
 
-AVX2 rows on an AVX-512 machine: oneDNN (PyTorch's convolutions, OpenVINO's CPU plugin)
-and ATen run their AVX2 kernels when told to, and unetlab's CPU-aware defaults follow
-the limit (no bf16; the CPU line names it). ONNX Runtime ignores it, so keep it out of
-``auto`` and read its rows as not limited:
+AVX2 rows on an AVX-512 machine: oneDNN (PyTorch's convolutions, OpenVINO's CPU plugin),
+ATen and oneMKL (PyTorch's matrix products, e.g. the Winograd layers) run their AVX2
+kernels when told to, and unetlab's CPU-aware defaults follow the limits (no bf16; the
+CPU line names them). ONNX Runtime ignores them, so keep it out of ``auto`` and read its
+rows as not limited:
 
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 UNETLAB_AUTO_BACKENDS=torch,openvino \
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        UNETLAB_AUTO_BACKENDS=torch,openvino \
         python benchmarks/bench_inference.py --sizes 256 512 --openvino --train ...
 """
 
@@ -263,9 +265,10 @@ def _interleaved(model, x, fast, basic, repeats, rounds, threads):
 def _trainer_step(size, device, amp, out, channels_last=True):
     """``Trainer.train_step`` itself (the loop ``unetlab train`` runs) on a batch of 2 RGB
     images: U-Net 64..1024 + batch norm, Adam, cross-entropy, ``train.channels_last``
-    (``unetlab_trainer``: 8% faster for this wide U-Net on a 2-core AVX-512 CPU; not the
-    default, as it slows FCNs, and 29 % slower with AVX2 kernels: ``_nchw`` is without
-    it; ``unetlab plan`` measures both and picks)."""
+    (``unetlab_trainer``; ``_nchw`` is without it). channels-last made this step 13 %
+    shorter on an AMX machine in float32 and 26 % longer with AVX2 kernels (session 26);
+    it is not the default, as it also slows FCNs; ``unetlab plan`` measures both and
+    picks."""
     from unetlab.config import load_config
     from unetlab.training import Trainer
 
@@ -444,7 +447,8 @@ def markdown(results) -> str:
     cpu = results.get("machine", {}).get("cpu", "?")
     lines = [f"CPU: {cpu}, {results.get('machine', {}).get('threads')} threads", ""]
     if "kernels limited" in cpu:  # e.g. AVX2 kernels on an AVX-512 machine
-        lines[-1:] = ["ONNX Runtime ignores ONEDNN_MAX_CPU_ISA and ATEN_CPU_CAPABILITY: its "
+        lines[-1:] = ["ONNX Runtime ignores ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY and "
+                      "MKL_ENABLE_INSTRUCTIONS: its "
                       "rows ran its full kernels (set UNETLAB_AUTO_BACKENDS=torch,openvino "
                       "to keep it out of auto).", ""]
     if results.get("model"):

@@ -8,8 +8,10 @@ The two are timed alternately (``--rounds`` rounds, medians). The rule
 pick Winograd where the ratio is above 1. Run it with and without the AVX2 kernels:
 
     python benchmarks/bench_winograd_training.py --json wt_amx.json
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 \\
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         python benchmarks/bench_winograd_training.py --json wt_avx2.json
+
+(all three: the Winograd path's matrix products are oneMKL's)
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ cross-entropy, batch 2 of 3x256²) under ``torch.profiler``, one step each after
 warm-up, grouped by operator; the share of the convolutions (forward and backward).
 
     python benchmarks/profile_train_step.py
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/profile_train_step.py
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/profile_train_step.py
 """
 
 from __future__ import annotations

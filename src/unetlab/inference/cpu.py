@@ -197,7 +197,7 @@ def training_winograd(features: CpuFeatures | None = None) -> int | None:
     Measured per layer, forward + backward, 2 threads, batch 2 (docs/inference.md,
     "Winograd in training"), with AVX2 kernels (oneDNN, ATen and oneMKL held to AVX2) and
     with AVX-512 kernels on a Sapphire Rapids: 192-512 channels gained 1.56-2.25x and
-    1.06-1.78x where the rule picks them; 128 channels gained at most 1.15x with AVX2
+    1.06-1.78x where the rule picks them; 128 channels gained at most 1.21x with AVX2
     kernels (0.97x on one map) and lost with AVX-512 (0.70-0.95x), so from 192 on both.
     Without AVX2 it stays off (not measured).
     """

@@ -153,7 +153,7 @@ def _output_tiles(m: torch.Tensor, geometry) -> torch.Tensor:
 # run per kind of kernels (docs/inference.md, "Winograd in training";
 # benchmarks/bench_winograd_training.py): where the rule below picks it, 192-512 channels
 # were 1.56-2.25x faster with AVX2 kernels and 1.06-1.78x with AVX-512 kernels; 128
-# channels gained at most 1.15x with AVX2 kernels and lost with AVX-512 ones (hence
+# channels gained at most 1.21x with AVX2 kernels and lost with AVX-512 ones (hence
 # :func:`.cpu.training_winograd`'s 192); on 288-512 pixels 512-1024 channels were
 # 0.38-1.08x (hence the minimum of pixels).
 
