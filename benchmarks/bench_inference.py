@@ -291,14 +291,11 @@ def bench_train(size, repeats, device="cpu", bf16=False):
     x = torch.rand(2, 3, size, size, device=device)
     y = torch.randint(0, 2, (2, size, size), device=device)
     models = {"unetlab": _unet(WIDE).to(device)}
-    if torch.device(device).type == "cpu":
-        from unetlab.inference.cpu import training_winograd
-        from unetlab.inference.winograd import use_in_training
+    from unetlab.training.builder import train_with_winograd
 
-        channels = training_winograd()
-        if channels is not None:  # a plain loop with what the trainer does in float32
-            models["unetlab_winograd"] = _unet(WIDE)
-            use_in_training(models["unetlab_winograd"], channels)
+    winograd = _unet(WIDE).to(device)  # a plain loop with what the trainer does in float32
+    if train_with_winograd("auto", winograd, torch.device(device), None) is not None:
+        models["unetlab_winograd"] = winograd
     if _monai():
         models["monai_basicunet"] = _basic_unet(WIDE).to(device)
     for name, model in models.items():

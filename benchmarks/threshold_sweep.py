@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_inference import refuse_existing
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,8 +37,7 @@ def main(argv=None) -> int:
                    default=[0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        p.error(f"--json {args.json} exists; not replacing it (choose another path)")
+    refuse_existing(p, args.json)
 
     import imageio.v3 as iio
     import tifffile
@@ -46,13 +48,19 @@ def main(argv=None) -> int:
         p.error(f"{args.probs}: no *_probs.tif (run unetlab predict --probabilities)")
     for path in files:
         stem = path.name[: -len("_probs.tif")]
-        labels = [q for q in args.labels.glob(stem + ".*")]
+        labels = sorted(args.labels.glob(stem + ".*"))
         if not labels:
             p.error(f"{args.labels}: no label image for {stem}")
-        planes = tifffile.imread(path)
-        plane = planes[args.channel] if planes.shape[0] <= 16 else planes[..., args.channel]
-        probs.append(plane.astype(np.float32))
-        truth.append(iio.imread(labels[0]) == args.foreground_value)
+        try:
+            planes, label = tifffile.imread(path), iio.imread(labels[0])
+        except (OSError, ValueError) as exc:
+            p.error(f"{path.name} or {labels[0].name}: not readable ({exc})")
+        if planes.ndim != 3 or not 0 <= args.channel < planes.shape[0] \
+                or planes.shape[1:] != label.shape:
+            p.error(f"{path.name}: {planes.shape} is not class planes of the label's size "
+                    f"{label.shape} with a plane {args.channel}")
+        probs.append(planes[args.channel].astype(np.float32))   # class planes first
+        truth.append(label == args.foreground_value)
     prob, fg = np.stack(probs), np.stack(truth)
     rows = []
     print(f"{len(files)} images; foreground {fg.mean():.4f} of the pixels")

@@ -1,4 +1,9 @@
-"""Seeds: spread, intervals and verdicts (unetlab.compare.stats) on hand-made rows."""
+"""Seeds: spread, intervals and verdicts (unetlab.compare.stats) on hand-made rows; the
+benchmark scripts that read such rows."""
+
+import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +25,15 @@ def test_three_seed_interval_is_their_range_and_one_seed_has_none():
     assert 6 < many[0] < 9.5 < many[1] < 13  # narrower than the range, around the mean
     s = summarize([1.0, 2.0, 3.0])
     assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0) and s["n"] == 3
+
+
+def _bench(name):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _runs(label, mious, latencies):
@@ -68,13 +82,7 @@ def test_budget_mode_names_equal_steps_or_equal_time():
 
 
 def test_paired_images_separates_only_a_consistent_difference(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "paired_images", Path(__file__).parents[1] / "benchmarks" / "paired_images.py")
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)
+    paired = _bench("paired_images")
 
     def write(path, values):
         path.write_text("name,miou\n" + "".join(f"im{i},{v}\n" for i, v in enumerate(values)))
@@ -128,13 +136,7 @@ def test_seeds_compare_needs_the_difference_to_beat_the_seed_spread(tmp_path):
 
 
 def test_val_curve_reads_validations_and_splits_them_by_fifths(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "val_curve", Path(__file__).parents[1] / "benchmarks" / "val_curve.py")
-    curve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(curve)
+    curve = _bench("val_curve")
     run = tmp_path / "run"
     run.mkdir()
     rows = ["epoch,step,train_loss,pixel_error"]
@@ -154,7 +156,8 @@ def test_val_curve_reads_validations_and_splits_them_by_fifths(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("script", ["profile_openvino_layers.py", "bench_int8_saturation.py",
-                                    "bench_split_levels.py", "bench_int8_variants.py"])
+                                    "bench_split_levels.py", "bench_int8_variants.py",
+                                    "bench_winograd_training.py"])
 def test_benchmarks_never_replace_an_earlier_result(tmp_path, script):
     """``--json PATH`` that exists stops the benchmark before any work, in one line."""
     import subprocess
@@ -169,3 +172,32 @@ def test_benchmarks_never_replace_an_earlier_result(tmp_path, script):
     assert done.returncode == 2
     assert "exists; not replacing it" in done.stderr.strip().splitlines()[-1]
     assert earlier.read_text() == '{"kept": true}\n'
+
+
+def test_threshold_sweep_counts_errors_and_refuses_bad_input(tmp_path, capsys):
+    """Pixel error per threshold on made-up probabilities, one-line errors otherwise."""
+    import imageio.v3 as iio
+    import numpy as np
+    import tifffile
+
+    sweep = _bench("threshold_sweep")
+    probs, labels = tmp_path / "probs", tmp_path / "labels"
+    probs.mkdir()
+    labels.mkdir()
+    fg = np.array([[0.9, 0.6], [0.4, 0.1]], dtype=np.float32)     # foreground probability
+    tifffile.imwrite(probs / "a_probs.tif", np.stack([1 - fg, fg]))
+    iio.imwrite(labels / "a.png", np.array([[0, 0], [0, 255]], dtype=np.uint8))  # 0 = fg
+    out = tmp_path / "sweep.json"
+    assert sweep.main([str(probs), str(labels), "--foreground-value", "0",
+                       "--thresholds", "0.5", "0.7", "--json", str(out)]) == 0
+    rows = {r["threshold"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows[0.5]["pixel_error"] == 0.25 and rows[0.5]["false_negative"] == 0.25
+    assert rows[0.7]["pixel_error"] == 0.5 and rows[0.7]["false_positive"] == 0.0
+    capsys.readouterr()
+    for argv in ([str(probs), str(labels), "--json", str(out)],          # result kept
+                 [str(tmp_path / "none"), str(labels)],                    # no maps
+                 [str(probs), str(labels), "--channel", "5"]):             # no such plane
+        with pytest.raises(SystemExit) as stop:
+            sweep.main(argv)
+        assert stop.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()[-1]) < 300

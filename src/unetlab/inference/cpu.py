@@ -201,5 +201,7 @@ def training_winograd(features: CpuFeatures | None = None) -> int | None:
     kernels (0.97x on one map) and lost with AVX-512 (0.70-0.95x), so from 192 on both.
     Without AVX2 it stays off (not measured).
     """
+    from .winograd import TRAIN_MIN_CHANNELS
+
     features = features or cpu_features()
-    return 192 if features.avx2 else None
+    return TRAIN_MIN_CHANNELS if features.avx2 else None

@@ -157,8 +157,10 @@ def _output_tiles(m: torch.Tensor, geometry) -> torch.Tensor:
 # :func:`.cpu.training_winograd`'s 192); on 288-512 pixels 512-1024 channels were
 # 0.38-1.08x (hence the minimum of pixels).
 
-#: Winograd in training where min(C, K) >= the CPU's minimum (:func:`.cpu.training_winograd`),
-#: the batch has at least TRAIN_MIN_PIXELS pixels and C * K >= TRAIN_RATIO * those pixels
+#: Winograd in training where min(C, K) >= TRAIN_MIN_CHANNELS (on CPUs where
+#: :func:`.cpu.training_winograd` allows it), the batch has at least TRAIN_MIN_PIXELS
+#: pixels and C * K >= TRAIN_RATIO * those pixels
+TRAIN_MIN_CHANNELS = 192
 TRAIN_MIN_PIXELS = 1024
 TRAIN_RATIO = 4
 _KG = torch.kron(_G, _G)           # (36, 9), float64 like _G: vec(G g G^T) = kron(G, G) vec(g)
@@ -236,7 +238,7 @@ class TrainingWinogradConv2d(nn.Conv2d):
     place; export and :func:`apply_winograd` want plain ``nn.Conv2d`` layers
     (:func:`stop_in_training`)."""
 
-    winograd_min_channels: int = 192
+    winograd_min_channels: int = TRAIN_MIN_CHANNELS
 
     def _conv_forward(self, x, weight, bias):
         # (under no_grad, e.g. validation, the ordinary convolution: the same numbers as

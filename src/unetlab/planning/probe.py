@@ -108,13 +108,9 @@ def _time_steps(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    from ..training.builder import resolve_winograd
+    from ..training.builder import train_with_winograd
 
-    winograd_channels = resolve_winograd("auto", net, device, amp)  # as the trainer runs it
-    if winograd_channels is not None:
-        from ..inference.winograd import use_in_training
-
-        use_in_training(net, winograd_channels)
+    train_with_winograd("auto", net, device, amp)  # as the trainer runs it
     y = torch.randint(0, classes, (batch, tile, tile), device=device)
 
     def step():

@@ -35,16 +35,27 @@ def select_device(name: str = "auto") -> torch.device:
 def resolve_winograd(setting, net, device: torch.device, amp_dtype) -> int | None:
     """The narrowest layer that trains with Winograd for ``train.winograd`` (None = off):
     float32 on the CPU, 2-D models; ``auto`` where :func:`.cpu.training_winograd` says
-    it pays on this CPU, ``true`` also elsewhere (from 192 channels)."""
+    it pays on this CPU, ``true`` also elsewhere."""
     from ..inference.cpu import training_winograd
+    from ..inference.winograd import TRAIN_MIN_CHANNELS
     from ..models.geometry import geometry_of
 
     if setting is False or device.type != "cpu" or amp_dtype is not None \
             or geometry_of(net).spatial_dims != 2:
         return None
     channels = training_winograd()
-    if channels is None and setting is True:
-        return 192
+    return TRAIN_MIN_CHANNELS if channels is None and setting is True else channels
+
+
+def train_with_winograd(setting, net, device: torch.device, amp_dtype) -> int | None:
+    """:func:`resolve_winograd`, and where it says so, let ``net`` train with Winograd
+    (in place); returns the narrowest layer that may use it (None = off). What the
+    trainer, the planner's probe and the benchmarks all run."""
+    channels = resolve_winograd(setting, net, device, amp_dtype)
+    if channels is not None:
+        from ..inference.winograd import use_in_training
+
+        use_in_training(net, channels)
     return channels
 
 

@@ -212,9 +212,8 @@ class Trainer:
         if t.channels_last and net_dims(net) == 2:
             net = net.to(memory_format=torch.channels_last)
         # float32 on a CPU: the deep 3x3 convolutions train with Winograd where it pays
-        self.winograd_channels = builder.resolve_winograd(t.winograd, net, self.device,
-                                                          self.amp_dtype)
-        self._winograd(True, net)
+        self.winograd_channels = builder.train_with_winograd(t.winograd, net, self.device,
+                                                             self.amp_dtype)
         self.net = net
         self.model = distributed.wrap_model(net, self.dist, self.device)
         self.loss_fn = builder.build_loss(cfg, self.info).to(self.device)
@@ -357,18 +356,17 @@ class Trainer:
         finally:
             self._winograd(False)
 
-    def _winograd(self, on: bool, net=None) -> None:
+    def _winograd(self, on: bool) -> None:
         """Let the model's deep convolutions train with Winograd (``train.winograd``), or
         turn them back into plain convolutions."""
         if self.winograd_channels is None:
             return
         from ..inference import winograd
 
-        net = self.net if net is None else net
         if on:
-            winograd.use_in_training(net, self.winograd_channels)
+            winograd.use_in_training(self.net, self.winograd_channels)
         else:
-            winograd.stop_in_training(net)
+            winograd.stop_in_training(self.net)
 
     def _fit(self) -> dict:
         t = self.cfg.train
