@@ -141,6 +141,9 @@ def test_winograd_follows_the_cpu(monkeypatch):
     assert ratios == {cpu.winograd_ratio(AVX2_ONLY)}
     # AMX CPUs: only the deepest layers pay (a higher channel-mixing ratio)
     assert cpu.winograd_ratio(WITH_BF16) > cpu.winograd_ratio(AVX2_ONLY)
+    # the OpenVINO graphs' rule: off without AVX2, a higher ratio with AMX
+    assert cpu.graph_winograd_ratio(cpu.CpuFeatures(name="old CPU")) is None
+    assert cpu.graph_winograd_ratio(WITH_BF16) > cpu.graph_winograd_ratio(AVX2_ONLY) > 0
 
 
 def test_auto_backends_can_be_limited(monkeypatch):

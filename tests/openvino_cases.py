@@ -211,3 +211,41 @@ def test_missing_openvino_is_one_line_naming_the_extra(trained, tmp_path, monkey
                  str(tmp_path / "m.xml")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "unetlab[openvino]" in err and len(err.splitlines()) == 1
+
+
+def test_openvino_fp32_winograd_layers_agree_at_any_size(tmp_path, capsys):
+    """The fp32 graph writes the wide 3x3 layers as Winograd for the expected shape, and
+    still agrees with PyTorch at other sizes; `winograd=False` and exported files keep
+    the plain graph."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from unetlab.card import build_card
+    from unetlab.models.serialization import save_model
+
+    torch.manual_seed(0)
+    model = unetlab.create_model("unet", in_channels=3, num_classes=3, channels=(8, 256, 256),
+                                 norm="batch").eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.1, 0.1)  # folded batch norm that changes something
+        bn.running_var.uniform_(0.5, 2.0)
+    fast = optimize_for_inference(model, backend="openvino", winograd=True,
+                                  probe_shape=(1, 3, 32, 32))
+    assert fast.optimization["winograd"]["layers"] >= 2
+    ops = [op.get_type_name() for op in fast.ov_model.get_ordered_ops()]
+    assert ops.count("MatMul") == fast.optimization["winograd"]["layers"]
+    for shape in [(1, 3, 32, 32), (2, 3, 44, 60), (1, 3, 20, 36)]:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            ref = model(x)
+        got = fast(x)
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max() <= 1e-4 * ref.abs().max(), shape
+    plain = optimize_for_inference(model, backend="openvino", winograd=False)
+    assert "winograd" not in plain.optimization
+    assert "MatMul" not in [op.get_type_name() for op in plain.ov_model.get_ordered_ops()]
+    # `unetlab export --format openvino` hands on the plain graph (CPUs unknown here)
+    ckpt = save_model(model, tmp_path / "m.safetensors", card=build_card(model))
+    out = tmp_path / "m.xml"
+    assert main(["export", str(ckpt), "--format", "openvino", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert 'type="MatMul"' not in out.read_text()

@@ -374,3 +374,57 @@ def test_winograd_training_resumes_exactly(tmp_path):
     assert train(cfg(part, ["train.max_steps=3"]))["steps"] == 3
     train(cfg(part), resume=True)
     assert_same_weights(weights(ref), weights(part))
+
+
+# ---- in an exported graph (the OpenVINO runners) ----------------------------------------
+
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("shape", [(1, 5, 8, 8), (2, 3, 7, 10), (3, 4, 9, 5), (1, 2, 3, 3)])
+def test_graph_winograd_equals_conv2d(shape, padding):
+    from unetlab.inference.winograd import GraphWinogradConv2d
+
+    torch.manual_seed(sum(shape) + padding)
+    for bias in (True, False):
+        conv = nn.Conv2d(shape[1], 6, 3, padding=padding, bias=bias).eval()
+        x = torch.randn(shape)
+        with torch.no_grad():
+            ref, got = conv(x), GraphWinogradConv2d(conv)(x)
+        assert got.shape == ref.shape
+        assert close(got, ref)
+
+
+def test_graph_winograd_picks_the_layers_that_pay_at_the_expected_shape():
+    from unetlab.inference.winograd import (
+        GraphWinogradConv2d,
+        apply_graph_winograd,
+        conv_input_shapes,
+    )
+
+    def fresh():
+        torch.manual_seed(0)
+        return unetlab.create_model("unet", in_channels=1, num_classes=2,
+                                    channels=(8, 256, 256)).eval()
+
+    model = fresh()
+    shapes = conv_input_shapes(model, (1, 1, 32, 32))
+    assert len(shapes) == sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+                              for m in model.modules())
+    assert {s[2:] for s in shapes.values()} == {(32, 32), (16, 16), (8, 8)}
+    # 256 x 256 >= 4 x 1 x 16 x 16: every layer with 256 channels in and out pays at 32x32
+    # input; the 8-channel layers never (fewer than 256 channels)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    wide = [m for m, s in shapes.items() if min(s[1], m.out_channels) >= 256]
+    assert apply_graph_winograd(model, (1, 1, 32, 32), ratio=4) == len(wide) > 0
+    with torch.no_grad():
+        assert close(model(x), ref, rel=1e-4)
+    # at 1024x1024 the 256-channel maps are too large for the same ratio; at 128x128 with
+    # ratio 32: the two convolutions on the deepest map (32x32: 256 x 256 >= 32 x 32 x 32)
+    # and the decoder's first on 64x64 (cat([skip, up]): 512 x 256 >= 32 x 64 x 64), not
+    # its second (256 x 256)
+    assert apply_graph_winograd(fresh(), (1, 1, 1024, 1024), ratio=4) == 0
+    picked = fresh()
+    assert apply_graph_winograd(picked, (1, 1, 128, 128), ratio=32) == 3
+    assert sorted(m.in_channels for m in picked.modules()
+                  if isinstance(m, GraphWinogradConv2d)) == [256, 256, 512]

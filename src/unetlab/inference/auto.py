@@ -94,8 +94,9 @@ def _default_shape(model) -> tuple:
 
 
 #: what the exported graphs look like; a change makes cached choices stale (2: no no-op
-#: skip crops, OpenVINO's decoder levels split; 3: int8 weights in 7 bits)
-GRAPH_VERSION = 3
+#: skip crops, OpenVINO's decoder levels split; 3: int8 weights in 7 bits; 4: Winograd
+#: layers in OpenVINO's fp32 graphs)
+GRAPH_VERSION = 4
 #: the int8 variants probed when the caller names no ``keep_fp32``: the default of
 #: ``backend="openvino"`` (first conv and head in fp32) and everything in int8, which was
 #: faster on an AMX CPU (1.10x in a probe at 256², 1.4x in layer time at 512²), no
@@ -239,10 +240,13 @@ def choose(model, *, backend="auto", precision="auto", device=None, calibration=
     triples = variants(candidates(backend=backend, precision=precision, device=device,
                                   calibration=bool(batches)), keep_fp32)
 
+    shape = tuple(probe_shape or (batches[0].shape if batches else _default_shape(model)))
+
     def build(b, p, keep=None):  # keep None: the openvino backend's default layers
         return optimize_for_inference(model, backend=b, precision=p, device=device,
                                       num_threads=num_threads, keep_fp32=keep,
-                                      calibration=batches if p == "int8" else None)
+                                      calibration=batches if p == "int8" else None,
+                                      probe_shape=shape)  # (OpenVINO's Winograd layers)
 
     if len(triples) == 1:
         b, p, keep = triples[0]
@@ -250,7 +254,6 @@ def choose(model, *, backend="auto", precision="auto", device=None, calibration=
         fast.choice = {"backend": b, "precision": p, "probed": False,
                        **({"keep_fp32": list(keep)} if keep is not None else {})}
         return fast
-    shape = tuple(probe_shape or (batches[0].shape if batches else _default_shape(model)))
     gate = precision == "auto"  # see _probe
     key = _digest(model, shape, batches, triples, gate)
     entry = _read_cache().get(key) if cache else None

@@ -190,6 +190,30 @@ def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     return RATIO if features.avx2 else None
 
 
+#: :func:`graph_winograd_ratio` on CPUs with AMX (AVX-512 kernels in OpenVINO's fp32)
+GRAPH_AMX_WINOGRAD_RATIO = 16
+
+
+def graph_winograd_ratio(features: CpuFeatures | None = None) -> float | None:
+    """The channel-mixing ratio above which the OpenVINO runners' fp32 graphs compute a
+    3x3 convolution of 256+ channels as Winograd (:func:`.winograd.apply_graph_winograd`),
+    or None to leave it off.
+
+    Measured per layer against OpenVINO's own fp32 convolution, 1x C x S x S, 2 threads,
+    on a Sapphire Rapids Xeon (session 27, ``/work/s27/wg_ov_proto.py``; another job
+    shared the machine, so the spread is wide): with its AVX-512 kernels 1024 channels on
+    16x16 1.26-1.54x faster, 512 on 32x32 1.62-1.83x, 256 on 64x64 1.40-1.51x, 256 on
+    128x128 (ratio 4) 0.89-1.12x, hence ratio 16 there; with AVX2 kernels in oneDNN
+    (``ONEDNN_MAX_CPU_ISA=AVX2``, which OpenVINO's CPU plugin follows) 1.83x, 1.68x, 1.37x
+    and 1.20x (ratio 4), the default ratio. Without AVX2: off (not measured)."""
+    from .winograd import RATIO
+
+    features = features or cpu_features()
+    if features.amx:
+        return GRAPH_AMX_WINOGRAD_RATIO
+    return RATIO if features.avx2 else None
+
+
 def training_winograd(features: CpuFeatures | None = None) -> int | None:
     """The narrowest layer (min of in and out channels) that trains faster with
     :mod:`.winograd` on this CPU in float32, or None to leave it off.

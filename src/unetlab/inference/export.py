@@ -163,10 +163,13 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     differ from fp32 in the third significant digit); ``"fp16"`` on CUDA only. The
     returned logits are always float32.
 
-    ``winograd`` (torch backend, fp32, CPU): 3x3 convolutions with many channels on small
-    maps use Winograd F(2x2, 3x3) (:mod:`unetlab.inference.winograd`; decided per call
-    from the input's shape, exact to float rounding). ``None`` (default) turns it on for
-    fp32 on the CPU where :func:`.cpu.winograd_ratio` says it pays.
+    ``winograd`` (fp32, CPU): 3x3 convolutions with many channels on small maps use
+    Winograd F(4x4, 3x3) (:mod:`unetlab.inference.winograd`, to about 1e-5 of the
+    output's scale). Torch backend: decided per call from the input's shape; ``None``
+    (default) turns it on where :func:`.cpu.winograd_ratio` says it pays. OpenVINO
+    backend: written into the graph for the layers where it pays at an input of
+    ``probe_shape`` (default one 256x256 image; :func:`.cpu.graph_winograd_ratio`); the
+    graph still takes any size. ``False``: never.
 
     ``backend="openvino"`` (CPU, ``pip install "unetlab[openvino]"``): the exported graph
     compiled by OpenVINO; ``precision`` ``"fp32"``, ``"bf16"`` (CPUs with BF16 only) or
@@ -197,7 +200,7 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     device = torch.device(device) if device is not None else _device_of(model)
     if backend == "openvino":
         return _openvino_model(model, device, fold_bn, precision, calibration, num_threads,
-                               keep_fp32)
+                               keep_fp32, winograd, probe_shape)
     if precision == "int8" or calibration is not None:
         raise ValueError("precision='int8' (and calibration) need backend='openvino'")
     dtype = _check_precision(precision, backend, device)
@@ -237,7 +240,8 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     return InferenceModel(run, backend="torch", device=device, source=model, module=net)
 
 
-def _openvino_model(model, device, fold_bn, precision, calibration, num_threads, keep_fp32):
+def _openvino_model(model, device, fold_bn, precision, calibration, num_threads, keep_fp32,
+                    winograd=None, shape=None):
     from .openvino import KEEP_FP32, openvino_model, require_openvino
 
     require_openvino()
@@ -248,7 +252,8 @@ def _openvino_model(model, device, fold_bn, precision, calibration, num_threads,
     if fold_bn:
         fold_batch_norm(net)
     return openvino_model(net, model, precision=precision, calibration=calibration,
-                          num_threads=num_threads, keep_fp32=keep_fp32)
+                          num_threads=num_threads, keep_fp32=keep_fp32, winograd=winograd,
+                          shape=shape)
 
 
 def _check_precision(precision: str, backend: str, device: torch.device):

@@ -55,17 +55,29 @@ def _multiple(source) -> int:
     return geo.divisor if geo.padding == "same" else 1
 
 
-def convert(net: torch.nn.Module):
+def convert(net: torch.nn.Module, winograd=None):
     """An ``openvino.Model`` of ``net`` (eval mode, batch norm already folded) with
     dynamic batch and spatial axes, through the ONNX graph of :func:`.export.onnx_bytes`
     (U-Net decoder levels as :class:`.export._SplitLevel`: no concatenation). ``net`` is
-    changed in place (moved to the CPU, levels split): pass a copy, as every caller does."""
+    changed in place (moved to the CPU, levels split): pass a copy, as every caller does.
+
+    ``winograd``: ``(shape, ratio)`` writes the convolutions where Winograd pays at an
+    input of ``shape`` as :class:`.winograd.GraphWinogradConv2d` (fp32 graphs); the graph
+    still takes any size."""
     import io
 
     from .export import onnx_bytes, split_concat_convs
 
     ov = require_openvino()
-    return ov.convert_model(io.BytesIO(onnx_bytes(split_concat_convs(net.cpu()))))
+    net = split_concat_convs(net.cpu())
+    if winograd is not None:
+        from .winograd import apply_graph_winograd
+
+        try:  # the layers' shapes come from a pass on the meta device
+            apply_graph_winograd(net, *winograd)
+        except Exception as exc:  # a layer of any kind may refuse meta tensors
+            log.info("openvino: no Winograd layers (%s: %s)", type(exc).__name__, exc)
+    return ov.convert_model(io.BytesIO(onnx_bytes(net)))
 
 
 def calibration_inputs(calibration, source) -> list:
@@ -158,12 +170,23 @@ def check_precision(precision: str, calibration) -> None:
 
 def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
                    calibration=None, num_threads: int | None = None,
-                   keep_fp32=KEEP_FP32):
-    """An :class:`.export.InferenceModel` running ``net`` (folded, eval) with OpenVINO."""
+                   keep_fp32=KEEP_FP32, winograd: bool | None = None, shape=None):
+    """An :class:`.export.InferenceModel` running ``net`` (folded, eval) with OpenVINO.
+
+    ``winograd`` (fp32 only): the 3x3 convolutions where Winograd pays at an input of
+    ``shape`` (default: one 256x256 image) are written as
+    :class:`.winograd.GraphWinogradConv2d`; None: where :func:`.cpu.graph_winograd_ratio`
+    says it pays on this CPU, False: never. The graph takes any input size either way."""
     check_precision(precision, calibration)
     require_openvino()
-    ov_model = convert(net)
+    wg = _winograd_plan(net, source, precision, winograd, shape)
+    ov_model = convert(net, winograd=wg)
     info = {"backend": "openvino", "precision": precision}
+    if wg is not None:
+        from .winograd import GraphWinogradConv2d
+
+        layers = sum(isinstance(m, GraphWinogradConv2d) for m in net.modules())
+        info["winograd"] = {"layers": layers, "shape": list(wg[0]), "ratio": wg[1]}
     if precision == "int8":
         inputs = calibration_inputs(calibration, source)
         ov_model = quantize(ov_model, inputs, keep_fp32)
@@ -171,6 +194,26 @@ def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
                                "shapes": sorted({tuple(a.shape) for a in inputs}),
                                "keep_fp32": list(keep_fp32), "overflow_fix": OVERFLOW_FIX}
     return wrap(ov_model, source, precision=precision, num_threads=num_threads, info=info)
+
+
+def _winograd_plan(net, source, precision, winograd, shape):
+    """``(shape, ratio)`` for :func:`convert`, or None: no Winograd in this graph (not
+    fp32, switched off, or no rule for this CPU)."""
+    from . import cpu
+    from .winograd import RATIO
+
+    if precision != "fp32" or winograd is False:
+        return None
+    ratio = cpu.graph_winograd_ratio()
+    if ratio is None:
+        if not winograd:
+            return None
+        ratio = RATIO
+    if shape is None:
+        from .auto import _default_shape
+
+        shape = _default_shape(source)
+    return tuple(int(s) for s in shape), float(ratio)
 
 
 def wrap(ov_model, source, *, precision: str, num_threads=None, info=None):

@@ -283,3 +283,92 @@ def apply_winograd(model: nn.Module, ratio: float = RATIO) -> nn.Module:
             if supports(child):
                 setattr(parent, name, WinogradConv2d(child, ratio))
     return model
+
+
+# ---- in an exported graph (OpenVINO) ---------------------------------------------------
+
+#: Winograd in the OpenVINO runners' fp32 graphs where min(C, K) >= GRAPH_MIN_CHANNELS and
+#: C * K >= ratio * N * H * W at the expected input shape (:func:`apply_graph_winograd`)
+GRAPH_MIN_CHANNELS = 256
+
+
+class GraphWinogradConv2d(nn.Module):
+    """A 3x3 convolution as Winograd F(4x4, 3x3) written in operators an ONNX graph holds
+    (convolutions with fixed weights for the tile transforms, one batched MatMul for the
+    channel mixing), so that a runtime without Winograd kernels of its own (OpenVINO)
+    computes it; any input size (tiles padded, output cropped), the same values as the
+    convolution to about 1e-5 of the output's scale.
+
+    Input transform: a 6x6, stride-4 convolution with 36 fixed filters on each channel
+    (filter (a, b) is the outer product of rows a and b of B^T); output transform: a 1x1
+    convolution from the 36 products to the 16 outputs of a tile, then depth-to-space."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if not supports(conv):
+            raise ValueError(f"GraphWinogradConv2d needs a 3x3, stride-1, ungrouped Conv2d "
+                             f"with zero padding 0 or 1, got {conv}")
+        w = conv.weight.detach()
+        self.in_channels, self.out_channels = w.shape[1], w.shape[0]
+        self.padding = int(conv.padding[0])
+        u = _G @ w.double() @ _G.T                                     # (K, C, 6, 6)
+        self.register_buffer("u", u.permute(2, 3, 0, 1).reshape(36, *w.shape[:2])
+                             .to(w.dtype).contiguous())               # (36, K, C)
+        bias = conv.bias.detach().reshape(1, -1, 1, 1) if conv.bias is not None else None
+        self.register_buffer("bias", bias)
+        self.register_buffer("tile_in", torch.einsum("ai,bj->abij", _BT, _BT)
+                             .reshape(36, 1, 6, 6).to(w.dtype))
+        self.register_buffer("tile_out", torch.einsum("pa,qb->pqab", _AT, _AT)
+                             .reshape(16, 36, 1, 1).to(w.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p, k = self.padding, self.out_channels
+        out_h, out_w = h + 2 * p - 2, w + 2 * p - 2
+        th, tw = (out_h + 3) // 4, (out_w + 3) // 4                     # 4x4 output tiles
+        xp = F.pad(x, (p, 4 * tw + 2 - w - p, p, 4 * th + 2 - h - p))
+        v = F.conv2d(xp.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), self.tile_in, stride=4)
+        v = v.reshape(n, c, 36, -1).permute(2, 1, 0, 3).reshape(36, c, -1)  # (36, C, T)
+        m = torch.matmul(self.u, v)                                     # (36, K, T)
+        m = m.reshape(36, k * n, th, tw).permute(1, 0, 2, 3)            # (K*N, 36, ...)
+        y = F.pixel_shuffle(F.conv2d(m, self.tile_out), 4)              # (K*N, 1, 4th, 4tw)
+        y = y.reshape(k, n, 4 * th, 4 * tw).permute(1, 0, 2, 3)[:, :, :out_h, :out_w]
+        return y if self.bias is None else y + self.bias
+
+
+def conv_input_shapes(model: nn.Module, shape) -> dict:
+    """The input shape of each supported convolution of ``model`` (by module) for an input
+    of ``shape``, from one pass on the meta device (no memory, no arithmetic)."""
+    import copy
+
+    shapes, hooks = {}, []
+    twin = copy.deepcopy(model).to("meta")
+    originals = dict(zip(twin.modules(), model.modules()))
+    def record(module, args):
+        shapes.setdefault(originals[module], tuple(args[0].shape))
+
+    for module in twin.modules():
+        if supports(module):
+            hooks.append(module.register_forward_pre_hook(record))
+    with torch.no_grad():
+        twin(torch.zeros(shape, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def apply_graph_winograd(model: nn.Module, shape, ratio: float = RATIO,
+                         min_channels: int = GRAPH_MIN_CHANNELS) -> int:
+    """Replace (in place) each supported Conv2d of ``model`` for which Winograd pays at an
+    input of ``shape`` (``min(C, K) >= min_channels`` and ``C * K >= ratio * N * H * W``
+    at the layer) by a :class:`GraphWinogradConv2d`, for export. Returns how many."""
+    chosen = {m for m, (n, c, h, w) in conv_input_shapes(model, shape).items()
+              if min(c, m.out_channels) >= min_channels and c * m.out_channels >= ratio * n * h * w
+              and min(h, w) + 2 * int(m.padding[0]) > 2}
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if child in chosen:
+                setattr(parent, name, GraphWinogradConv2d(child))
+                count += 1
+    return count
