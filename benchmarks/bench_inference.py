@@ -6,8 +6,10 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
    classes) at each ``--sizes``: eager PyTorch, ``optimize_for_inference`` (torch
    backend; ``--bf16`` adds its bfloat16 variant), ONNX Runtime on the exported model,
    MONAI ``BasicUNet`` with the same widths. ``--openvino`` adds OpenVINO fp32
-   (``backend="openvino"``), ``backend="auto"`` fp32 (the probe's pick), unetlab's int8
-   (NNCF on the folded graph, first conv and 1x1 head in fp32), OpenVINO's own int8 of
+   (``backend="openvino"``, with its Winograd layers chosen for the input's shape, and
+   ``openvino_no_winograd`` without them), ``backend="auto"`` fp32 (the probe's pick),
+   unetlab's int8 (NNCF on the folded graph, first conv and 1x1 head in fp32), OpenVINO's
+   own int8 of
    the plain exported graph (NNCF defaults, OpenVINO's default precision hint) and ONNX
    Runtime's static int8 quantization (QDQ), all calibrated on the same 4 inputs. The
    runners are interleaved (``--rounds``) and the medians reported.
@@ -124,7 +126,11 @@ def _int8_runners(model, x, calibration, threads):
     from unetlab.inference import optimize_for_inference
     from unetlab.inference.export import onnx_bytes
 
-    out = {"openvino": optimize_for_inference(model, backend="openvino"),
+    out = {"openvino": optimize_for_inference(model, backend="openvino",
+                                              probe_shape=tuple(x.shape)),
+           # OpenVINO's fp32 without unetlab's Winograd layers (the graph before session 27)
+           "openvino_no_winograd": optimize_for_inference(model, backend="openvino",
+                                                          winograd=False),
            "openvino_int8": optimize_for_inference(model, backend="openvino",
                                                    precision="int8", calibration=calibration),
            # every layer in int8: the variant `auto` with calibration also tries
@@ -373,7 +379,8 @@ def _child(args) -> None:
         elif args.child == "onnxruntime":
             model = optimize_for_inference(model, backend="onnxruntime")
         elif args.child == "openvino":
-            model = optimize_for_inference(model, backend="openvino")
+            model = optimize_for_inference(model, backend="openvino",
+                                           probe_shape=(4, 1, 256, 256))
         elif args.child == "openvino_int8":
             model = optimize_for_inference(model, backend="openvino", precision="int8",
                                            calibration=calibration())
@@ -473,7 +480,8 @@ def markdown(results) -> str:
             monai = s.get("monai_basicunet_interleaved")
             plain = s.get("openvino_int8_plain")
             for name in ("monai_basicunet_interleaved", "unetlab_interleaved", "auto",
-                         "openvino", "openvino_int8_plain", "onnxruntime_int8",
+                         "openvino", "openvino_no_winograd", "openvino_int8_plain",
+                         "onnxruntime_int8",
                          "openvino_int8", "openvino_int8_all"):
                 if name not in s:
                     continue
