@@ -9,10 +9,9 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
    (``backend="openvino"``, with its Winograd layers chosen for the input's shape, and
    ``openvino_no_winograd`` without them), ``backend="auto"`` fp32 (the probe's pick),
    unetlab's int8 (NNCF on the folded graph, first conv and 1x1 head in fp32), OpenVINO's
-   own int8 of
-   the plain exported graph (NNCF defaults, OpenVINO's default precision hint) and ONNX
-   Runtime's static int8 quantization (QDQ), all calibrated on the same 4 inputs. The
-   runners are interleaved (``--rounds``) and the medians reported.
+   own int8 of the plain exported graph (NNCF defaults, OpenVINO's default precision
+   hint) and ONNX Runtime's static int8 quantization (QDQ), all calibrated on the same 4
+   inputs. The runners are interleaved (``--rounds``) and the medians reported.
 2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
    loop, unetlab U-Net vs MONAI BasicUNet, and ``unetlab_trainer``: the step of
    ``unetlab train`` itself (``Trainer.train_step``, channels-last); ``--bf16`` adds each
