@@ -221,14 +221,17 @@ def check_split_and_root(dataset: str, split: str, splits, root, layout: str) ->
 
 
 def list_images(directory, *, what: str = "images") -> list[Path]:
-    """Image files in ``directory`` sorted by name; an error when it is missing or empty."""
+    """Image files in ``directory`` sorted by name; an error when it is missing or empty.
+    Hidden files (``.name``, e.g. the ``._x.png`` metadata files macOS leaves on shared
+    drives) are not images, as ``unetlab predict`` also skips them."""
     from ..imageio import IMAGE_SUFFIXES
 
     directory = Path(directory)
     if not directory.is_dir():
         raise UnetlabError(f"{directory}: {what} directory not found")
     files = sorted(p for p in directory.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
     if not files:
         raise UnetlabError(f"{directory}: no {what} found (looked for "
                            f"{', '.join(IMAGE_SUFFIXES)})")
@@ -244,7 +247,16 @@ def pair_by_stem(images: list[Path], masks: list[Path], *, mask_suffix: str = ""
         stem = m.stem
         if mask_suffix and stem.endswith(mask_suffix):
             stem = stem[: -len(mask_suffix)]
-        by_stem.setdefault(stem, m)
+        if stem in by_stem:  # which one is the mask? neither silently
+            raise UnetlabError(f"{by_stem[stem]} and {m.name}: two masks for the image "
+                               f"{stem!r}; keep one")
+        by_stem[stem] = m
+    images_by_stem: dict[str, Path] = {}
+    for img in images:
+        if img.stem in images_by_stem:  # one mask would label both, under one name
+            raise UnetlabError(f"{images_by_stem[img.stem]} and {img.name}: two images "
+                               f"named {img.stem!r}; rename or remove one")
+        images_by_stem[img.stem] = img
     pairs, missing = [], []
     for img in images:
         mask = by_stem.get(img.stem)

@@ -64,8 +64,11 @@ class FolderDataset(PairedFilesDataset):
                                        where=base / masks))
         if ignore_values and ignore_index is None:
             ignore_index = 255
+        # the mapping read from these masks when none is declared; the trainer gives it to
+        # the validation split, whose masks may lack a class (data/splits.py, builder)
+        self.inferred_mapping = None
         if mapping is None and num_classes is None and class_names is None:
-            mapping = self._infer_mapping(ignore_values)
+            mapping = self.inferred_mapping = self._infer_mapping(ignore_values)
         if num_classes is None:
             num_classes = (len(class_names) if class_names is not None
                            else len(set(dict(mapping).values())))
@@ -120,12 +123,29 @@ class FolderDataset(PairedFilesDataset):
                     colours.setdefault(colour, []).append((mask_path, n))
                     values.add(colour)
             else:
+                colour_file = raw.ndim == 3 and raw.shape[-1] >= 3  # RGB holding greys
                 raw = raw[..., 0] if raw.ndim == 3 else raw
                 found, counts = np.unique(raw, return_counts=True)
                 for v, c in zip(found.tolist(), counts.tolist()):
                     grey.setdefault(v, []).append((mask_path, c))
+                    if colour_file:
+                        colours.setdefault((v, v, v), []).append((mask_path, c))
                 values |= set(found.tolist())
         if rgb:
+            # a grey mask among colour ones (an empty mask saved as grey, say) is read as
+            # the colours (v, v, v); a grey value no colour mask has (palette indices, a
+            # class map) would silently become a class of its own
+            stray = sorted(v for v in grey if (v, v, v) not in colours and v not in ignored
+                           and (v, v, v) not in ignored)
+            if stray:
+                shown = "; ".join(
+                    f"{v} in {', '.join(str(f) for f, _ in grey[v][:3])}"
+                    + (f" (+{len(grey[v]) - 3} more)" if len(grey[v]) > 3 else "")
+                    for v in stray[:5])
+                raise UnetlabError(
+                    f"grey or palette masks among colour masks hold values no colour mask "
+                    f"has: {shown}; save every mask as RGB colours, or declare the classes "
+                    "(mapping: {'#rrggbb': class, ...})")
             values = {v if isinstance(v, tuple) else (v, v, v) for v in values}
             check_rare_colours({v: f for v, f in colours.items() if v not in ignored})
         else:

@@ -83,6 +83,13 @@ class MaskMapping:
         unexpected values when the mask holds values the mapping does not declare."""
         raw = np.asarray(raw)
         if self.rgb:
+            if raw.ndim == 3 and raw.shape[-1] == 2:  # grey + alpha
+                raw = raw[..., 0]
+            if raw.ndim == 2 and raw.dtype.kind in "biu" and (
+                    not raw.size or 0 <= int(raw.min()) and int(raw.max()) <= 255):
+                # a grey mask among colour ones (an empty mask saved as grey, say): value v
+                # is the colour (v, v, v), as the folder format reads it when numbering
+                raw = np.repeat(raw[..., None], 3, axis=-1)
             if raw.ndim != 3 or raw.shape[-1] < 3:
                 raise UnetlabError(f"{source}: expected an RGB mask for the declared colour "
                                    f"mapping, got shape {raw.shape}")

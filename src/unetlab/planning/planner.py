@@ -177,7 +177,8 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     r = {}
     n_total = fp.num_images
     n_train = train_count(fp)
-    n_val = None if fp.has_own_val else n_total - n_train
+    # without an own split, a single image is validated on itself (see data.val_split)
+    n_val = None if fp.has_own_val else max(1, n_total - n_train)
     workers = loader_workers(device, probe)
     net_rates = rates
 
@@ -350,6 +351,12 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     r["data.val_split"] = ("the dataset's own validation split" if fp.has_own_val else
                            f"no validation split: the last {FALLBACK_VAL_FRACTION:.0%} of "
                            "the training items are held out")
+    if not fp.has_own_val and n_total < 2 and dataset == "folder":
+        # holding out the only image leaves nothing to train on; the folder format's
+        # fallback validates on the training image instead, and says so (data/splits.py)
+        val_split = "val"
+        r["data.val_split"] = ("no validation split and a single image: validation runs on "
+                               "the training image (it measures fitting, not generalisation)")
     loss_cfg = {"name": "dice_ce", "options": ({"class_weights": loss["class_weights"]}
                                                if "class_weights" in loss else {})}
     config = {

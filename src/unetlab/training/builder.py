@@ -109,6 +109,19 @@ def _build(cfg: Config, split: str, transform, extra: dict | None = None):
                          transform=transform, **options)
 
 
+def _val_options(cfg: Config, train) -> dict:
+    """``data.val_options``, plus the training split's mask mapping when it was read from
+    the training masks (folder data declaring no classes): a validation split's own masks
+    may lack a class, and reading them alone would number the classes differently."""
+    options = dict(cfg.data.val_options or {})
+    inferred = getattr(train, "inferred_mapping", None)
+    declared = {"mapping", "num_classes", "class_names"} & (set(cfg.data.options) |
+                                                            set(options))
+    if inferred is not None and not declared:
+        options["mapping"] = dict(inferred)
+    return options
+
+
 def build_datasets(cfg: Config) -> Datasets:
     """Training and validation sets as the ``data`` section describes them."""
     from ..data import build_transforms, dataset_class
@@ -129,7 +142,7 @@ def build_datasets(cfg: Config) -> Datasets:
     elif isinstance(d.val_split, float):
         split = holdout_indices(len(train), d.val_split)
     elif isinstance(d.val_split, str) and d.val_split:
-        val = _build(cfg, d.val_split, None, d.val_options)
+        val = _build(cfg, d.val_split, None, _val_options(cfg, train))
         if getattr(val, "split_found", True) is False and \
                 getattr(train, "split_found", False) is False:
             # no ROOT/<val_split> folder: val would be the training images themselves;

@@ -1,0 +1,103 @@
+"""A user's own folder of images and masks: the odd but legitimate layouts it may have
+(macOS metadata files, a validation split missing a class, grey masks among colour
+ones, a single image) and the ambiguous ones that must be one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from unetlab.cli import main
+from unetlab.config import config_from_dict, load_config
+from unetlab.data import build_dataset
+from unetlab.errors import UnetlabError
+from unetlab.imageio import write_image
+from unetlab.training.builder import build_datasets
+
+
+def _pair(root, name, mask, image=None):
+    image = np.full(mask.shape[:2], 100, np.uint8) if image is None else image
+    write_image(root / "images" / f"{name}.png", image)
+    write_image(root / "masks" / f"{name}.png", mask)
+
+
+def _bars(values, shape=(8, 12)) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for i, v in enumerate(values):
+        mask[:, i * 3:(i + 1) * 3] = v
+    return mask
+
+
+def test_hidden_files_are_not_images(tmp_path):
+    _pair(tmp_path, "a", _bars([0, 255]))
+    # the AppleDouble files macOS writes beside every file on a shared drive
+    for sub in ("images", "masks"):
+        (tmp_path / sub / "._a.png").write_bytes(b"\x00\x05\x16\x07 not a png")
+    ds = build_dataset("folder", tmp_path)
+    assert ds.names == ["a"] and ds.num_classes == 2
+
+
+@pytest.mark.parametrize("where", ["images", "masks"])
+def test_two_files_with_one_stem_are_an_error_not_a_silent_choice(tmp_path, where):
+    _pair(tmp_path, "a", _bars([0, 1]))
+    write_image(tmp_path / where / "a.tif", _bars([0, 1]))
+    with pytest.raises(UnetlabError) as exc:
+        build_dataset("folder", tmp_path)
+    text = str(exc.value)
+    assert "\n" not in text and "a.png" in text and "a.tif" in text
+
+
+def test_a_grey_mask_among_colour_masks_is_read_as_its_grey_colours(tmp_path):
+    red = np.zeros((8, 12, 3), np.uint8)
+    red[:, :6] = (200, 0, 0)
+    _pair(tmp_path, "a", red)
+    _pair(tmp_path, "b", np.zeros((8, 12), np.uint8))  # an empty mask saved as grey
+    ds = build_dataset("folder", tmp_path)
+    assert ds.num_classes == 2                      # black, red
+    assert ds[0]["mask"][:, :6].eq(1).all() and ds[1]["mask"].eq(0).all()
+    # a declared colour mapping reads it the same way
+    declared = build_dataset("folder", tmp_path, mapping={"#000000": 0, "#c80000": 1})
+    assert declared[1]["mask"].eq(0).all()
+
+
+def test_palette_indices_among_colour_masks_are_an_error(tmp_path):
+    red = np.zeros((8, 12, 3), np.uint8)
+    red[:, :6] = (200, 0, 0)
+    _pair(tmp_path, "a", red)
+    _pair(tmp_path, "b", _bars([0, 1]))  # indices, not colours: not a class of (1, 1, 1)
+    with pytest.raises(UnetlabError) as exc:
+        build_dataset("folder", tmp_path)
+    assert "\n" not in str(exc.value) and "b.png" in str(exc.value)
+
+
+def _train_val_config(root, out) -> object:
+    return config_from_dict({
+        "data": {"dataset": "folder", "root": str(root), "split": "train",
+                 "val_split": "val", "augment": "none", "tile_size": None},
+        "train": {"out_dir": str(out)}})
+
+
+def test_the_validation_split_numbers_classes_as_training_does(tmp_path):
+    # training masks hold 0, 1 and 2; the validation masks lack class 1, so read alone
+    # they would be the binary pair 0/2 -> 0/1 (and 2 would be called class 1)
+    _pair(tmp_path / "train", "a", _bars([0, 1, 2]))
+    _pair(tmp_path / "val", "v", _bars([0, 2, 0]))
+    sets = build_datasets(_train_val_config(tmp_path, tmp_path / "run"))
+    assert sets.info.num_classes == 3 and sets.val.num_classes == 3
+    assert sets.val[0]["mask"][:, 3:6].eq(2).all()
+
+
+def test_a_single_image_folder_plans_a_run_that_can_train(tmp_path):
+    _pair(tmp_path / "d", "only", _bars([0, 255, 0, 255], shape=(48, 64)))
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"device": "cpu", "tile": 48, "batch": 4, "depth": 4,
+                                 "steps_per_s": {"8": 6.0}, "cached": True}))
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", "--dataset", "folder", "--data", str(tmp_path / "d"), "--budget",
+                 "10m", "--out", str(out), "--probe", str(probe), "--device", "cpu"]) == 0
+    cfg = load_config(out)
+    assert cfg.data.val_split == "val" and "single image" in out.read_text()
+    sets = build_datasets(cfg)  # holding out 0.2 of one image left nothing to train on
+    assert len(sets.train) == 1 and len(sets.val) == 1
