@@ -53,6 +53,20 @@ def test_tiff_stack_predicted_slice_by_slice(tmp_path, tiny):
     assert labels.shape == (3, 40, 52) and (labels[1] == second).all()
 
 
+def test_five_band_tiff_written_as_plain_array_is_predicted(tmp_path):
+    """``tifffile.imwrite(path, (H, W, 5))`` stores axes QYX (no "samples" axis): predict
+    reads it as 5 bands, channels last, as training does (it refused it before)."""
+    torch.manual_seed(0)
+    five = unetlab.create_model("unet", in_channels=5, num_classes=2, channels=(4, 8)).eval()
+    bands = (np.random.default_rng(2).random((40, 52, 5)) * 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "five.tif", bands)
+    res = predict_file(five, tmp_path / "five.tif", tmp_path / "out", tile_size=32)
+    labels = tifffile.imread(res["labels"])
+    expected = predict_tiled(five, np.moveaxis(bands, -1, 0) / 65535.0, tile_size=32)
+    assert labels.shape == (40, 52)
+    assert (labels == expected.argmax(0).numpy()).mean() > 0.99
+
+
 def test_overlay_and_default_palette():
     pal = default_palette(5)
     assert pal.shape == (5, 3) and (pal[0] == 0).all() and len({tuple(c) for c in pal}) == 5

@@ -236,6 +236,37 @@ def test_predict_and_evaluate_apply_the_cards_scale(tmp_path):
     assert json.loads(out.read_text())["scale"] == 0.5
 
 
+def test_predict_takes_a_scale_with_no_small_exact_tile_and_checks_the_tile_first(tmp_path,
+                                                                                  capsys):
+    """A scale the planner does not make (0.37 is exact only at 3,200 px tiles) still
+    predicts with ordinary tiles; a tile the model cannot take is one line, before any
+    input."""
+    import torch
+
+    import unetlab
+    from unetlab.card import build_card
+    from unetlab.imageio import read_image, write_image
+    from unetlab.inference.scaled import ScaledModel
+    from unetlab.models.serialization import save_model
+
+    torch.manual_seed(0)
+    net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8), norm=None)
+    assert ScaledModel(net, 0.37).geometry().divisor == 2      # the model's own multiple
+    assert ScaledModel(net, 0.5).geometry().divisor == 4       # exact: 4 px -> 2 px
+    path = save_model(net, tmp_path / "m.safetensors", card=build_card(net, scale=0.37))
+    image = (np.arange(70 * 90, dtype=np.uint8).reshape(70, 90) * 7) % 255
+    write_image(tmp_path / "in.png", image)
+    assert main(["predict", str(path), str(tmp_path / "in.png"), "--out", str(tmp_path / "o"),
+                 "--tile-size", "64", "--no-progress"]) == 0
+    assert read_image(tmp_path / "o" / "in_labels.png").shape == (70, 90)
+    capsys.readouterr()
+    assert main(["predict", str(path), str(tmp_path / "in.png"), "--out", str(tmp_path / "p"),
+                 "--tile-size", "63", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tile-size 63" in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "p" / "in_labels.png").exists()
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_plan_on_a_folder_without_val_split_holds_out_a_stated_fraction(tmp_path, channels):
     from unetlab.imageio import write_image

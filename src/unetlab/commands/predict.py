@@ -125,6 +125,19 @@ def _model_dims(checkpoint) -> int:
         raise UnetlabError(str(exc)) from None
 
 
+def _check_tile(model, args) -> None:
+    """A tile size this model cannot take is one line before any input is read, not a
+    failure per input."""
+    from ..inference.tiling import model_geometry, plan_axis
+
+    tile = args.tile_size or (96 if getattr(model, "spatial_dims", 2) == 3 else 256)
+    padding, levels, align = model_geometry(model)
+    try:
+        plan_axis(tile, tile, args.overlap, padding=padding, levels=levels, align=align)
+    except ValueError as exc:
+        raise UnetlabError(f"--tile-size {tile}: {exc}") from None
+
+
 def _plan(args, world: int) -> dict:
     """Rank 0: every input, its outputs and its process; refuses before any work."""
     from ..card import read_card
@@ -226,6 +239,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
         from ..inference.scaled import ScaledModel
 
         model = ScaledModel(model, scale)
+    _check_tile(model, args)
     entries, stems = payload["doc"]["inputs"], payload["stems"]
     options = dict(tile_size=args.tile_size or 256, overlap=args.overlap, blend=args.blend,
                    tta=tta, batch_size=args.batch_size,

@@ -78,11 +78,13 @@ def _layout(shape, in_channels: int, spatial_dims: int, path,
     if nd == spatial_dims + 1 and in_channels > 1 and shape[0] == in_channels \
             and shape[-1] != in_channels:
         return (), 0  # channels first (band-sequential)
-    if nd == spatial_dims + 1 and shape[-1] <= 4:
-        return (), nd - 1  # channels last; the count is checked by the caller
+    if nd == spatial_dims + 1 and (shape[-1] <= 4 or shape[-1] == in_channels):
+        # channels last (also more than 4 bands: what tifffile.imwrite(path, (H, W, 5))
+        # writes, read as the model's bands); the count is checked by the caller
+        return (), nd - 1
     if nd == spatial_dims + 1 and in_channels == 1:
         return shape[:1], None  # a stack of 2-D slices (or of volumes)
-    if nd == spatial_dims + 2 and shape[-1] <= 4:
+    if nd == spatial_dims + 2 and (shape[-1] <= 4 or shape[-1] == in_channels):
         return shape[:1], nd - 1  # a stack of multi-channel images
     raise UnetlabError(f"{path}: cannot read an image of shape {tuple(shape)} for a "
                        f"{spatial_dims}-D model with {in_channels} channel(s)")

@@ -8,6 +8,8 @@ resolution. The model card's ``input.scale`` says which scale a model needs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..data.resample import upsample_logits
@@ -54,9 +56,13 @@ class ScaledModel:
 
 def _native_multiple(align: int, scale: float) -> int:
     """The smallest native tile multiple whose scaled size is a whole multiple of
-    ``align`` (e.g. 32 for align 16 at scale 0.5)."""
-    for m in range(1, 8193):
+    ``align`` (e.g. 32 for align 16 at scale 0.5), if it is at most 4x ``align / scale``;
+    otherwise (a scale such as 0.37, exact for align 16 only at 3,200 px) ``align``
+    itself: the scaled tile is rounded and the model pads it to its pooling multiple, as
+    for any input size."""
+    most = 4 * math.ceil(align / scale)
+    for m in range(1, most + 1):
         scaled = m * scale
         if abs(scaled - round(scaled)) < 1e-6 and round(scaled) % align == 0 and round(scaled):
             return m
-    raise ValueError(f"no tile size fits pooling factor {align} at scale {scale}")
+    return align
