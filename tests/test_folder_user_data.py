@@ -101,3 +101,24 @@ def test_a_single_image_folder_plans_a_run_that_can_train(tmp_path):
     assert cfg.data.val_split == "val" and "single image" in out.read_text()
     sets = build_datasets(cfg)  # holding out 0.2 of one image left nothing to train on
     assert len(sets.train) == 1 and len(sets.val) == 1
+
+
+def test_colour_masks_give_the_classes_their_own_colours(tmp_path):
+    """Predictions are drawn in the masks' colours (the card takes the dataset's palette),
+    not in the default colours, which swapped green and red in an earlier version."""
+    from unetlab.card import card_for_dataset
+
+    mask = np.zeros((8, 12, 3), np.uint8)
+    mask[:, :4] = (0, 200, 0)      # green
+    mask[:, 4:8] = (200, 0, 0)     # red
+    _pair(tmp_path, "a", mask)
+    ds = build_dataset("folder", tmp_path)
+    assert ds.num_classes == 3
+    by_class = {tuple(ds.palette[int(ds[0]["mask"][0, c])]) for c in (0, 5, 9)}
+    assert by_class == {(0, 200, 0), (200, 0, 0), (0, 0, 0)}
+    assert tuple(ds.palette[int(ds[0]["mask"][0, 0])]) == (0, 200, 0)
+    import unetlab
+
+    net = unetlab.create_model("unet", in_channels=1, num_classes=3, channels=(4, 8))
+    card = card_for_dataset(net, ds)
+    assert card["classes"]["palette"] == ds.palette.tolist()

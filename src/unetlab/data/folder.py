@@ -78,7 +78,7 @@ class FolderDataset(PairedFilesDataset):
         if len(self.class_names) != num_classes:
             raise UnetlabError(f"{len(self.class_names)} class_names for {num_classes} classes")
         self.palette = (np.asarray(palette, dtype=np.uint8) if palette is not None
-                        else default_palette(num_classes))
+                        else self._mask_colours(num_classes, ignore_index))
         self.ignore_index = ignore_index
         self.image_mode = image_mode
         modes = {"L": 1, "RGB": 3, "RGBA": 4}
@@ -102,6 +102,19 @@ class FolderDataset(PairedFilesDataset):
                     f"(like the first, {self.samples[0][1].name}); convert it, or set "
                     "image_mode to 'L' or 'RGB' to convert every image")
         return image, mask, source
+
+    def _mask_colours(self, num_classes: int, ignore_index) -> np.ndarray:
+        """The palette when none is given: colour masks give each class the colour it has
+        in the masks (the first, when several map to it), so predictions look like the
+        user's own labels; other classes (and grey masks) the default colours."""
+        colours = default_palette(num_classes).copy()
+        if self.mapping.rgb:
+            done = set()
+            for key, cls in self.mapping.table.items():
+                if cls != ignore_index and 0 <= cls < num_classes and cls not in done:
+                    colours[cls] = key
+                    done.add(cls)
+        return colours
 
     def _infer_mapping(self, ignore_values) -> dict:
         from .mapping import _encode_rgb, _parse_key
