@@ -428,3 +428,33 @@ def test_graph_winograd_picks_the_layers_that_pay_at_the_expected_shape():
     assert apply_graph_winograd(picked, (1, 1, 128, 128), ratio=32) == 3
     assert sorted(m.in_channels for m in picked.modules()
                   if isinstance(m, GraphWinogradConv2d)) == [256, 256, 512]
+
+
+def test_graph_winograd_sum_of_a_decoder_level_equals_the_two_convolutions():
+    from unetlab.inference.export import fold_batch_norm, split_concat_convs
+    from unetlab.inference.winograd import (
+        GraphWinogradConv2d,
+        apply_graph_winograd,
+        graph_winograd_sum,
+    )
+
+    torch.manual_seed(3)
+    a, b = nn.Conv2d(8, 6, 3, padding=1), nn.Conv2d(8, 6, 3, padding=1, bias=False)
+    xa, xb = torch.randn(2, 8, 13, 9), torch.randn(2, 8, 13, 9)
+    with torch.no_grad():
+        ref = a(xa) + b(xb)
+        got = graph_winograd_sum(GraphWinogradConv2d(a), xa, GraphWinogradConv2d(b), xb)
+    assert close(got, ref)
+    # in a U-Net whose decoder level was split for OpenVINO: the fused path runs
+    model = unetlab.create_model("unet", in_channels=1, num_classes=2,
+                                 channels=(8, 256, 256), norm="batch").eval()
+    net = split_concat_convs(fold_batch_norm(model))
+    x = torch.randn(1, 1, 36, 44)
+    with torch.no_grad():
+        ref = net(x)
+        assert apply_graph_winograd(net, (1, 1, 32, 32), ratio=4) >= 4
+        levels = [m for m in net.modules() if type(m).__name__ == "_SplitLevel"
+                  and isinstance(m.conv_skip, GraphWinogradConv2d)
+                  and isinstance(m.conv_up, GraphWinogradConv2d)]
+        assert levels
+        assert close(net(x), ref, rel=1e-4)

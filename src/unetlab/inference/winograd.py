@@ -322,18 +322,37 @@ class GraphWinogradConv2d(nn.Module):
                              .reshape(16, 36, 1, 1).to(w.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finish(*self.mix(x))
+
+    def mix(self, x: torch.Tensor):
+        """The tile products ``M`` (36, K, tiles) and the geometry :meth:`finish` needs."""
         n, c, h, w = x.shape
-        p, k = self.padding, self.out_channels
+        p = self.padding
         out_h, out_w = h + 2 * p - 2, w + 2 * p - 2
         th, tw = (out_h + 3) // 4, (out_w + 3) // 4                     # 4x4 output tiles
         xp = F.pad(x, (p, 4 * tw + 2 - w - p, p, 4 * th + 2 - h - p))
         v = F.conv2d(xp.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), self.tile_in, stride=4)
         v = v.reshape(n, c, 36, -1).permute(2, 1, 0, 3).reshape(36, c, -1)  # (36, C, T)
-        m = torch.matmul(self.u, v)                                     # (36, K, T)
+        return torch.matmul(self.u, v), (n, th, tw, out_h, out_w)       # (36, K, T)
+
+    def finish(self, m: torch.Tensor, geometry) -> torch.Tensor:
+        """``Y = A^T M A`` of every tile, cropped, plus the bias: (N, K, H', W')."""
+        n, th, tw, out_h, out_w = geometry
+        k = self.out_channels
         m = m.reshape(36, k * n, th, tw).permute(1, 0, 2, 3)            # (K*N, 36, ...)
         y = F.pixel_shuffle(F.conv2d(m, self.tile_out), 4)              # (K*N, 1, 4th, 4tw)
         y = y.reshape(k, n, 4 * th, 4 * tw).permute(1, 0, 2, 3)[:, :, :out_h, :out_w]
         return y if self.bias is None else y + self.bias
+
+
+def graph_winograd_sum(a: GraphWinogradConv2d, xa: torch.Tensor, b: GraphWinogradConv2d,
+                       xb: torch.Tensor) -> torch.Tensor:
+    """``a(xa) + b(xb)`` (same output size and channels) with the tile products summed
+    before one output transform (a U-Net decoder level's ``conv(skip) + conv(up)``)."""
+    ma, geometry = a.mix(xa)
+    mb, _ = b.mix(xb)
+    y = a.finish(ma + mb, geometry)
+    return y if b.bias is None else y + b.bias
 
 
 def conv_input_shapes(model: nn.Module, shape) -> dict:
