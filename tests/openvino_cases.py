@@ -232,7 +232,7 @@ def test_openvino_fp32_winograd_layers_agree_at_any_size(tmp_path, capsys):
                                   probe_shape=(1, 3, 32, 32))
     assert fast.optimization["winograd"]["layers"] >= 2
     ops = [op.get_type_name() for op in fast.ov_model.get_ordered_ops()]
-    assert ops.count("MatMul") == fast.optimization["winograd"]["layers"]
+    assert ops.count("MatMul") > fast.optimization["winograd"]["layers"]  # mixing + output
     for shape in [(1, 3, 32, 32), (2, 3, 44, 60), (1, 3, 20, 36)]:
         x = torch.rand(shape)
         with torch.no_grad():
