@@ -15,6 +15,7 @@ value, an internal mask or alpha band) or is not finite.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def open_raster(path, mode: str = "r", **profile):
     if mode == "r" and not path.is_file():
         raise UnetlabError(f"{path}: no such raster file")
     try:
-        return rasterio.open(path, mode, **profile)
+        with warnings.catch_warnings():  # a plain TIFF read pixel for pixel: not a problem
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path, mode, **profile)
     except rasterio.errors.RasterioError as exc:
         raise UnetlabError(f"{path}: unreadable raster ({' '.join(str(exc).split())})") \
             from None
@@ -112,9 +115,16 @@ def valid_mask(src, bands: list[int], window=None, data: np.ndarray | None = Non
 
 
 def read_window(src, bands: list[int], window=None) -> tuple[np.ndarray, np.ndarray]:
-    """``(data (C, h, w) in the file's dtype, valid (h, w) bool)`` of one window."""
-    data = src.read(bands, window=window)
-    return data, valid_mask(src, bands, window, data)
+    """``(data (C, h, w) in the file's dtype, valid (h, w) bool)`` of one window; a file
+    whose pixels cannot be decoded (truncated, damaged) is a one-line error naming it."""
+    rasterio = require_rasterio()
+    try:
+        data = src.read(bands, window=window)
+        return data, valid_mask(src, bands, window, data)
+    except rasterio.errors.RasterioIOError as exc:
+        cause = exc.__cause__ or exc
+        raise UnetlabError(f"{src.name}: unreadable or truncated raster "
+                           f"({' '.join(str(cause).split())})") from None
 
 
 def unit_scale(dtype) -> float:

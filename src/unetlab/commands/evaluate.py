@@ -125,6 +125,17 @@ def check_preprocessing(card: dict, dataset, source) -> None:
                            f"model card says {want.to_card()}")
 
 
+def _geo_options(card: dict) -> dict:
+    """``bands`` (the selection and order the model was trained on) from the card's
+    ``extensions["geo"]``, as ``unetlab predict`` reads them, and the class names."""
+    geo = (card.get("extensions") or {}).get("geo") or {}
+    names = (card.get("classes") or {}).get("names")
+    out = {"class_names": list(names)} if names else {}
+    if geo.get("bands"):
+        out["bands"] = list(geo["bands"])
+    return out
+
+
 def _medical_options(card: dict) -> dict:
     """``intensity`` / ``target_spacing`` from the card's ``extensions["medical"]`` and
     the class names the model was trained with."""
@@ -187,6 +198,8 @@ def _run(args, info, device) -> None:
     options = card_options(model.unetlab_card, parse_options(args.options), args.checkpoint)
     if args.dataset == "nifti":  # repeat the training's input mapping unless overridden
         options = {**_medical_options(model.unetlab_card), **options}
+    elif args.dataset == "geotiff":  # the bands it was trained on, in their order
+        options = {**_geo_options(model.unetlab_card), **options}
     dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)

@@ -63,7 +63,9 @@ def run(args) -> int:
     result = class_statistics(dataset, progress=not args.no_progress)
     result = {"dataset": args.dataset, "split": args.split, **result}
     print(format_table(result))
-    if not args.no_fingerprint:
+    if not args.no_fingerprint and int(getattr(dataset, "spatial_dims", 2)) != 2:
+        log.info("no fingerprint: it measures 2-D images, %s holds volumes", args.dataset)
+    elif not args.no_fingerprint:
         from ..planning import compute_fingerprint, format_fingerprint
 
         fp = compute_fingerprint(dataset, name=args.dataset)

@@ -71,6 +71,34 @@ def _windows(height: int, width: int, size: int | None, rows: slice) -> list[tup
             for r in starts(rows.start, rows.stop) for c in starts(0, width)]
 
 
+def _georeferenced(ds) -> bool:
+    return ds.crs is not None or not ds.transform.is_identity
+
+
+def _check_same_grid(src, lab, image, label) -> None:
+    """A label raster must lie on its image's pixel grid: the same CRS and transform when
+    both are georeferenced (a label raster without georeferencing is taken pixel for
+    pixel). Otherwise windows would pair pixels of different places, silently."""
+    if not (_georeferenced(src) and _georeferenced(lab)):
+        return
+    if src.crs and lab.crs and src.crs != lab.crs:
+        raise UnetlabError(f"{image} / {label}: the labels are in another CRS "
+                           f"({lab.crs or 'none'}; the image: {src.crs or 'none'}); "
+                           "reproject them onto the image's grid")
+    # where the labels' corners fall in the image's pixels: within a hundredth of a pixel
+    def apply(t, x, y):
+        return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
+
+    inverse = ~src.transform
+    corners = [(0, 0), (src.width, 0), (0, src.height), (src.width, src.height)]
+    if any(abs(u - x) > 0.01 or abs(v - y) > 0.01
+           for x, y in corners for u, v in [apply(inverse, *apply(lab.transform, x, y))]):
+        raise UnetlabError(f"{image} / {label}: the labels' grid differs from the image's "
+                           f"(transform {tuple(round(v, 6) for v in lab.transform[:6])}, "
+                           f"the image: {tuple(round(v, 6) for v in src.transform[:6])}); "
+                           "resample them onto the image's grid")
+
+
 class GeoTiffDataset(SegmentationDataset):
     """Image rasters + label rasters (see the module docstring).
 
@@ -195,6 +223,7 @@ class GeoTiffDataset(SegmentationDataset):
                     raise UnetlabError(
                         f"{image} / {label}: image is {src.height}x{src.width} but its labels "
                         f"are {lab.height}x{lab.width} (height x width)")
+                _check_same_grid(src, lab, image, label)
                 if src.count < max(getattr(self, "bands", [1])):
                     raise UnetlabError(f"{image}: has {src.count} band(s); the dataset "
                                        f"selects bands {self.bands}")
@@ -269,8 +298,15 @@ class GeoTiffDataset(SegmentationDataset):
     def _read_labels(self, sample, valid: np.ndarray | None = None) -> np.ndarray:
         _, _, label, rows, cols = sample
         with open_raster(label) as lab:
-            raw = lab.read(1, window=window_of(rows, cols)).astype(np.int64)
+            raw = lab.read(1, window=window_of(rows, cols))
             ignored = lab.read_masks(1, window=window_of(rows, cols)) == 0
+        if np.issubdtype(raw.dtype, np.floating):  # class ids: no silent truncation
+            bad = ~ignored & (~np.isfinite(raw) | (raw != np.round(raw)))
+            if bad.any():
+                raise UnetlabError(f"{label}: label raster has non-integer values (e.g. "
+                                   f"{raw[bad].flat[0]}); labels must be class ids")
+            raw = np.where(ignored, 0, raw)
+        raw = raw.astype(np.int64)
         ignored |= np.isin(raw, self.ignore_values)
         if valid is not None:
             ignored |= ~valid

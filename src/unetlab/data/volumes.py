@@ -128,19 +128,26 @@ def write_volume(path, array: np.ndarray, *, like: Volume | None = None, affine=
     if path.exists() and not overwrite:
         raise UnetlabError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     if like is not None:
-        affine = like.affine
         header = like.header.copy()
         header.set_data_dtype(array.dtype)
-        img = nib.Nifti1Image(array, affine, header=header)
+        kind = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+        img = kind(array, like.affine, header=header)
         # a 3-D label map from a 4-D input: the header must not keep a 4th dimension
         img.header.set_zooms(tuple(like.spacing) + (1.0,) * (array.ndim - 3))
+        # the input's qform and sform as stored, codes included (e.g. sform 4 = MNI next
+        # to a scanner qform): the output lies where the input does in every reader
+        if hasattr(like.header, "get_qform"):
+            for key in ("qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
+                        "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z"):
+                img.header[key] = like.header[key]
+            img.header["pixdim"][0] = like.header["pixdim"][0]  # qfac
     else:
         if affine is None:
             affine = np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0])
         img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
         img.header.set_xyzt_units("mm")
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
+        img.set_qform(img.affine, code=1)
+        img.set_sform(img.affine, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")  # keeps the suffix nibabel reads
     try:

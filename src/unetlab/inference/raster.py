@@ -116,8 +116,15 @@ def _label_profile(src, num_classes: int) -> dict:
     dtype = "uint8" if num_classes <= 255 else "uint16"
     tiled = src.width >= BLOCK and src.height >= BLOCK
     profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype=dtype,
-                   crs=src.crs, transform=src.transform, compress="deflate",
-                   nodata=np.iinfo(dtype).max, BIGTIFF="IF_SAFER")
+                   crs=src.crs, compress="deflate", nodata=np.iinfo(dtype).max,
+                   BIGTIFF="IF_SAFER")
+    gcps, gcp_crs = src.gcps
+    if not src.transform.is_identity:
+        profile["transform"] = src.transform
+    elif gcps:  # georeferenced by ground control points (e.g. Sentinel-1 GRD): keep them
+        profile.update(gcps=gcps, crs=gcp_crs or src.crs)
+    if src.rpcs:  # rational polynomial coefficients (satellite L1 products)
+        profile["rpcs"] = src.rpcs
     if tiled:
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     return profile

@@ -117,6 +117,10 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
     ``load`` so without augmentation and at its stored resolution)."""
     from ..errors import UnetlabError
 
+    if int(getattr(dataset, "spatial_dims", 2)) != 2:
+        raise UnetlabError(f"dataset {name!r} holds 3-D volumes; planning measures 2-D "
+                           "images only: train volumes from a config (configs/"
+                           "nifti_synthetic3d.yaml, docs/medical.md)")
     n = len(dataset)
     if n == 0:
         raise UnetlabError(f"dataset {name!r} is empty: nothing to plan for")
