@@ -11,7 +11,8 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
    unetlab's int8 (NNCF on the folded graph, first conv and 1x1 head in fp32), OpenVINO's
    own int8 of the plain exported graph (NNCF defaults, OpenVINO's default precision
    hint) and ONNX Runtime's static int8 quantization (QDQ), all calibrated on the same 4
-   inputs. The runners are interleaved (``--rounds``) and the medians reported.
+   inputs. The runners are interleaved (``--rounds``; each round starts at another
+   runner, so none always runs right after the same one) and the medians reported.
 2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
    loop, unetlab U-Net vs MONAI BasicUNet, and ``unetlab_trainer``: the step of
    ``unetlab train`` itself (``Trainer.train_step``, channels-last); ``--bf16`` adds each
@@ -252,10 +253,13 @@ def _interleaved(model, x, fast, basic, repeats, rounds, threads):
     runners["auto"] = auto
     runners.update(_int8_runners(model, x, calibration, threads))
     times = {name: [] for name in runners}
-    with torch.no_grad():
-        for _ in range(rounds):
-            for name, fn in runners.items():
-                times[name].append(_median_time(fn, repeats, x))
+    names = list(runners)
+    shift = -(-len(names) // max(1, rounds))  # each round starts further along the list,
+    with torch.no_grad():                     # so no runner always follows the same one
+        for r in range(rounds):
+            k = (r * shift) % len(names)
+            for name in names[k:] + names[:k]:
+                times[name].append(_median_time(runners[name], repeats, x))
         held_out = torch.rand_like(x)
         ref = model(held_out).argmax(1)
         agreement = {f"{name}_argmax_agreement": float(
