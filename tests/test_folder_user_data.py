@@ -122,3 +122,31 @@ def test_colour_masks_give_the_classes_their_own_colours(tmp_path):
     net = unetlab.create_model("unet", in_channels=1, num_classes=3, channels=(4, 8))
     card = card_for_dataset(net, ds)
     assert card["classes"]["palette"] == ds.palette.tolist()
+
+
+def test_a_palette_mask_among_colour_masks_reads_as_its_palette_colours(tmp_path):
+    """A palette PNG stores indices; among colour masks it means its palette's colours
+    (Pillow's RGB conversion), not the greys (i, i, i) of its indices."""
+    from PIL import Image
+
+    mask = np.zeros((8, 12, 3), np.uint8)
+    mask[:, :6] = (0, 128, 0)
+    _pair(tmp_path, "a", mask)
+    write_image(tmp_path / "images" / "b.png", np.full((8, 12), 100, np.uint8))
+    pal = Image.fromarray(np.zeros((8, 12), np.uint8), mode="P")
+    pal.putpalette([0, 128, 0] + [0, 0, 0] * 255)          # index 0 is green
+    pal.save(tmp_path / "masks" / "b.png")
+    ds = build_dataset("folder", tmp_path)
+    assert ds.num_classes == 2
+    green = int(ds[0]["mask"][0, 0])
+    assert ds[1]["mask"].eq(green).all()                   # all green, not black
+    declared = build_dataset("folder", tmp_path, mapping={"#000000": 0, "#008000": 1})
+    assert declared[1]["mask"].eq(1).all()
+
+
+def test_a_class_only_in_the_validation_split_is_a_one_line_error_at_build_time(tmp_path):
+    _pair(tmp_path / "train", "a", _bars([0, 1]))
+    _pair(tmp_path / "val", "v", _bars([0, 1, 2]))
+    with pytest.raises(UnetlabError) as exc:
+        build_datasets(_train_val_config(tmp_path, tmp_path / "run"))
+    assert "\n" not in str(exc.value) and "[2]" in str(exc.value)

@@ -79,6 +79,8 @@ class FolderDataset(PairedFilesDataset):
             raise UnetlabError(f"{len(self.class_names)} class_names for {num_classes} classes")
         self.palette = (np.asarray(palette, dtype=np.uint8) if palette is not None
                         else self._mask_colours(num_classes, ignore_index))
+        if self.mapping.rgb:  # colours: palette masks as their palette's colours
+            self.mask_mode = "RGB"
         self.ignore_index = ignore_index
         self.image_mode = image_mode
         modes = {"L": 1, "RGB": 3, "RGBA": 4}
@@ -124,6 +126,7 @@ class FolderDataset(PairedFilesDataset):
         grey: dict[int, list] = {}  # value -> [(file, pixels), ...]
         colours: dict[tuple, list] = {}  # the same for colour masks
         rgb = False
+        flat = []  # masks read as one channel: grey, palette indices, greys stored as RGB
         for _, _, mask_path in self.samples:
             raw = read_image(mask_path)
             if raw.ndim == 3 and raw.shape[-1] >= 3 and not (
@@ -136,20 +139,40 @@ class FolderDataset(PairedFilesDataset):
                     colours.setdefault(colour, []).append((mask_path, n))
                     values.add(colour)
             else:
-                colour_file = raw.ndim == 3 and raw.shape[-1] >= 3  # RGB holding greys
+                flat.append(mask_path)
                 raw = raw[..., 0] if raw.ndim == 3 else raw
                 found, counts = np.unique(raw, return_counts=True)
                 for v, c in zip(found.tolist(), counts.tolist()):
                     grey.setdefault(v, []).append((mask_path, c))
-                    if colour_file:
-                        colours.setdefault((v, v, v), []).append((mask_path, c))
                 values |= set(found.tolist())
         if rgb:
+            # among colour masks the others are read as colours too: a palette PNG as its
+            # palette's colours (Pillow's mode RGB, as the dataset then reads every mask),
+            # a grey one as (v, v, v)
+            grey = {}
+            for mask_path in flat:
+                raw = read_image(mask_path, mode="RGB")
+                if raw.ndim == 3 and raw.shape[-1] >= 3:
+                    codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
+                    for c, n in zip(codes.tolist(), counts.tolist()):
+                        colour = ((c >> 16) & 255, (c >> 8) & 255, c & 255)
+                        if colour[0] == colour[1] == colour[2] and colour not in colours:
+                            grey.setdefault(colour[0], []).append((mask_path, n))
+                        colours.setdefault(colour, []).append((mask_path, n))
+                        values.add(colour)
+                else:  # a one-channel TIFF
+                    found, counts = np.unique(raw, return_counts=True)
+                    for v, c in zip(found.tolist(), counts.tolist()):
+                        grey.setdefault(v, []).append((mask_path, c))
+                        colours.setdefault((v, v, v), []).append((mask_path, c))
+                        values.add((v, v, v))
             # a grey mask among colour ones (an empty mask saved as grey, say) is read as
             # the colours (v, v, v); a grey value no colour mask has (palette indices, a
             # class map) would silently become a class of its own
-            stray = sorted(v for v in grey if (v, v, v) not in colours and v not in ignored
-                           and (v, v, v) not in ignored)
+            colour_masks = {c for c, files in colours.items()
+                            if any(f not in flat for f, _ in files)}
+            stray = sorted(v for v in grey if (v, v, v) not in colour_masks
+                           and v not in ignored and (v, v, v) not in ignored)
             if stray:
                 shown = "; ".join(
                     f"{v} in {', '.join(str(f) for f, _ in grey[v][:3])}"

@@ -81,7 +81,8 @@ def _check_same_grid(src, lab, image, label) -> None:
     pixel). Otherwise windows would pair pixels of different places, silently."""
     if not (_georeferenced(src) and _georeferenced(lab)):
         return
-    if src.crs and lab.crs and src.crs != lab.crs:
+    if src.crs and lab.crs and src.crs != lab.crs and (
+            src.crs.to_epsg() is None or src.crs.to_epsg() != lab.crs.to_epsg()):
         raise UnetlabError(f"{image} / {label}: the labels are in another CRS "
                            f"({lab.crs or 'none'}; the image: {src.crs or 'none'}); "
                            "reproject them onto the image's grid")

@@ -122,6 +122,18 @@ def _val_options(cfg: Config, train) -> dict:
     return options
 
 
+def _check_val_values(val, train) -> None:
+    """A value the validation masks hold and the training masks do not is a class the
+    model never trains on: one line now, not a failure at the first validation."""
+    own = getattr(val, "inferred_mapping", None)
+    extra = sorted(set(own or {}) - set(train.inferred_mapping), key=str)
+    if extra:
+        raise UnetlabError(f"the validation masks hold value(s) {extra[:5]} that no training "
+                           "mask has: a class the model would never learn; move such images "
+                           "into the training split, or declare the classes (--option "
+                           "num_classes=N, or mapping)")
+
+
 def build_datasets(cfg: Config) -> Datasets:
     """Training and validation sets as the ``data`` section describes them."""
     from ..data import build_transforms, dataset_class
@@ -142,7 +154,10 @@ def build_datasets(cfg: Config) -> Datasets:
     elif isinstance(d.val_split, float):
         split = holdout_indices(len(train), d.val_split)
     elif isinstance(d.val_split, str) and d.val_split:
-        val = _build(cfg, d.val_split, None, _val_options(cfg, train))
+        options = _val_options(cfg, train)
+        if "mapping" in options and "mapping" not in (d.val_options or {}):
+            _check_val_values(_build(cfg, d.val_split, None, d.val_options), train)
+        val = _build(cfg, d.val_split, None, options)
         if getattr(val, "split_found", True) is False and \
                 getattr(train, "split_found", False) is False:
             # no ROOT/<val_split> folder: val would be the training images themselves;
