@@ -238,7 +238,8 @@ def test_predict_and_evaluate_apply_the_cards_scale(tmp_path):
 
 def test_predict_takes_a_scale_with_no_small_exact_tile_and_checks_the_tile_first(tmp_path,
                                                                                   capsys):
-    """A scale the planner does not make (0.37 is exact only at 3,200 px tiles) still
+    """A scale the planner does not make (0.37 with this 2-level U-Net is exact only at
+    200 px tiles, with 4 levels at 1,600) still
     predicts with ordinary tiles; a tile the model cannot take is one line, before any
     input."""
     import torch
@@ -602,3 +603,25 @@ def test_the_report_says_how_best_was_chosen_and_what_last_scored():
     assert "no choice among them" in selection_sentence({"selection": up, "training": {}})
     assert selection(history[:1], "pixel_error", "min") is None
     assert selection_sentence({"selection": {**sel, "validations": 1}}) == ""
+
+
+def test_the_cli_builds_the_backend_for_the_input_it_will_feed(monkeypatch):
+    """`auto`'s probe and OpenVINO's Winograd layers are chosen for the shape the run
+    feeds the model: --batch-size tiles of the tile size (predict's 256 by default, or
+    evaluate's first image), scaled as the card says."""
+    from types import SimpleNamespace
+
+    import unetlab
+    from unetlab.card import build_card
+    from unetlab.commands import _common
+
+    net = unetlab.create_model("unet", in_channels=3, num_classes=2, channels=(4, 8))
+    net.unetlab_card = build_card(net, scale=0.5)
+    seen = []
+    monkeypatch.setattr(_common, "optimized", lambda model, **kw: seen.append(kw) or model)
+    args = SimpleNamespace(backend="auto", precision="auto", calibration=None)
+    _common.inference_model(net, args, device="cpu", batch_size=4)
+    _common.inference_model(net, args, device="cpu", tile_size=96, batch_size=2)
+    _common.inference_model(net, args, device="cpu", size=(300, 200))
+    assert [kw["probe_shape"] for kw in seen] == [(4, 3, 128, 128), (2, 3, 48, 48),
+                                                  (1, 3, 150, 100)]

@@ -47,9 +47,13 @@ def add_backend_arguments(parser, *, eager: bool = True) -> None:
 
 
 def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
-                    batch_size=1):
+                    batch_size=1, size=None):
     """The model as ``args.backend`` / ``args.precision`` / ``args.calibration`` ask
-    (``eager``: unchanged); prints what ``auto`` chose. One-line UnetlabErrors."""
+    (``eager``: unchanged); prints what ``auto`` chose. One-line UnetlabErrors.
+
+    The input the run will feed it (``auto``'s probe, the OpenVINO graph's Winograd
+    layers): ``batch_size`` tiles of ``tile_size``, else of ``size`` (evaluate's whole
+    images), else of predict's default tile; at the card's resolution scale."""
     backend, precision = args.backend, args.precision
     if backend == "eager":
         if precision not in ("auto", "fp32"):
@@ -67,10 +71,13 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
     elif precision == "int8":
         raise UnetlabError("--precision int8 needs --calibration DIR (a few of your own "
                            "images to calibrate the quantization)")
-    shape = None
-    if tile_size:
-        dims = int(getattr(model, "spatial_dims", 2))
-        shape = (batch_size, int(getattr(model, "in_channels", 1)), *(tile_size,) * dims)
+    dims = int(getattr(model, "spatial_dims", 2))
+    side = tile_size or size or (96 if dims == 3 else 256)  # predict's default tiles
+    sides = tuple(side) if isinstance(side, tuple | list) else (side,) * dims
+    card = getattr(model, "unetlab_card", None) or {}
+    scale = float((card.get("input") or {}).get("scale", 1.0))  # the model sees it scaled
+    shape = (batch_size, int(getattr(model, "in_channels", 1)),
+             *(max(1, round(s * scale)) for s in sides))
     fast = optimized(model, backend=backend, device=device, precision=precision,
                      calibration=calibration, probe_shape=shape)
     choice = getattr(fast, "choice", None)

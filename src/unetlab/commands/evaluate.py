@@ -207,9 +207,12 @@ def _run(args, info, device) -> None:
     tta = tta_for_rank(args.tta, model.unetlab_card, info)
     from ..preprocess import Preprocessing
 
+    size = None
+    if not args.tile_size and len(dataset):  # whole images: the first one's size
+        size = tuple(int(v) for v in dataset[0]["image"].shape[1:])
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(model.unetlab_card),
-                            tile_size=args.tile_size)
+                            tile_size=args.tile_size, size=size)
     result = evaluate_model(model, dataset, tile_size=args.tile_size, device=device,
                             boundary=not args.no_boundary, tta=tta,
                             progress=info.is_main, dist_info=info if info.enabled else None,

@@ -125,13 +125,18 @@ def _model_dims(checkpoint) -> int:
         raise UnetlabError(str(exc)) from None
 
 
-def _check_tile(model, args) -> None:
-    """A tile size this model cannot take is one line before any input is read, not a
-    failure per input."""
+def _check_tile(model, scale: float, args) -> None:
+    """A tile size this model (at its card's ``scale``) cannot take is one line before
+    the backend is built or any input read, not a failure per input. (2-D models: a 3-D
+    model's tiles depend on the input's kind.)"""
+    from ..inference.scaled import ScaledModel
     from ..inference.tiling import model_geometry, plan_axis
 
-    tile = args.tile_size or (96 if getattr(model, "spatial_dims", 2) == 3 else 256)
-    padding, levels, align = model_geometry(model)
+    if int(getattr(model, "spatial_dims", 2)) != 2:
+        return
+    tile = args.tile_size or 256
+    padding, levels, align = model_geometry(ScaledModel(model, scale) if scale != 1.0
+                                            else model)
     try:
         plan_axis(tile, tile, args.overlap, padding=padding, levels=levels, align=align)
     except ValueError as exc:
@@ -230,16 +235,16 @@ def _run(args, info, device) -> tuple[list | None, int]:
     model = load_model(args.checkpoint, map_location=device)
     card = model.unetlab_card  # what the model was trained to see, and its classes
     tta = payload["tta"]  # the views bare --tta means for it, resolved by rank 0
+    scale = float(card["input"].get("scale", 1.0))
+    _check_tile(model, scale, args)
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(card),
                             tile_size=args.tile_size, batch_size=args.batch_size)
     palette = palette_of(card)
-    scale = float(card["input"].get("scale", 1.0))
     if scale != 1.0:  # trained at another resolution: the model works at it inside
         from ..inference.scaled import ScaledModel
 
         model = ScaledModel(model, scale)
-    _check_tile(model, args)
     entries, stems = payload["doc"]["inputs"], payload["stems"]
     options = dict(tile_size=args.tile_size or 256, overlap=args.overlap, blend=args.blend,
                    tta=tta, batch_size=args.batch_size,

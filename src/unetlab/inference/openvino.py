@@ -76,7 +76,9 @@ def convert(net: torch.nn.Module, winograd=None):
         try:  # the layers' shapes come from a pass on the meta device
             apply_graph_winograd(net, *winograd)
         except Exception as exc:  # a layer of any kind may refuse meta tensors
-            log.info("openvino: no Winograd layers (%s: %s)", type(exc).__name__, exc)
+            log.warning("openvino: no Winograd layers in this graph (its layers' shapes "
+                        "could not be traced on the meta device: %s: %s)",
+                        type(exc).__name__, exc)
     return ov.convert_model(io.BytesIO(onnx_bytes(net)))
 
 
@@ -186,7 +188,8 @@ def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
         from .winograd import GraphWinogradConv2d
 
         layers = sum(isinstance(m, GraphWinogradConv2d) for m in net.modules())
-        info["winograd"] = {"layers": layers, "shape": list(wg[0]), "ratio": wg[1]}
+        if layers:
+            info["winograd"] = {"layers": layers, "shape": list(wg[0]), "ratio": wg[1]}
     if precision == "int8":
         inputs = calibration_inputs(calibration, source)
         ov_model = quantize(ov_model, inputs, keep_fp32)

@@ -75,6 +75,11 @@ def _layout(shape, in_channels: int, spatial_dims: int, path,
             return (), s
         if nd == spatial_dims + 2 and s in (1, nd - 1):
             return shape[:1], s
+    if nd == spatial_dims + 1 and in_channels > 4 and shape[0] == shape[-1] == in_channels:
+        raise UnetlabError(f"{path}: shape {tuple(shape)} could hold its {in_channels} "
+                           "bands first or last; write it with a samples axis, e.g. "
+                           "tifffile.imwrite(path, hwc, photometric='minisblack', "
+                           "planarconfig='contig')")
     if nd == spatial_dims + 1 and in_channels > 1 and shape[0] == in_channels \
             and shape[-1] != in_channels:
         return (), 0  # channels first (band-sequential)

@@ -57,7 +57,7 @@ class ScaledModel:
 def _native_multiple(align: int, scale: float) -> int:
     """The smallest native tile multiple whose scaled size is a whole multiple of
     ``align`` (e.g. 32 for align 16 at scale 0.5), if it is at most 4x ``align / scale``;
-    otherwise (a scale such as 0.37, exact for align 16 only at 3,200 px) ``align``
+    otherwise (a scale such as 0.37, exact for align 16 only at 1,600 px) ``align``
     itself: the scaled tile is rounded and the model pads it to its pooling multiple, as
     for any input size."""
     most = 4 * math.ceil(align / scale)

@@ -294,10 +294,11 @@ GRAPH_MIN_CHANNELS = 256
 
 class GraphWinogradConv2d(nn.Module):
     """A 3x3 convolution as Winograd F(4x4, 3x3) written in operators an ONNX graph holds
-    (convolutions with fixed weights for the tile transforms, one batched MatMul for the
-    channel mixing), so that a runtime without Winograd kernels of its own (OpenVINO)
-    computes it; any input size (tiles padded, output cropped), the same values as the
-    convolution to about 1e-5 of the output's scale.
+    (a convolution with fixed weights for the input tiles' transform, a batched MatMul for
+    the channel mixing and a small MatMul for the output transform), so that a runtime
+    without Winograd kernels of its own (OpenVINO) computes it; any input size (tiles
+    padded, output cropped), the same values as the convolution to about 1e-5 of the
+    output's scale.
 
     Input transform: a 6x6, stride-4 convolution with 36 fixed filters on each channel
     (filter (a, b) is the outer product of rows a and b of B^T); output transform: a
