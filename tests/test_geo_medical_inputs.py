@@ -241,3 +241,15 @@ def test_volumes_in_stats_and_plan_are_clear(tmp_path, capsys):
                  "20s", "--out", str(tmp_path / "p.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert "3-D volumes" in err and len(err.splitlines()) == 1
+
+
+def test_two_volumes_with_one_name_are_an_error_not_a_silent_choice(tmp_path):
+    from unetlab.data.nifti import group_channels
+
+    for name in ("case.nii", "case.nii.gz", "other.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    files = sorted(tmp_path.iterdir())
+    with pytest.raises(UnetlabError) as exc:
+        group_channels(files)
+    assert "\n" not in str(exc.value) and "case.nii" in str(exc.value)
+    assert set(group_channels([tmp_path / "other.nii.gz"])) == {"other"}

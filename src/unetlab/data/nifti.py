@@ -76,6 +76,11 @@ def group_channels(files: list[Path]) -> dict[str, list[Path]]:
     """``{case: [channel files]}``: ``case_0000``, ``case_0001`` ... are channels of
     ``case`` when every file is named so; otherwise each file is one case."""
     stems = [nifti_stem(f) for f in files]
+    seen: dict[str, Path] = {}
+    for s, f in zip(stems, files):  # case.nii and case.nii.gz: which one? neither silently
+        if s in seen:
+            raise UnetlabError(f"{seen[s]} and {f.name}: two volumes named {s!r}; keep one")
+        seen[s] = f
     matches = [_CHANNEL.match(s) for s in stems]
     if not all(matches):
         return {s: [f] for s, f in zip(stems, files)}
