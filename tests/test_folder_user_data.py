@@ -150,3 +150,26 @@ def test_a_class_only_in_the_validation_split_is_a_one_line_error_at_build_time(
     with pytest.raises(UnetlabError) as exc:
         build_datasets(_train_val_config(tmp_path, tmp_path / "run"))
     assert "\n" not in str(exc.value) and "[2]" in str(exc.value)
+
+
+def test_evaluate_numbers_the_classes_as_the_card_says(tmp_path, capsys):
+    """The training masks' mapping travels in the card: evaluation masks that lack a class
+    (and hold the ignore value) are numbered as in training, not re-read on their own."""
+    import unetlab
+    from unetlab.card import card_for_dataset
+    from unetlab.models.serialization import save_model
+
+    _pair(tmp_path / "train", "a", _bars([0, 1, 2, 7]))
+    ds = build_dataset("folder", tmp_path / "train", ignore_values=[7])
+    card = card_for_dataset(unetlab.create_model("unet", in_channels=1, num_classes=3,
+                                                 channels=(4, 8)), ds)
+    assert card["extensions"]["folder"]["mapping"] == {0: 0, 1: 1, 2: 2}
+    assert card["extensions"]["folder"]["ignore_values"] == [7]
+    net = unetlab.create_model("unet", in_channels=1, num_classes=3, channels=(4, 8))
+    path = save_model(net, tmp_path / "m.safetensors", card=card)
+    _pair(tmp_path / "eval", "e", _bars([0, 2, 7, 0]))     # no class 1; alone: 0/2 -> 0/1
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(path), "--dataset", "folder", "--data",
+                 str(tmp_path / "eval"), "--json", str(out), "--no-boundary"]) == 0
+    matrix = json.loads(out.read_text())["confusion_matrix"]   # rows: true classes
+    assert [sum(row) for row in matrix] == [48, 0, 24]          # the 7s (ignored) counted nowhere

@@ -136,6 +136,20 @@ def _geo_options(card: dict) -> dict:
     return out
 
 
+def _folder_options(card: dict, options: dict) -> dict:
+    """The mask values -> classes the model learned (the card's ``extensions["folder"]``),
+    unless the user declares the classes: masks that lack a class would otherwise be
+    numbered differently."""
+    folder = (card.get("extensions") or {}).get("folder") or {}
+    if not folder.get("mapping") or {"mapping", "num_classes", "class_names"} & set(options):
+        return {}
+    out = {"mapping": dict(folder["mapping"])}
+    if folder.get("ignore_values"):
+        out["ignore_values"] = list(folder["ignore_values"])
+        out["ignore_index"] = folder.get("ignore_index")
+    return out
+
+
 def _medical_options(card: dict) -> dict:
     """``intensity`` / ``target_spacing`` from the card's ``extensions["medical"]`` and
     the class names the model was trained with."""
@@ -200,6 +214,8 @@ def _run(args, info, device) -> None:
         options = {**_medical_options(model.unetlab_card), **options}
     elif args.dataset == "geotiff":  # the bands it was trained on, in their order
         options = {**_geo_options(model.unetlab_card), **options}
+    elif args.dataset == "folder":  # the classes numbered as in training
+        options = {**_folder_options(model.unetlab_card, options), **options}
     dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)

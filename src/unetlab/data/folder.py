@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UnetlabError
 from ..imageio import read_image
 from .base import PairedFilesDataset, list_images, pair_by_stem
-from .mapping import MaskMapping
+from .mapping import MaskMapping, _parse_key
 from .palettes import default_palette
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ class FolderDataset(PairedFilesDataset):
         if self.mapping.rgb:  # colours: palette masks as their palette's colours
             self.mask_mode = "RGB"
         self.ignore_index = ignore_index
+        # the mask values -> classes this model learns travel in its card, so `unetlab
+        # evaluate` on other masks (which may lack a class) numbers the classes alike
+        ignored = {_parse_key(v) for v in (ignore_values or ())}
+        self.card_extensions = {"folder": {
+            "mapping": {_key_text(k): int(v) for k, v in self.mapping.table.items()
+                        if k not in ignored},
+            "ignore_values": [_key_text(k) for k in sorted(ignored, key=str)],
+            "ignore_index": ignore_index}}
         self.image_mode = image_mode
         modes = {"L": 1, "RGB": 3, "RGBA": 4}
         if image_mode is not None and image_mode not in modes:
@@ -190,6 +198,13 @@ class FolderDataset(PairedFilesDataset):
         log.info("folder dataset: no mapping declared; mask values %s -> classes 0..%d",
                  found, len(found) - 1)
         return {v: i for i, v in enumerate(found)}
+
+
+def _key_text(key) -> str | int:
+    """A mapping key as the card's JSON holds it: '#rrggbb' for a colour, else the int."""
+    if isinstance(key, tuple):
+        return "#" + "".join(f"{int(v):02x}" for v in key)
+    return int(key)
 
 
 RARE_COLOUR_SHARE = 1e-4  # an undeclared colour on fewer pixels is taken for a stray one
