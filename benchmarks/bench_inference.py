@@ -12,7 +12,8 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
    own int8 of the plain exported graph (NNCF defaults, OpenVINO's default precision
    hint) and ONNX Runtime's static int8 quantization (QDQ), all calibrated on the same 4
    inputs. The runners are interleaved (``--rounds``; each round starts at another
-   runner, so none always runs right after the same one) and the medians reported.
+   runner and every other round runs backwards, so no runner always follows the same
+   one) and the medians reported.
 2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
    loop, unetlab U-Net vs MONAI BasicUNet, and ``unetlab_trainer``: the step of
    ``unetlab train`` itself (``Trainer.train_step``, channels-last); ``--bf16`` adds each
@@ -255,10 +256,11 @@ def _interleaved(model, x, fast, basic, repeats, rounds, threads):
     times = {name: [] for name in runners}
     names = list(runners)
     shift = -(-len(names) // max(1, rounds))  # each round starts further along the list,
-    with torch.no_grad():                     # so no runner always follows the same one
+    with torch.no_grad():                     # and every other round runs it backwards
         for r in range(rounds):
             k = (r * shift) % len(names)
-            for name in names[k:] + names[:k]:
+            order = names[k:] + names[:k]
+            for name in (order[::-1] if r % 2 else order):
                 times[name].append(_median_time(runners[name], repeats, x))
         held_out = torch.rand_like(x)
         ref = model(held_out).argmax(1)

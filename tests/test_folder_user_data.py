@@ -149,7 +149,45 @@ def test_a_class_only_in_the_validation_split_is_a_one_line_error_at_build_time(
     _pair(tmp_path / "val", "v", _bars([0, 1, 2]))
     with pytest.raises(UnetlabError) as exc:
         build_datasets(_train_val_config(tmp_path, tmp_path / "run"))
-    assert "\n" not in str(exc.value) and "[2]" in str(exc.value)
+    assert "\n" not in str(exc.value) and "v.png" in str(exc.value)
+    assert "2" in str(exc.value)
+
+
+def test_a_validation_split_readable_with_the_training_mapping_is_accepted(tmp_path):
+    # val masks hold {1, 2} of the training classes {0, 1, 2, 3}: read alone, the
+    # folder heuristics would refuse them; through the training mapping they are fine
+    _pair(tmp_path / "train", "a", _bars([0, 1, 2, 3]))
+    _pair(tmp_path / "val", "v", _bars([1, 2, 1, 2]))
+    sets = build_datasets(_train_val_config(tmp_path, tmp_path / "run"))
+    assert sets.val.num_classes == 4 and set(sets.val[0]["mask"].unique().tolist()) == {1, 2}
+
+
+def test_palette_indices_above_zero_among_colour_masks_are_colours_not_classes(tmp_path):
+    from PIL import Image
+
+    mask = np.zeros((8, 12, 3), np.uint8)
+    mask[:, :6] = (0, 128, 0)
+    _pair(tmp_path, "a", mask)
+    write_image(tmp_path / "images" / "b.png", np.full((8, 12), 100, np.uint8))
+    pal = Image.fromarray(_bars([0, 1, 0, 1]), mode="P")
+    pal.putpalette([0, 0, 0, 0, 128, 0] + [0, 0, 0] * 254)  # 0 black, 1 green
+    pal.save(tmp_path / "masks" / "b.png")
+    ds = build_dataset("folder", tmp_path)
+    assert ds.num_classes == 2                              # no class for the index 1
+    assert ds[1]["mask"][:, 3:6].eq(int(ds[0]["mask"][0, 0])).all()
+
+
+def test_a_16_bit_mask_among_colour_masks_is_an_error_not_clipped(tmp_path):
+    from PIL import Image
+
+    mask = np.zeros((8, 12, 3), np.uint8)
+    mask[:, :6] = (255, 255, 255)
+    _pair(tmp_path, "a", mask)
+    write_image(tmp_path / "images" / "b.png", np.full((8, 12), 100, np.uint8))
+    Image.fromarray(np.full((8, 12), 300, np.uint16)).save(tmp_path / "masks" / "b.png")
+    with pytest.raises(UnetlabError) as exc:
+        build_dataset("folder", tmp_path)
+    assert "\n" not in str(exc.value) and "b.png" in str(exc.value)
 
 
 def test_evaluate_numbers_the_classes_as_the_card_says(tmp_path, capsys):

@@ -67,6 +67,17 @@ def test_five_band_tiff_written_as_plain_array_is_predicted(tmp_path):
     assert (labels == expected.argmax(0).numpy()).mean() > 0.99
 
 
+def test_an_array_with_bands_first_and_last_is_an_ambiguity_error(tmp_path):
+    from unetlab.errors import UnetlabError
+    from unetlab.inference.predictor import _layout
+
+    with pytest.raises(UnetlabError) as exc:
+        _layout((6, 40, 6), 6, 2, tmp_path / "x.tif")
+    assert "first or last" in str(exc.value)
+    assert _layout((40, 52, 6), 6, 2, tmp_path / "x.tif") == ((), 2)
+    assert _layout((6, 40, 52), 6, 2, tmp_path / "x.tif") == ((), 0)
+
+
 def test_overlay_and_default_palette():
     pal = default_palette(5)
     assert pal.shape == (5, 3) and (pal[0] == 0).all() and len({tuple(c) for c in pal}) == 5

@@ -239,7 +239,7 @@ def test_predict_and_evaluate_apply_the_cards_scale(tmp_path):
 def test_predict_takes_a_scale_with_no_small_exact_tile_and_checks_the_tile_first(tmp_path,
                                                                                   capsys):
     """A scale the planner does not make (0.37 with this 2-level U-Net is exact only at
-    200 px tiles, with 4 levels at 1,600) still
+    200 px tiles, with a pooling divisor of 16 at 1,600) still
     predicts with ordinary tiles; a tile the model cannot take is one line, before any
     input."""
     import torch
@@ -625,3 +625,11 @@ def test_the_cli_builds_the_backend_for_the_input_it_will_feed(monkeypatch):
     _common.inference_model(net, args, device="cpu", size=(300, 200))
     assert [kw["probe_shape"] for kw in seen] == [(4, 3, 128, 128), (2, 3, 48, 48),
                                                   (1, 3, 150, 100)]
+    # a valid-padding network gets the nearest input size it takes
+    from unetlab.models.unet import valid_input_size
+
+    valid = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8, 16),
+                                 padding="valid")
+    _common.inference_model(valid, args, device="cpu", size=(250, 201))
+    assert seen[-1]["probe_shape"] == (1, 1, valid_input_size(250, 3),
+                                       valid_input_size(201, 3))

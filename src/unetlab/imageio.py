@@ -74,6 +74,8 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
             if mode is not None and img.mode != mode:
                 if mode == "P":
                     raise UnetlabError(f"{path}: expected a palette image, got mode {img.mode}")
+                if mode == "RGB" and img.mode[0] in "IF":  # 16/32-bit or float: converting
+                    return np.asarray(img)                 # would clip to 8 bits, silently
                 img = img.convert(mode)
             return np.asarray(img)
     except UnetlabError:

@@ -76,8 +76,15 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
     sides = tuple(side) if isinstance(side, tuple | list) else (side,) * dims
     card = getattr(model, "unetlab_card", None) or {}
     scale = float((card.get("input") or {}).get("scale", 1.0))  # the model sees it scaled
-    shape = (batch_size, int(getattr(model, "in_channels", 1)),
-             *(max(1, round(s * scale)) for s in sides))
+    sides = tuple(max(1, round(s * scale)) for s in sides)
+    from ..models.geometry import geometry_of
+
+    geo = geometry_of(model)
+    if geo.padding == "valid":  # the nearest input size such a network takes
+        from ..models.unet import valid_input_size
+
+        sides = tuple(valid_input_size(s, geo.levels) for s in sides)
+    shape = (batch_size, int(getattr(model, "in_channels", 1)), *sides)
     fast = optimized(model, backend=backend, device=device, precision=precision,
                      calibration=calibration, probe_shape=shape)
     choice = getattr(fast, "choice", None)

@@ -158,8 +158,13 @@ class FolderDataset(PairedFilesDataset):
             # palette's colours (Pillow's mode RGB, as the dataset then reads every mask),
             # a grey one as (v, v, v)
             grey = {}
+            values = {v for v in values if isinstance(v, tuple)}  # the colour masks' own
             for mask_path in flat:
                 raw = read_image(mask_path, mode="RGB")
+                if raw.ndim == 2 and raw.size and (raw.min() < 0 or raw.max() > 255):
+                    raise UnetlabError(f"{mask_path}: a one-channel mask with values up to "
+                                       f"{raw.max()} among colour masks; save every mask as "
+                                       "RGB colours, or declare the classes")
                 if raw.ndim == 3 and raw.shape[-1] >= 3:
                     codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
                     for c, n in zip(codes.tolist(), counts.tolist()):

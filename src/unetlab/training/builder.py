@@ -122,16 +122,12 @@ def _val_options(cfg: Config, train) -> dict:
     return options
 
 
-def _check_val_values(val, train) -> None:
-    """A value the validation masks hold and the training masks do not is a class the
-    model never trains on: one line now, not a failure at the first validation."""
-    own = getattr(val, "inferred_mapping", None)
-    extra = sorted(set(own or {}) - set(train.inferred_mapping), key=str)
-    if extra:
-        raise UnetlabError(f"the validation masks hold value(s) {extra[:5]} that no training "
-                           "mask has: a class the model would never learn; move such images "
-                           "into the training split, or declare the classes (--option "
-                           "num_classes=N, or mapping)")
+def _check_val_values(val) -> None:
+    """Read every validation mask once through the training masks' mapping: a value only
+    the validation masks hold (a class the model would never learn) is a one-line error
+    naming the file now, not a failure at the first validation."""
+    for i in range(len(val)):
+        val.load_mask(i)
 
 
 def build_datasets(cfg: Config) -> Datasets:
@@ -155,9 +151,10 @@ def build_datasets(cfg: Config) -> Datasets:
         split = holdout_indices(len(train), d.val_split)
     elif isinstance(d.val_split, str) and d.val_split:
         options = _val_options(cfg, train)
-        if "mapping" in options and "mapping" not in (d.val_options or {}):
-            _check_val_values(_build(cfg, d.val_split, None, d.val_options), train)
         val = _build(cfg, d.val_split, None, options)
+        if "mapping" in options and "mapping" not in (d.val_options or {}) and \
+                getattr(val, "split_found", True) is not False:
+            _check_val_values(val)
         if getattr(val, "split_found", True) is False and \
                 getattr(train, "split_found", False) is False:
             # no ROOT/<val_split> folder: val would be the training images themselves;
