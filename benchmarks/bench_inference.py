@@ -11,9 +11,9 @@ Three parts, each printed as a Markdown table and saved in one JSON file:
    unetlab's int8 (NNCF on the folded graph, first conv and 1x1 head in fp32), OpenVINO's
    own int8 of the plain exported graph (NNCF defaults, OpenVINO's default precision
    hint) and ONNX Runtime's static int8 quantization (QDQ), all calibrated on the same 4
-   inputs. The runners are interleaved (``--rounds``; each round starts at another
-   runner and every other round runs backwards, so no runner always follows the same
-   one) and the medians reported.
+   inputs. The runners are interleaved (``--rounds``; the rounds start further along
+   the list and alternate direction, so no runner always follows the same one) and the
+   medians reported.
 2. ``train`` (``--train``): one training step (Adam, cross-entropy, batch 2) of a plain
    loop, unetlab U-Net vs MONAI BasicUNet, and ``unetlab_trainer``: the step of
    ``unetlab train`` itself (``Trainer.train_step``, channels-last); ``--bf16`` adds each

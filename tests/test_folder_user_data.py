@@ -150,7 +150,7 @@ def test_a_class_only_in_the_validation_split_is_a_one_line_error_at_build_time(
     with pytest.raises(UnetlabError) as exc:
         build_datasets(_train_val_config(tmp_path, tmp_path / "run"))
     assert "\n" not in str(exc.value) and "v.png" in str(exc.value)
-    assert "2" in str(exc.value)
+    assert "validation split" in str(exc.value) and ": 2 (" in str(exc.value)
 
 
 def test_a_validation_split_readable_with_the_training_mapping_is_accepted(tmp_path):
@@ -211,3 +211,30 @@ def test_evaluate_numbers_the_classes_as_the_card_says(tmp_path, capsys):
                  str(tmp_path / "eval"), "--json", str(out), "--no-boundary"]) == 0
     matrix = json.loads(out.read_text())["confusion_matrix"]   # rows: true classes
     assert [sum(row) for row in matrix] == [48, 0, 24]          # the 7s (ignored) counted nowhere
+
+
+def test_16_bit_images_read_as_rgb_keep_three_channels(tmp_path):
+    """Images asked for in RGB still come back with 3 channels whatever their depth (only
+    masks keep wide values as they are)."""
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    Image.fromarray(np.full((8, 12), 3000, np.uint16)).save(tmp_path / "images" / "a.png")
+    write_image(tmp_path / "masks" / "a.png", _bars([0, 1]))
+    ds = build_dataset("folder", tmp_path, image_mode="RGB")
+    assert ds.in_channels == 3 and ds[0]["image"].shape[0] == 3
+
+
+def test_evaluate_takes_classes_and_ignore_index_from_the_card():
+    from unetlab.commands.evaluate import _folder_options
+
+    card = {"architecture": {"num_classes": 3},
+            "classes": {"names": ["bg", "road", "roof"], "ignore_index": 255},
+            "extensions": {"folder": {"mapping": {"0": 0, "255": 2}, "ignore_values": [],
+                                      "ignore_index": 255}}}
+    out = _folder_options(card, {})
+    assert out["num_classes"] == 3 and out["class_names"] == ["bg", "road", "roof"]
+    assert out["ignore_index"] == 255 and "ignore_values" not in out
+    assert _folder_options(card, {"num_classes": 3}) == {}       # the user's classes win
+    assert _folder_options({"architecture": {"num_classes": 2}}, {}) == {}  # an old card

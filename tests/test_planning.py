@@ -624,12 +624,15 @@ def test_the_cli_builds_the_backend_for_the_input_it_will_feed(monkeypatch):
     _common.inference_model(net, args, device="cpu", tile_size=96, batch_size=2)
     _common.inference_model(net, args, device="cpu", size=(300, 200))
     assert [kw["probe_shape"] for kw in seen] == [(4, 3, 128, 128), (2, 3, 48, 48),
-                                                  (1, 3, 150, 100)]
-    # a valid-padding network gets the nearest input size it takes
+                                                  (1, 3, 150, 150)]  # square, as evaluated
+    # evaluate's whole image: the square tile the evaluation runs (a valid-padding
+    # network's input covering the largest side); a given tile is the input as it is
     from unetlab.models.unet import valid_input_size
 
     valid = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8, 16),
                                  padding="valid")
     _common.inference_model(valid, args, device="cpu", size=(250, 201))
-    assert seen[-1]["probe_shape"] == (1, 1, valid_input_size(250, 3),
-                                       valid_input_size(201, 3))
+    side = valid_input_size(250, 3)
+    assert seen[-1]["probe_shape"] == (1, 1, side, side)
+    _common.inference_model(valid, args, device="cpu", tile_size=side, batch_size=2)
+    assert seen[-1]["probe_shape"] == (2, 1, side, side)

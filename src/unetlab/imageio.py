@@ -24,7 +24,8 @@ def read_image(path, *, mode: str | None = None, allow_nonfinite: bool = False) 
     """Read an image as ``(H, W)`` or ``(H, W, C)`` array, dtype preserved (a
     band-sequential TIFF, ``(C, H, W)`` on disk, comes back bands last too).
 
-    ``mode``: a Pillow mode to convert to ("L", "RGB", "P" to keep the palette indices).
+    ``mode``: a Pillow mode to convert to ("L", "RGB", "P" to keep the palette indices),
+    or "colour" (masks: palette and 8-bit images as RGB colours, wider ones unchanged).
     The size the header declares is checked against :func:`unetlab.limits.max_pixels`
     before decoding; a PNG whose data stops early, a damaged file and (unless
     ``allow_nonfinite``) NaN or infinite values in a float image are one-line errors.
@@ -74,9 +75,11 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
             if mode is not None and img.mode != mode:
                 if mode == "P":
                     raise UnetlabError(f"{path}: expected a palette image, got mode {img.mode}")
-                if mode == "RGB" and img.mode[0] in "IF":  # 16/32-bit or float: converting
-                    return np.asarray(img)                 # would clip to 8 bits, silently
-                img = img.convert(mode)
+                if mode == "colour":  # masks: palette and 8-bit grey as RGB colours;
+                    if img.mode[0] in "IF":  # 16/32-bit or float as they are (RGB would
+                        return np.asarray(img)  # clip them to 8 bits, silently)
+                    mode = "RGB"
+                img = img.convert(mode) if img.mode != mode else img
             return np.asarray(img)
     except UnetlabError:
         raise

@@ -77,13 +77,10 @@ def inference_model(model, args, *, device, preprocessing=None, tile_size=None,
     card = getattr(model, "unetlab_card", None) or {}
     scale = float((card.get("input") or {}).get("scale", 1.0))  # the model sees it scaled
     sides = tuple(max(1, round(s * scale)) for s in sides)
-    from ..models.geometry import geometry_of
+    if not tile_size and size:  # evaluate's whole image: the square tile it runs
+        from ..training.evaluation import _whole_tile
 
-    geo = geometry_of(model)
-    if geo.padding == "valid":  # the nearest input size such a network takes
-        from ..models.unet import valid_input_size
-
-        sides = tuple(valid_input_size(s, geo.levels) for s in sides)
+        sides = (_whole_tile(model, sides),) * dims
     shape = (batch_size, int(getattr(model, "in_channels", 1)), *sides)
     fast = optimized(model, backend=backend, device=device, precision=precision,
                      calibration=calibration, probe_shape=shape)

@@ -143,10 +143,15 @@ def _folder_options(card: dict, options: dict) -> dict:
     folder = (card.get("extensions") or {}).get("folder") or {}
     if not folder.get("mapping") or {"mapping", "num_classes", "class_names"} & set(options):
         return {}
-    out = {"mapping": dict(folder["mapping"])}
+    out = {"mapping": dict(folder["mapping"]),
+           "num_classes": int(card["architecture"]["num_classes"])}
+    names = (card.get("classes") or {}).get("names")
+    if names and len(names) == out["num_classes"]:
+        out["class_names"] = list(names)
     if folder.get("ignore_values"):
         out["ignore_values"] = list(folder["ignore_values"])
-        out["ignore_index"] = folder.get("ignore_index")
+    if folder.get("ignore_index") is not None:
+        out["ignore_index"] = int(folder["ignore_index"])
     return out
 
 

@@ -80,7 +80,7 @@ class FolderDataset(PairedFilesDataset):
         self.palette = (np.asarray(palette, dtype=np.uint8) if palette is not None
                         else self._mask_colours(num_classes, ignore_index))
         if self.mapping.rgb:  # colours: palette masks as their palette's colours
-            self.mask_mode = "RGB"
+            self.mask_mode = "colour"
         self.ignore_index = ignore_index
         # the mask values -> classes this model learns travel in its card, so `unetlab
         # evaluate` on other masks (which may lack a class) numbers the classes alike
@@ -160,11 +160,12 @@ class FolderDataset(PairedFilesDataset):
             grey = {}
             values = {v for v in values if isinstance(v, tuple)}  # the colour masks' own
             for mask_path in flat:
-                raw = read_image(mask_path, mode="RGB")
-                if raw.ndim == 2 and raw.size and (raw.min() < 0 or raw.max() > 255):
-                    raise UnetlabError(f"{mask_path}: a one-channel mask with values up to "
-                                       f"{raw.max()} among colour masks; save every mask as "
-                                       "RGB colours, or declare the classes")
+                raw = read_image(mask_path, mode="colour")
+                if raw.ndim == 2 and raw.size and (raw.min() < 0 or raw.max() > 255 or (
+                        raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)))):
+                    raise UnetlabError(f"{mask_path}: a one-channel mask with values from "
+                                       f"{raw.min()} to {raw.max()} among colour masks; save "
+                                       "every mask as RGB colours, or declare the classes")
                 if raw.ndim == 3 and raw.shape[-1] >= 3:
                     codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
                     for c, n in zip(codes.tolist(), counts.tolist()):

@@ -127,7 +127,12 @@ def _check_val_values(val) -> None:
     the validation masks hold (a class the model would never learn) is a one-line error
     naming the file now, not a failure at the first validation."""
     for i in range(len(val)):
-        val.load_mask(i)
+        try:
+            val.load_mask(i)
+        except UnetlabError as exc:
+            raise UnetlabError(f"validation split: {exc} (the classes were read from the "
+                               "training masks: move such images into training, or declare "
+                               "the classes: --option num_classes=N, or mapping)") from None
 
 
 def build_datasets(cfg: Config) -> Datasets:
