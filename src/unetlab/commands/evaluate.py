@@ -229,7 +229,7 @@ def _run(args, info, device) -> None:
     from ..preprocess import Preprocessing
 
     size = None
-    if not args.tile_size and len(dataset):  # whole images: the first one's size
+    if not args.tile_size and args.backend != "eager" and len(dataset):  # whole images
         size = tuple(int(v) for v in dataset[0]["image"].shape[1:])
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(model.unetlab_card),

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UnetlabError
 from ..imageio import read_image
 from .base import PairedFilesDataset, list_images, pair_by_stem
-from .mapping import MaskMapping, _parse_key
+from .mapping import MaskMapping, _encode_rgb, _parse_key
 from .palettes import default_palette
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,6 @@ class FolderDataset(PairedFilesDataset):
         return colours
 
     def _infer_mapping(self, ignore_values) -> dict:
-        from .mapping import _encode_rgb, _parse_key
-
         ignored = {_parse_key(v) for v in ignore_values}
         values: set = set()
         grey: dict[int, list] = {}  # value -> [(file, pixels), ...]
@@ -141,9 +139,7 @@ class FolderDataset(PairedFilesDataset):
                     np.array_equal(raw[..., 0], raw[..., 1])
                     and np.array_equal(raw[..., 0], raw[..., 2])):
                 rgb = True
-                codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
-                for c, n in zip(codes.tolist(), counts.tolist()):
-                    colour = ((c >> 16) & 255, (c >> 8) & 255, c & 255)
+                for colour, n in _colour_counts(raw):
                     colours.setdefault(colour, []).append((mask_path, n))
                     values.add(colour)
             else:
@@ -167,9 +163,7 @@ class FolderDataset(PairedFilesDataset):
                                        f"{raw.min()} to {raw.max()} among colour masks; save "
                                        "every mask as RGB colours, or declare the classes")
                 if raw.ndim == 3 and raw.shape[-1] >= 3:
-                    codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
-                    for c, n in zip(codes.tolist(), counts.tolist()):
-                        colour = ((c >> 16) & 255, (c >> 8) & 255, c & 255)
+                    for colour, n in _colour_counts(raw):
                         if colour[0] == colour[1] == colour[2] and colour not in colours:
                             grey.setdefault(colour[0], []).append((mask_path, n))
                         colours.setdefault(colour, []).append((mask_path, n))
@@ -204,6 +198,13 @@ class FolderDataset(PairedFilesDataset):
         log.info("folder dataset: no mapping declared; mask values %s -> classes 0..%d",
                  found, len(found) - 1)
         return {v: i for i, v in enumerate(found)}
+
+
+def _colour_counts(raw: np.ndarray) -> list[tuple[tuple, int]]:
+    """``[((r, g, b), pixels), ...]`` of a colour mask."""
+    codes, counts = np.unique(_encode_rgb(raw), return_counts=True)
+    return [(((c >> 16) & 255, (c >> 8) & 255, c & 255), n)
+            for c, n in zip(codes.tolist(), counts.tolist())]
 
 
 def _key_text(key) -> str | int:

@@ -181,7 +181,7 @@ def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
     says it pays on this CPU, False: never. The graph takes any input size either way."""
     check_precision(precision, calibration)
     require_openvino()
-    wg = _winograd_plan(net, source, precision, winograd, shape)
+    wg = _winograd_plan(source, precision, winograd, shape)
     ov_model = convert(net, winograd=wg)
     info = {"backend": "openvino", "precision": precision}
     if wg is not None:
@@ -199,7 +199,7 @@ def openvino_model(net: torch.nn.Module, source, *, precision: str = "fp32",
     return wrap(ov_model, source, precision=precision, num_threads=num_threads, info=info)
 
 
-def _winograd_plan(net, source, precision, winograd, shape):
+def _winograd_plan(source, precision, winograd, shape):
     """``(shape, ratio)`` for :func:`convert`, or None: no Winograd in this graph (not
     fp32, switched off, or no rule for this CPU)."""
     from . import cpu

@@ -314,13 +314,11 @@ class GraphWinogradConv2d(nn.Module):
         w = conv.weight.detach()
         self.in_channels, self.out_channels = w.shape[1], w.shape[0]
         self.padding = int(conv.padding[0])
-        u = _G @ w.double() @ _G.T                                     # (K, C, 6, 6)
-        self.register_buffer("u", u.permute(2, 3, 0, 1).reshape(36, *w.shape[:2])
-                             .to(w.dtype).contiguous())               # (36, K, C)
+        self.register_buffer("u", transform_weight(w).transpose(1, 2).contiguous())  # (36, K, C)
         bias = conv.bias.detach().reshape(1, -1, 1, 1) if conv.bias is not None else None
         self.register_buffer("bias", bias)
-        self.register_buffer("tile_in", torch.einsum("ai,bj->abij", _BT, _BT)
-                             .reshape(36, 1, 6, 6).to(w.dtype))
+        # filter (a, b) = outer(B^T[a], B^T[b]): the rows of kron(B^T, B^T) as 6x6 kernels
+        self.register_buffer("tile_in", _KB.reshape(36, 1, 6, 6).to(w.dtype).clone())
         self.register_buffer("tile_out", _KA.to(w.dtype).clone())        # (16, 36)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -359,22 +357,21 @@ def graph_winograd_sum(a: GraphWinogradConv2d, xa: torch.Tensor, b: GraphWinogra
 
 def conv_input_shapes(model: nn.Module, shape) -> dict:
     """The input shape of each supported convolution of ``model`` (by module) for an input
-    of ``shape``, from one pass on the meta device (no memory, no arithmetic)."""
+    of ``shape``, from one pass of a copy on the meta device (shapes, no arithmetic)."""
     import copy
 
-    shapes, hooks = {}, []
-    twin = copy.deepcopy(model).to("meta")
+    shapes = {}
+    twin = copy.deepcopy(model).to("meta")  # (thrown away with its hooks)
     originals = dict(zip(twin.modules(), model.modules()))
+
     def record(module, args):
         shapes.setdefault(originals[module], tuple(args[0].shape))
 
     for module in twin.modules():
         if supports(module):
-            hooks.append(module.register_forward_pre_hook(record))
+            module.register_forward_pre_hook(record)
     with torch.no_grad():
         twin(torch.zeros(shape, device="meta"))
-    for hook in hooks:
-        hook.remove()
     return shapes
 
 
