@@ -1,6 +1,8 @@
 """Image I/O shared by datasets, prediction and the command line.
 
-PNG/JPEG through Pillow, TIFF through tifffile (memory-mapped where the file allows it).
+PNG/JPEG through Pillow (16-bit colour PNGs through OpenCV, which keeps their 16 bits),
+TIFF through tifffile (memory-mapped where the file allows it). Images keep their type:
+asking for a mode ("L", "RGB") never clips a 16-bit or float image to 8 bits.
 Every failure is a :class:`UnetlabError` naming the file.
 """
 
@@ -49,8 +51,7 @@ def read_image(path, *, mode: str | None = None, allow_nonfinite: bool = False) 
                 from None
         if axes == "SYX" and arr.ndim == 3:  # band-sequential: bands last like other images
             arr = np.moveaxis(arr, 0, -1)
-        if mode == "L" and arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            arr = arr[..., :3].mean(-1).astype(arr.dtype)
+        arr = convert_array(arr, mode, path)
     else:
         arr = _read_pillow(path, mode)
     if not allow_nonfinite:
@@ -69,15 +70,18 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
         with Image.open(path) as img:
             width, height = img.size
             check_pixels(path, (height, width), width * height)
+            if img.format == "PNG" and img.mode in ("RGB", "RGBA") and _png_depth(path) == 16:
+                return _read_png16_colour(path, mode)  # Pillow would keep 8 of 16 bits
             img.load()
             if img.format == "PNG" and _rows_may_be_missing(img):
                 check_png_data(path)  # Pillow fills the rows of a short stream with 0
             if mode is not None and img.mode != mode:
                 if mode == "P":
                     raise UnetlabError(f"{path}: expected a palette image, got mode {img.mode}")
-                if mode == "colour":  # masks: palette and 8-bit grey as RGB colours;
-                    if img.mode[0] in "IF":  # 16/32-bit or float as they are (RGB would
-                        return np.asarray(img)  # clip them to 8 bits, silently)
+                if img.mode[0] in "IF":  # one channel of 16/32-bit integers or floats:
+                    arr = np.asarray(img)  # Pillow's conversions would clip it to 8 bits
+                    return arr if mode == "colour" else convert_array(arr, mode, path)
+                if mode == "colour":  # masks: palette and 8-bit grey as RGB colours
                     mode = "RGB"
                 img = img.convert(mode) if img.mode != mode else img
             return np.asarray(img)
@@ -91,6 +95,63 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
         raise UnetlabError(f"{path}: unreadable or truncated image ({message})") from None
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = bomb_limit, truncated
+
+
+def convert_array(arr: np.ndarray, mode: str | None, path) -> np.ndarray:
+    """``arr`` (``(H, W)`` or ``(H, W, C)``, any type) as the Pillow ``mode`` "L", "RGB"
+    or "RGBA" asks, without changing its type or range (Pillow's own conversions clip
+    16-bit and float images to 8 bits): grey from colour is the mean of R, G and B, colour
+    from grey repeats it, an added alpha is opaque (the type's maximum, 1.0 for floats).
+    Other modes leave ``arr`` as it is; a channel count the mode cannot come from is a
+    one-line error."""
+    if mode not in ("L", "RGB", "RGBA"):
+        return arr
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    channels = 1 if arr.ndim == 2 else arr.shape[-1]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and channels not in (3, 4)):
+        raise UnetlabError(f"{path}: an image of shape {tuple(arr.shape)} cannot be read "
+                           f"as {mode} (grey, RGB or RGBA images can)")
+    if mode == "L":
+        return arr if arr.ndim == 2 else arr[..., :3].mean(-1).astype(arr.dtype)
+    rgb = np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr[..., :3]
+    if mode == "RGB":
+        return rgb
+    if channels == 4:
+        return arr
+    opaque = np.iinfo(arr.dtype).max if arr.dtype.kind in "iu" else 1
+    return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), opaque, arr.dtype)], axis=-1)
+
+
+def _png_depth(path: Path) -> int | None:
+    """The bit depth a PNG's header declares (None when the header is not where the
+    format puts it)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else None
+
+
+def _read_png16_colour(path: Path, mode: str | None) -> np.ndarray:
+    """A 16-bit RGB(A) PNG with all its bits (OpenCV; Pillow reads 8 of them). Masks
+    (``mode="colour"``) must hold 8-bit colours stored as 16 bits (v * 257), the way
+    image editors save them; they come back as uint8."""
+    import cv2
+
+    check_png_data(path)  # a short stream is an error, as for other PNGs
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise UnetlabError(f"{path}: unreadable 16-bit PNG")
+    arr = np.ascontiguousarray(arr[..., [2, 1, 0, 3][: arr.shape[-1]]])  # BGR(A) -> RGB(A)
+    if mode == "P":
+        raise UnetlabError(f"{path}: expected a palette image, got a 16-bit colour PNG")
+    if mode == "colour":
+        arr = arr[..., :3]
+        if np.any(arr % 257):
+            raise UnetlabError(
+                f"{path}: a 16-bit colour mask whose colours are not 8-bit values (v * 257); "
+                "save it with 8-bit colours, or as class indices in a grey image")
+        return (arr // 257).astype(np.uint8)
+    return convert_array(arr, mode, path)
 
 
 def _rows_may_be_missing(img) -> bool:

@@ -44,8 +44,11 @@ def format_table(result: dict) -> str:
             f"{c:>3}  {name:<{width}}  {result['pixel_counts'][c]:>12d}  "
             f"{result['class_frequencies'][c]:>8.4f}  {result['images_with_class'][c]:>6d}  "
             f"{weights['median_frequency'][c]:>13.4f}  {weights['inverse_frequency'][c]:>14.4f}")
-    sizes = ", ".join(f"{s['height']}x{s['width']} ({s['count']})" for s in result["image_sizes"])
-    lines.append(f"{result['num_images']} images; sizes: {sizes}; ignored pixels: "
+    sizes = ", ".join("x".join(str(n) for n in s.get("shape", (s.get("height"), s.get("width"))))
+                      + f" ({s['count']})" for s in result["image_sizes"])
+    kind = "volumes" if any("shape" in s for s in result["image_sizes"]) else "images"
+    unit = "voxels" if kind == "volumes" else "pixels"
+    lines.append(f"{result['num_images']} {kind}; sizes: {sizes}; ignored {unit}: "
                  f"{result['ignored_pixels']} (ignore_index={result['ignore_index']})")
     return "\n".join(lines)
 

@@ -37,7 +37,7 @@ class ClassStatistics:
     def update(self, mask) -> None:
         mask = np.asarray(mask)
         self.images += 1
-        self.sizes[tuple(int(s) for s in mask.shape[-2:])] += 1
+        self.sizes[tuple(int(s) for s in mask.shape)] += 1  # (H, W), or a volume's 3 axes
         flat = mask.reshape(-1).astype(np.int64, copy=False)
         if self.ignore_index is not None:
             keep = flat != self.ignore_index
@@ -53,7 +53,8 @@ class ClassStatistics:
         self.images_with_class[present] += 1
 
     def compute(self) -> dict:
-        """Frequencies, SegNet median-frequency and inverse-frequency weights, sizes."""
+        """Frequencies, SegNet median-frequency and inverse-frequency weights, sizes (height
+        and width of images; ``shape`` of volumes, in their array's axis order)."""
         total = int(self.pixels.sum())
         present = self.pixels > 0
         frequencies = self.pixels / total if total else np.zeros(self.num_classes)
@@ -66,8 +67,9 @@ class ClassStatistics:
             inverse_w[present] = total / (present.sum() * self.pixels[present])
         return {
             "num_images": self.images,
-            "image_sizes": [{"height": h, "width": w, "count": n}
-                            for (h, w), n in sorted(self.sizes.items())],
+            "image_sizes": [{"height": shape[0], "width": shape[1], "count": n}
+                            if len(shape) == 2 else {"shape": list(shape), "count": n}
+                            for shape, n in sorted(self.sizes.items())],
             "pixel_counts": self.pixels.tolist(),
             "ignored_pixels": self.ignored_pixels,
             "images_with_class": self.images_with_class.tolist(),

@@ -99,6 +99,8 @@ def read_volume(path, *, labels: bool = False) -> Volume:
         raise UnetlabError(f"{path}: unreadable NIfTI ({' '.join(str(exc).split())})") \
             from None
     array = np.squeeze(raw, axis=tuple(range(4, raw.ndim))) if raw.ndim > 4 else raw
+    if labels and array.ndim == 4 and array.shape[3] == 1:  # (X, Y, Z, 1), as some tools
+        array = array[..., 0]                               # write a label map
     if array.ndim not in (3, 4) or (labels and array.ndim != 3):
         want = "3-D" if labels else "3-D or 4-D (channels last)"
         raise UnetlabError(f"{path}: expected a {want} volume, got shape {tuple(raw.shape)}")
