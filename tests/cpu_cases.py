@@ -19,6 +19,12 @@ EPYC_AVX2 = """processor : 0
 model name : AMD EPYC 7R32
 flags : fpu sse2 avx avx2 fma
 """
+ZEN5 = """processor : 0
+vendor_id : AuthenticAMD
+cpu family : 26
+model name : AMD EPYC 9575F
+flags : fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16
+"""
 AVX2_ONLY = cpu.CpuFeatures(name="AVX2 CPU", avx2=True)
 WITH_BF16 = cpu.CpuFeatures(name="AMX CPU", avx2=True, avx512=True, vnni=True, bf16=True,
                             amx=True)
@@ -151,3 +157,27 @@ def test_auto_backends_can_be_limited(monkeypatch):
     assert {b for b, _ in auto.candidates()} == {"torch"}
     monkeypatch.delenv("UNETLAB_AUTO_BACKENDS")
     assert "torch" in {b for b, _ in auto.candidates()}
+
+
+def test_amd_zen5_with_avx512_kernels_leaves_torch_winograd_off():
+    """oneMKL (the Winograd products) runs AVX2 kernels on AMD while oneDNN's convolutions
+    run AVX-512 ones: on a Zen 5 the torch backend and training keep the direct
+    convolution; OpenVINO's graphs (oneDNN products) keep theirs; an AVX2 limit or an
+    older AMD family keeps the measured AVX2 rules."""
+    from unetlab.inference.winograd import RATIO, TRAIN_MIN_CHANNELS
+
+    zen5 = cpu.parse_cpuinfo(ZEN5)
+    assert (zen5.vendor, zen5.family) == ("AuthenticAMD", 26) and zen5.mkl_behind_onednn
+    assert cpu.winograd_ratio(zen5) is None and cpu.training_winograd(zen5) is None
+    assert cpu.graph_winograd_ratio(zen5) == RATIO
+    limited = cpu.apply_limits(zen5, {"ONEDNN_MAX_CPU_ISA": "AVX2",
+                                      "ATEN_CPU_CAPABILITY": "avx2",
+                                      "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
+    assert not limited.mkl_behind_onednn and limited.vendor == "AuthenticAMD"
+    assert cpu.winograd_ratio(limited) == RATIO
+    assert cpu.training_winograd(limited) == TRAIN_MIN_CHANNELS
+    zen4 = cpu.parse_cpuinfo(ZEN5.replace("cpu family : 26", "cpu family : 25"))
+    assert not zen4.mkl_behind_onednn and cpu.winograd_ratio(zen4) == RATIO
+    spr = cpu.parse_cpuinfo(SPR.replace("processor : 0", "processor : 0\nvendor_id : GenuineIntel"))
+    assert spr.vendor == "GenuineIntel" and not spr.mkl_behind_onednn
+    assert cpu.training_winograd(spr) == TRAIN_MIN_CHANNELS

@@ -78,7 +78,7 @@ def test_optimize_for_inference_uses_winograd_on_deep_layers(padding):
                                  channels=(16, 32, 64, 128), norm="batch").eval()
     size = 44 if padding == "same" else 92
     x = torch.rand(1, 1, size, size)
-    fast = optimize_for_inference(model)
+    fast = optimize_for_inference(model, winograd=True)  # (the default follows the CPU)
     used = []
     for m in fast.net.modules():
         if isinstance(m, WinogradConv2d):

@@ -43,6 +43,21 @@ class CpuFeatures:
     bf16: bool = False     # native bfloat16 (AVX512-BF16 or AMX-BF16)
     amx: bool = False      # Intel AMX tiles (bf16 and int8 matrix units)
     limit: str | None = None  # e.g. "ONEDNN_MAX_CPU_ISA=AVX2" when the kernels are held back
+    vendor: str = ""       # /proc/cpuinfo's vendor_id, e.g. "GenuineIntel", "AuthenticAMD"
+    family: int | None = None  # its "cpu family" (AMD: 25 = Zen 3/4, 26 = Zen 5)
+
+    @property
+    def mkl_behind_onednn(self) -> bool:
+        """Whether PyTorch's float matrix products (oneMKL: the Winograd layers' channel
+        mixing) run slower kernels here than its convolutions (oneDNN). oneMKL runs its
+        AVX-512 kernels on Intel CPUs only; on an AMD Zen 5 (family 26, full-width AVX-512)
+        oneDNN's AVX-512 convolutions then outrun oneMKL's AVX2 products. Measured
+        (session 28, 2 threads): a 36 x (512x512 @ 512x2048) ``bmm`` took 212-215 ms with
+        and without ``MKL_ENABLE_INSTRUCTIONS=AVX2``, and a 256-channel 3x3 convolution on
+        2x64x64 maps (forward + backward) 75 ms with AVX-512 kernels against 120 ms with
+        AVX2 ones. Zen 4 (256-bit units) is not included: not measured."""
+        return (self.avx512 and self.vendor == "AuthenticAMD" and self.family is not None
+                and self.family >= 26)
 
     @property
     def extensions(self) -> list[str]:
@@ -63,6 +78,7 @@ class CpuFeatures:
 def parse_cpuinfo(text: str) -> CpuFeatures:
     """Features from the text of ``/proc/cpuinfo`` (first processor)."""
     name, flags = platform.processor() or "unknown CPU", set()
+    vendor, family = "", None
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -70,8 +86,12 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
             name = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
-    return CpuFeatures(name=name, **{f: any(x in flags for x in names)
-                                     for f, names in _FLAGS.items()})
+        elif key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "cpu family" and family is None and value.strip().isdigit():
+            family = int(value.strip())
+    return CpuFeatures(name=name, vendor=vendor, family=family,
+                       **{f: any(x in flags for x in names) for f, names in _FLAGS.items()})
 
 
 #: oneDNN's ISA levels (``ONEDNN_MAX_CPU_ISA``) and the features its kernels may use at
@@ -141,8 +161,8 @@ def _with_torch(features: CpuFeatures) -> CpuFeatures:
             return False
 
     capability = torch.backends.cpu.get_cpu_capability().upper()
-    return CpuFeatures(
-        name=features.name,
+    return replace(
+        features,
         avx2=features.avx2 or capability in ("AVX2", "AVX512"),
         avx512=features.avx512 or capability == "AVX512",
         vnni=(features.vnni or probe("_is_avx512_vnni_supported")
@@ -180,13 +200,16 @@ def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     ratio; with oneDNN and PyTorch limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``) it paid
     from 256 channels on 128x128 (1.4x) to 512 on 32x32 (2.8x), the default ratio, which
     the earlier runs on a Zen 4 (AVX-512 on 256-bit units) also chose. Without AVX2 it
-    stays off (not measured: PyTorch's generic kernels).
+    stays off (not measured: PyTorch's generic kernels), and on an AMD Zen 5 with AVX-512
+    kernels too (:attr:`CpuFeatures.mkl_behind_onednn`).
     """
     from .winograd import RATIO
 
     features = features or cpu_features()
     if features.amx:  # (a kernel limit below AMX falls back to the AVX2 ratio: not measured)
         return AMX_WINOGRAD_RATIO
+    if features.mkl_behind_onednn:  # AMD Zen 5: off (session 28, whole U-Net 64..1024,
+        return None                 # 2 threads: 0.99x at 256², 0.94x at 512²)
     return RATIO if features.avx2 else None
 
 
@@ -205,7 +228,10 @@ def graph_winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     16x16 1.26-1.54x faster, 512 on 32x32 1.62-1.83x, 256 on 64x64 1.40-1.51x, 256 on
     128x128 (ratio 4) 0.89-1.12x, hence ratio 16 there; with AVX2 kernels in oneDNN
     (``ONEDNN_MAX_CPU_ISA=AVX2``, which OpenVINO's CPU plugin follows) 1.83x, 1.68x, 1.37x
-    and 1.20x (ratio 4), the default ratio. Without AVX2: off (not measured)."""
+    and 1.20x (ratio 4), the default ratio. Without AVX2: off (not measured). On an AMD
+    Zen 5 (AVX-512, no AMX; OpenVINO's products are oneDNN's, so AMD gets their AVX-512
+    kernels) the default ratio made the whole U-Net 64..1024 1.20x faster at 256² and
+    1.05x at 512², 1.35x and 1.25x with AVX2 kernels (session 28, one run each)."""
     from .winograd import RATIO
 
     features = features or cpu_features()
@@ -223,9 +249,14 @@ def training_winograd(features: CpuFeatures | None = None) -> int | None:
     with AVX-512 kernels on a Sapphire Rapids: 192-512 channels gained 1.56-2.25x and
     1.06-1.78x where the rule picks them; 128 channels gained at most 1.21x with AVX2
     kernels (0.97x on one map) and lost with AVX-512 (0.70-0.95x), so from 192 on both.
-    Without AVX2 it stays off (not measured).
+    Without AVX2 it stays off (not measured). On an AMD Zen 5 (session 28,
+    ``benchmarks/bench_winograd_training.py``) it lost with AVX-512 kernels (0.58-1.10x
+    where the rule picks it; see :attr:`CpuFeatures.mkl_behind_onednn`), so it is off
+    there, and gained 1.14-2.20x with AVX2 kernels, as the rule expects.
     """
     from .winograd import TRAIN_MIN_CHANNELS
 
     features = features or cpu_features()
+    if features.mkl_behind_onednn:  # AMD Zen 5 with AVX-512 kernels: 0.58-1.10x where the
+        return None                 # rule would pick it (session 28), so off
     return TRAIN_MIN_CHANNELS if features.avx2 else None
