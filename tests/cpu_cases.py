@@ -176,6 +176,11 @@ def test_amd_zen5_with_avx512_kernels_leaves_torch_winograd_off():
     assert not limited.mkl_behind_onednn and limited.vendor == "AuthenticAMD"
     assert cpu.winograd_ratio(limited) == RATIO
     assert cpu.training_winograd(limited) == TRAIN_MIN_CHANNELS
+    # oneMKL's or ATen's limit alone leaves oneDNN's AVX-512 convolutions: still off
+    for env in ({"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, {"ATEN_CPU_CAPABILITY": "avx2"}):
+        partial = cpu.apply_limits(zen5, env)
+        assert not partial.avx512 and partial.mkl_behind_onednn
+        assert cpu.winograd_ratio(partial) is None and cpu.training_winograd(partial) is None
     zen4 = cpu.parse_cpuinfo(ZEN5.replace("cpu family : 26", "cpu family : 25"))
     assert not zen4.mkl_behind_onednn and cpu.winograd_ratio(zen4) == RATIO
     spr = cpu.parse_cpuinfo(SPR.replace("processor : 0", "processor : 0\nvendor_id : GenuineIntel"))

@@ -87,10 +87,10 @@ def test_tiff_modes_convert_without_clipping(tmp_path):
     tifffile.imwrite(tmp_path / "g.tif", grey)
     rgb = read_image(tmp_path / "g.tif", mode="RGB")
     assert rgb.shape == (10, 12, 3) and np.array_equal(rgb[..., 2], grey)
-    two = np.zeros((10, 12, 2), np.uint16)
-    tifffile.imwrite(tmp_path / "two.tif", two, photometric="minisblack", planarconfig="contig")
-    with pytest.raises(UnetlabError, match="two.tif.*cannot be read as L"):
-        read_image(tmp_path / "two.tif", mode="L")
+    five = np.zeros((10, 12, 5), np.uint16)
+    tifffile.imwrite(tmp_path / "five.tif", five, photometric="minisblack", planarconfig="contig")
+    with pytest.raises(UnetlabError, match="five.tif.*cannot be read as L"):
+        read_image(tmp_path / "five.tif", mode="L")
 
 
 def test_convert_array_float_alpha_is_one():
@@ -151,3 +151,66 @@ def test_stats_reports_a_volumes_three_axes(tmp_path, capsys):
 
     sizes = json.loads((tmp_path / "s.json").read_text())["image_sizes"]
     assert sizes == [{"shape": [12, 10, 6], "count": 2}]
+
+
+def test_16bit_rgb_png_with_trns_keeps_three_channels(tmp_path):
+    """OpenCV turns a tRNS chunk into a fourth channel; Pillow reports RGB, and so do we."""
+    import struct
+    import zlib
+
+    from safety_helpers import png_chunk
+
+    rgb = np.random.default_rng(6).integers(0, 65536, (8, 8, 3)).astype(">u2")
+    rows = b"".join(b"\x00" + rgb[y].tobytes() for y in range(8))
+    data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 16, 2, 0, 0, 0))
+            + png_chunk(b"tRNS", struct.pack(">HHH", 1, 2, 3))
+            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+    path = tmp_path / "trns.png"
+    path.write_bytes(data)
+    got = read_image(path)
+    assert got.shape == (8, 8, 3) and np.array_equal(got, rgb.astype(np.uint16))
+
+
+def test_16bit_colour_masks_stored_as_v_times_256_are_read_too(tmp_path):
+    colours = np.array([[0, 0, 0], [128, 0, 0], [255, 255, 0]], np.uint16)
+    index = np.random.default_rng(7).integers(0, 3, (12, 12))
+    path = _colour16(tmp_path / "shift.png", colours[index] << 8)
+    assert np.array_equal(read_image(path, mode="colour"), colours[index].astype(np.uint8))
+
+
+def test_old_pillow_mode_i_for_16bit_grey_becomes_uint16():
+    from unetlab.imageio import _grey16
+
+    img = Image.fromarray(np.array([[0, 300, 65535]], np.int32), mode="I")
+    got = _grey16(img, 16)
+    assert got.dtype == np.uint16 and got.tolist() == [[0, 300, 65535]]
+    assert _grey16(img, None).dtype == np.int32  # not a 16-bit PNG: as it is
+
+
+def test_folder_of_16bit_colour_masks_without_a_mapping(tmp_path):
+    from unetlab.data import build_dataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    colours = np.array([[0, 128, 0], [128, 0, 0]], np.uint16)
+    rng = np.random.default_rng(8)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+            tmp_path / "images" / f"m{i}.png")
+        index = rng.integers(0, 2, (16, 16))
+        _colour16(tmp_path / "masks" / f"m{i}.png", colours[index] * 257)
+    ds = build_dataset("folder", tmp_path, split="train", cache=False)
+    assert ds.num_classes == 2
+    mask = ds[0]["mask"].numpy()
+    assert set(np.unique(mask)) <= {0, 1}
+
+
+def test_grey_plus_alpha_tiff_reads_as_its_grey(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    la = np.stack([np.arange(20, dtype=np.uint16).reshape(4, 5) * 1000,
+                   np.full((4, 5), 65535, np.uint16)], axis=-1)
+    tifffile.imwrite(tmp_path / "la.tif", la, photometric="minisblack", planarconfig="contig",
+                     extrasamples=["unassalpha"])
+    assert np.array_equal(read_image(tmp_path / "la.tif", mode="L"), la[..., 0])
+    rgba = read_image(tmp_path / "la.tif", mode="RGBA")
+    assert rgba.shape == (4, 5, 4) and np.array_equal(rgba[..., 3], la[..., 1])

@@ -57,17 +57,6 @@ def test_training_saves_a_3d_model_with_the_medical_card_extension(trained):
     assert card["input"]["scaling"] == "none" and card["architecture"]["spatial_dims"] == 3
 
 
-def test_a_tile_the_volume_model_cannot_take_is_one_line_before_any_work(trained, data,
-                                                                         tmp_path, capsys):
-    src = data / "images" / "case_002.nii.gz"
-    out = tmp_path / "out"
-    assert main(["predict", str(trained), str(src), "--out", str(out), "--no-progress",
-                 "--tile-size", "15"]) == 2
-    err = capsys.readouterr().err
-    assert "--tile-size 15" in err and "multiple of 2" in err and "Traceback" not in err
-    assert not list(out.rglob("*.nii.gz"))  # nothing predicted, no input read
-
-
 def test_predict_keeps_the_input_affine_shape_and_spacing(trained, data, tmp_path, capsys):
     src = data / "images" / "case_002.nii.gz"
     assert main(["predict", str(trained), str(src), "--out", str(tmp_path), "--no-progress",

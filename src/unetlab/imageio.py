@@ -70,8 +70,9 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
         with Image.open(path) as img:
             width, height = img.size
             check_pixels(path, (height, width), width * height)
-            if img.format == "PNG" and img.mode in ("RGB", "RGBA") and _png_depth(path) == 16:
-                return _read_png16_colour(path, mode)  # Pillow would keep 8 of 16 bits
+            depth = _png_depth(path) if img.format == "PNG" else None
+            if depth == 16 and img.mode in ("RGB", "RGBA"):  # Pillow would keep 8 of 16 bits
+                return _read_png16_colour(path, mode, channels=len(img.mode))
             img.load()
             if img.format == "PNG" and _rows_may_be_missing(img):
                 check_png_data(path)  # Pillow fills the rows of a short stream with 0
@@ -79,12 +80,12 @@ def _read_pillow(path: Path, mode: str | None) -> np.ndarray:
                 if mode == "P":
                     raise UnetlabError(f"{path}: expected a palette image, got mode {img.mode}")
                 if img.mode[0] in "IF":  # one channel of 16/32-bit integers or floats:
-                    arr = np.asarray(img)  # Pillow's conversions would clip it to 8 bits
+                    arr = _grey16(img, depth)  # Pillow's conversions would clip it to 8 bits
                     return arr if mode == "colour" else convert_array(arr, mode, path)
                 if mode == "colour":  # masks: palette and 8-bit grey as RGB colours
                     mode = "RGB"
                 img = img.convert(mode) if img.mode != mode else img
-            return np.asarray(img)
+            return _grey16(img, depth) if img.mode[0] == "I" else np.asarray(img)
     except UnetlabError:
         raise
     except MemoryError:
@@ -101,11 +102,15 @@ def convert_array(arr: np.ndarray, mode: str | None, path) -> np.ndarray:
     """``arr`` (``(H, W)`` or ``(H, W, C)``, any type) as the Pillow ``mode`` "L", "RGB"
     or "RGBA" asks, without changing its type or range (Pillow's own conversions clip
     16-bit and float images to 8 bits): grey from colour is the mean of R, G and B, colour
-    from grey repeats it, an added alpha is opaque (the type's maximum, 1.0 for floats).
-    Other modes leave ``arr`` as it is; a channel count the mode cannot come from is a
-    one-line error."""
+    from grey repeats it, an added alpha is opaque (the type's maximum, 1.0 for floats),
+    grey + alpha keeps its grey (and its alpha for RGBA). Other modes leave ``arr`` as it
+    is; a channel count the mode cannot come from is a one-line error."""
     if mode not in ("L", "RGB", "RGBA"):
         return arr
+    if arr.ndim == 3 and arr.shape[-1] == 2:  # grey + alpha
+        grey = arr[..., 0]
+        return grey if mode == "L" else convert_array(grey, "RGB", path) if mode == "RGB" \
+            else np.concatenate([convert_array(grey, "RGB", path), arr[..., 1:]], axis=-1)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     channels = 1 if arr.ndim == 2 else arr.shape[-1]
@@ -123,6 +128,14 @@ def convert_array(arr: np.ndarray, mode: str | None, path) -> np.ndarray:
     return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), opaque, arr.dtype)], axis=-1)
 
 
+def _grey16(img, depth: int | None) -> np.ndarray:
+    """A one-channel wide image as an array; a 16-bit grey PNG as uint16 even where
+    Pillow (before 10.3) opens it as 32-bit mode "I" (scaling divides by the type's
+    maximum, so int32 would make it nearly black)."""
+    arr = np.asarray(img)
+    return arr.astype(np.uint16) if depth == 16 and arr.dtype.itemsize > 2 else arr
+
+
 def _png_depth(path: Path) -> int | None:
     """The bit depth a PNG's header declares (None when the header is not where the
     format puts it)."""
@@ -131,26 +144,29 @@ def _png_depth(path: Path) -> int | None:
     return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else None
 
 
-def _read_png16_colour(path: Path, mode: str | None) -> np.ndarray:
-    """A 16-bit RGB(A) PNG with all its bits (OpenCV; Pillow reads 8 of them). Masks
-    (``mode="colour"``) must hold 8-bit colours stored as 16 bits (v * 257), the way
-    image editors save them; they come back as uint8."""
+def _read_png16_colour(path: Path, mode: str | None, channels: int) -> np.ndarray:
+    """A 16-bit RGB(A) PNG with all its bits (OpenCV; Pillow reads 8 of them), with the
+    ``channels`` Pillow reports (OpenCV turns a ``tRNS`` chunk into a fourth). Masks
+    (``mode="colour"``) must hold 8-bit colours stored as 16 bits (v * 257 as image
+    editors save them, or v * 256); they come back as uint8."""
     import cv2
 
     check_png_data(path)  # a short stream is an error, as for other PNGs
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise UnetlabError(f"{path}: unreadable 16-bit PNG")
-    arr = np.ascontiguousarray(arr[..., [2, 1, 0, 3][: arr.shape[-1]]])  # BGR(A) -> RGB(A)
+    arr = np.ascontiguousarray(arr[..., [2, 1, 0, 3][: min(channels, arr.shape[-1])]])
     if mode == "P":
         raise UnetlabError(f"{path}: expected a palette image, got a 16-bit colour PNG")
     if mode == "colour":
         arr = arr[..., :3]
-        if np.any(arr % 257):
+        high, low = arr >> 8, arr & 255
+        if np.any((low != 0) & (low != high)):
             raise UnetlabError(
-                f"{path}: a 16-bit colour mask whose colours are not 8-bit values (v * 257); "
-                "save it with 8-bit colours, or as class indices in a grey image")
-        return (arr // 257).astype(np.uint8)
+                f"{path}: a 16-bit colour mask whose colours are not 8-bit values (v * 257 "
+                "or v * 256); save it with 8-bit colours, or as class indices in a grey "
+                "image")
+        return high.astype(np.uint8)
     return convert_array(arr, mode, path)
 
 

@@ -127,16 +127,16 @@ def _model_dims(checkpoint) -> int:
 
 def _check_tile(model, scale: float, args) -> None:
     """A tile size this model (at its card's ``scale``) cannot take is one line before
-    the backend is built or any input read, not a failure per input. A volume model's
-    tile (96 by default) is checked along one axis: along an axis shorter than the tile
-    the tile shrinks to the volume's aligned size, which the model always takes."""
+    the backend is built or any input read, not a failure per input. (2-D models: a 3-D
+    model's tiles depend on the input's kind.)"""
     from ..inference.scaled import ScaledModel
     from ..inference.tiling import model_geometry, plan_axis
 
-    volumes = int(getattr(model, "spatial_dims", 2)) == 3
-    tile = args.tile_size or (96 if volumes else 256)
+    if int(getattr(model, "spatial_dims", 2)) != 2:
+        return
+    tile = args.tile_size or 256
     padding, levels, align = model_geometry(ScaledModel(model, scale) if scale != 1.0
-                                            and not volumes else model)
+                                            else model)
     try:
         plan_axis(tile, tile, args.overlap, padding=padding, levels=levels, align=align)
     except ValueError as exc:

@@ -135,6 +135,8 @@ class FolderDataset(PairedFilesDataset):
         flat = []  # masks read as one channel: grey, palette indices, greys stored as RGB
         for _, _, mask_path in self.samples:
             raw = read_image(mask_path)
+            if raw.ndim == 3 and raw.shape[-1] >= 3 and raw.dtype != np.uint8:
+                raw = read_image(mask_path, mode="colour")  # 16-bit colours, as training
             if raw.ndim == 3 and raw.shape[-1] >= 3 and not (
                     np.array_equal(raw[..., 0], raw[..., 1])
                     and np.array_equal(raw[..., 0], raw[..., 2])):

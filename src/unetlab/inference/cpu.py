@@ -45,6 +45,8 @@ class CpuFeatures:
     limit: str | None = None  # e.g. "ONEDNN_MAX_CPU_ISA=AVX2" when the kernels are held back
     vendor: str = ""       # /proc/cpuinfo's vendor_id, e.g. "GenuineIntel", "AuthenticAMD"
     family: int | None = None  # its "cpu family" (AMD: 25 = Zen 3/4, 26 = Zen 5)
+    onednn_avx512: bool | None = None  # oneDNN's convolutions may run AVX-512 (None: as
+    #                                    avx512; an ATen or oneMKL limit alone leaves it on)
 
     @property
     def mkl_behind_onednn(self) -> bool:
@@ -56,7 +58,8 @@ class CpuFeatures:
         and without ``MKL_ENABLE_INSTRUCTIONS=AVX2``, and a 256-channel 3x3 convolution on
         2x64x64 maps (forward + backward) 75 ms with AVX-512 kernels against 120 ms with
         AVX2 ones. Zen 4 (256-bit units) is not included: not measured."""
-        return (self.avx512 and self.vendor == "AuthenticAMD" and self.family is not None
+        onednn = self.avx512 if self.onednn_avx512 is None else self.onednn_avx512
+        return (onednn and self.vendor == "AuthenticAMD" and self.family is not None
                 and self.family >= 26)
 
     @property
@@ -135,7 +138,10 @@ def apply_limits(features: CpuFeatures, environ=None) -> CpuFeatures:
            if getattr(features, f) and f not in keep}
     if not cut:
         return features
-    return replace(features, **cut, limit=", ".join(named))
+    onednn_level = environ.get(onednn, "").strip().upper()
+    onednn_avx512 = features.avx512 and (onednn_level not in _ONEDNN_LEVELS
+                                         or "avx512" in _ONEDNN_LEVELS[onednn_level])
+    return replace(features, **cut, limit=", ".join(named), onednn_avx512=onednn_avx512)
 
 
 @functools.lru_cache(maxsize=1)
