@@ -157,7 +157,8 @@ def test_val_curve_reads_validations_and_splits_them_by_fifths(tmp_path, capsys)
 
 @pytest.mark.parametrize("script", ["profile_openvino_layers.py", "bench_int8_saturation.py",
                                     "bench_split_levels.py", "bench_int8_variants.py",
-                                    "bench_winograd_training.py"])
+                                    "bench_winograd_training.py",
+                                    "bench_torch_winograd.py"])
 def test_benchmarks_never_replace_an_earlier_result(tmp_path, script):
     """``--json PATH`` that exists stops the benchmark before any work, in one line."""
     import subprocess

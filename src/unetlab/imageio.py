@@ -108,9 +108,8 @@ def convert_array(arr: np.ndarray, mode: str | None, path) -> np.ndarray:
     if mode not in ("L", "RGB", "RGBA"):
         return arr
     if arr.ndim == 3 and arr.shape[-1] == 2:  # grey + alpha
-        grey = arr[..., 0]
-        return grey if mode == "L" else convert_array(grey, "RGB", path) if mode == "RGB" \
-            else np.concatenate([convert_array(grey, "RGB", path), arr[..., 1:]], axis=-1)
+        grey = convert_array(arr[..., 0], "L" if mode == "L" else "RGB", path)
+        return np.concatenate([grey, arr[..., 1:]], axis=-1) if mode == "RGBA" else grey
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     channels = 1 if arr.ndim == 2 else arr.shape[-1]
@@ -151,13 +150,13 @@ def _read_png16_colour(path: Path, mode: str | None, channels: int) -> np.ndarra
     editors save them, or v * 256); they come back as uint8."""
     import cv2
 
+    if mode == "P":
+        raise UnetlabError(f"{path}: expected a palette image, got a 16-bit colour PNG")
     check_png_data(path)  # a short stream is an error, as for other PNGs
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise UnetlabError(f"{path}: unreadable 16-bit PNG")
     arr = np.ascontiguousarray(arr[..., [2, 1, 0, 3][: min(channels, arr.shape[-1])]])
-    if mode == "P":
-        raise UnetlabError(f"{path}: expected a palette image, got a 16-bit colour PNG")
     if mode == "colour":
         arr = arr[..., :3]
         high, low = arr >> 8, arr & 255

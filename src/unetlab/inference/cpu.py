@@ -54,7 +54,7 @@ class CpuFeatures:
         mixing) run slower kernels here than its convolutions (oneDNN). oneMKL runs its
         AVX-512 kernels on Intel CPUs only; on an AMD Zen 5 (family 26, full-width AVX-512)
         oneDNN's AVX-512 convolutions then outrun oneMKL's AVX2 products. Measured
-        (session 28, 2 threads): a 36 x (512x512 @ 512x2048) ``bmm`` took 212-215 ms with
+        (session 28, 2 threads): a 36 x (512x512 @ 512x2048) ``bmm`` took 212-223 ms with
         and without ``MKL_ENABLE_INSTRUCTIONS=AVX2``, and a 256-channel 3x3 convolution on
         2x64x64 maps (forward + backward) 75 ms with AVX-512 kernels against 120 ms with
         AVX2 ones. Zen 4 (256-bit units) is not included: not measured."""
@@ -126,8 +126,9 @@ def apply_limits(features: CpuFeatures, environ=None) -> CpuFeatures:
     environ = os.environ if environ is None else environ
     keep, named = {"avx2", "avx512", "vnni", "bf16", "amx"}, []
     onednn = "ONEDNN_MAX_CPU_ISA" if environ.get("ONEDNN_MAX_CPU_ISA") else "DNNL_MAX_CPU_ISA"
+    onednn_level = environ.get(onednn, "").strip().upper()
     for var, value, levels in (
-            (onednn, environ.get(onednn, "").strip().upper(), _ONEDNN_LEVELS),
+            (onednn, onednn_level, _ONEDNN_LEVELS),
             ("ATEN_CPU_CAPABILITY", environ.get("ATEN_CPU_CAPABILITY", ""), _ATEN_LEVELS),
             ("MKL_ENABLE_INSTRUCTIONS", environ.get("MKL_ENABLE_INSTRUCTIONS", "").strip(),
              _MKL_LEVELS)):
@@ -138,7 +139,6 @@ def apply_limits(features: CpuFeatures, environ=None) -> CpuFeatures:
            if getattr(features, f) and f not in keep}
     if not cut:
         return features
-    onednn_level = environ.get(onednn, "").strip().upper()
     onednn_avx512 = features.avx512 and (onednn_level not in _ONEDNN_LEVELS
                                          or "avx512" in _ONEDNN_LEVELS[onednn_level])
     return replace(features, **cut, limit=", ".join(named), onednn_avx512=onednn_avx512)
@@ -215,7 +215,7 @@ def winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     if features.amx:  # (a kernel limit below AMX falls back to the AVX2 ratio: not measured)
         return AMX_WINOGRAD_RATIO
     if features.mkl_behind_onednn:  # AMD Zen 5: off (session 28, whole U-Net 64..1024,
-        return None                 # 2 threads: 0.99x at 256², 0.94x at 512²)
+        return None                 # 2 threads, 4 runs: 0.97-1.04x at 256², 0.91-0.94x at 512²)
     return RATIO if features.avx2 else None
 
 
@@ -236,8 +236,8 @@ def graph_winograd_ratio(features: CpuFeatures | None = None) -> float | None:
     (``ONEDNN_MAX_CPU_ISA=AVX2``, which OpenVINO's CPU plugin follows) 1.83x, 1.68x, 1.37x
     and 1.20x (ratio 4), the default ratio. Without AVX2: off (not measured). On an AMD
     Zen 5 (AVX-512, no AMX; OpenVINO's products are oneDNN's, so AMD gets their AVX-512
-    kernels) the default ratio made the whole U-Net 64..1024 1.20x faster at 256² and
-    1.05x at 512², 1.35x and 1.25x with AVX2 kernels (session 28, one run each)."""
+    kernels) the default ratio made the whole U-Net 64..1024 1.17-1.20x faster at 256² and
+    1.05x at 512², 1.35x and 1.22-1.25x with AVX2 kernels (session 28, two runs each)."""
     from .winograd import RATIO
 
     features = features or cpu_features()
