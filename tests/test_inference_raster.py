@@ -203,3 +203,14 @@ def test_without_rasterio_a_geotiff_is_a_plain_tiff_or_a_one_line_error(tmp_path
     assert tifffile.imread(res["labels"]).shape == (64, 64)  # predicted, not georeferenced
     with pytest.raises(UnetlabError, match=r'pip install "unetlab\[geo\]"'):
         predict_file(model, small[0], tmp_path / "geo", tile_size=64, geo=GEO)
+
+
+def test_a_raster_over_the_pixel_limit_is_refused_from_its_header(model, small, tmp_path):
+    """Rasters are streamed, but their outputs grow with them: the header's size meets
+    the pixel limit like every other image's (a tiny VRT can declare 10^10 pixels)."""
+    from unetlab.limits import pixel_limit
+
+    with pixel_limit(1000), pytest.raises(UnetlabError, match="over the limit of 1,000"):
+        predict_file(model, small[0], tmp_path / "out", tile_size=64, preprocessing=PREP,
+                     geo=GEO)
+    assert not list((tmp_path / "out").glob("*_labels.tif"))

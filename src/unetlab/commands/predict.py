@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import UnetlabError
@@ -74,6 +75,12 @@ def run(args) -> int:
 
     if not args.checkpoint.exists():
         raise UnetlabError(f"{args.checkpoint}: no such checkpoint")
+    if not 0.0 <= args.overlap < 1.0:  # also NaN
+        raise UnetlabError(f"--overlap {args.overlap}: must be at least 0 and below 1")
+    if args.batch_size < 1:
+        raise UnetlabError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.tile_size is not None and args.tile_size < 1:
+        raise UnetlabError(f"--tile-size {args.tile_size}: must be positive")
     if args.backend == "eager" and args.precision not in ("auto", "fp32"):
         raise UnetlabError(f"--precision {args.precision} needs --backend torch, openvino "
                            "or auto (eager runs the model as it is)")
@@ -125,22 +132,27 @@ def _model_dims(checkpoint) -> int:
         raise UnetlabError(str(exc)) from None
 
 
-def _check_tile(model, scale: float, args) -> None:
+def _check_tile(model, scale: float, args, longest: int | None = None) -> int | None:
     """A tile size this model (at its card's ``scale``) cannot take is one line before
     the backend is built or any input read, not a failure per input. (2-D models: a 3-D
-    model's tiles depend on the input's kind.)"""
+    model's tiles depend on the input's kind.) Returns the tile the backend is built and
+    probed for: ``--tile-size``, no larger than the longest input side (``longest``, from
+    the headers) needs, as the tiler caps it per image."""
     from ..inference.scaled import ScaledModel
-    from ..inference.tiling import model_geometry, plan_axis
+    from ..inference.tiling import cap_tiles, model_geometry, plan_axis
 
     if int(getattr(model, "spatial_dims", 2)) != 2:
-        return
+        return args.tile_size
     tile = args.tile_size or 256
     padding, levels, align = model_geometry(ScaledModel(model, scale) if scale != 1.0
                                             else model)
+    if longest:
+        tile = cap_tiles((tile,), (longest,), padding=padding, levels=levels, align=align)[0]
     try:
         plan_axis(tile, tile, args.overlap, padding=padding, levels=levels, align=align)
     except ValueError as exc:
         raise UnetlabError(f"--tile-size {tile}: {exc}") from None
+    return tile if args.tile_size else None
 
 
 def _plan(args, world: int) -> dict:
@@ -148,7 +160,7 @@ def _plan(args, world: int) -> dict:
     from ..card import read_card
     from ..inference import manifest as M
     from ..inference.distributed import shard_by_pixels
-    from ..inference.outputs import collect_inputs, image_pixels, plan_outputs, prepare_folders
+    from ..inference.outputs import collect_inputs, header_dims, plan_outputs, prepare_folders
     from ..inference.tiling import tta_for_card
 
     card = read_card(args.checkpoint, warn=False)
@@ -172,14 +184,18 @@ def _plan(args, world: int) -> dict:
                         probabilities=args.probabilities, overwrite=args.overwrite,
                         reusable=reusable)
     prepare_folders(plan, out)
-    entries, todo = [], []
+    entries, todo, longest = [], [], None
     for i, p in enumerate(plan):
         before = old.get(str(p.path))
         planned = {k: str(v) if v is not None else None for k, v in p.outputs.items()}
         if before is not None and before.get("planned") == planned and M.is_complete(before):
             entries.append(before)
             continue
-        entries.append({"input": str(p.path), "key": p.key, "pixels": image_pixels(p.path),
+        dims = header_dims(p.path)
+        if dims is not None:
+            longest = max(longest or 0, *dims)
+        entries.append({"input": str(p.path), "key": p.key,
+                        "pixels": None if dims is None else math.prod(dims),
                         "status": "pending", "rank": None, "outputs": None,
                         "planned": planned, "error": None, "seconds": None})
         todo.append(i)
@@ -204,6 +220,7 @@ def _plan(args, world: int) -> dict:
     if skipped:
         print(f"resuming: {skipped} of {len(plan)} inputs already complete")
     return {"doc": doc, "stems": [str(p.stem) for p in plan], "split": split, "tta": tta,
+            "longest": longest,
             "shards": [[i for i, r in zip(rest, ranks) if r == k] for k in range(world)]}
 
 
@@ -236,10 +253,10 @@ def _run(args, info, device) -> tuple[list | None, int]:
     card = model.unetlab_card  # what the model was trained to see, and its classes
     tta = payload["tta"]  # the views bare --tta means for it, resolved by rank 0
     scale = float(card["input"].get("scale", 1.0))
-    _check_tile(model, scale, args)
+    probe_tile = _check_tile(model, scale, args, payload.get("longest"))
     model = inference_model(model, args, device=device,
                             preprocessing=Preprocessing.from_card(card),
-                            tile_size=args.tile_size, batch_size=args.batch_size)
+                            tile_size=probe_tile, batch_size=args.batch_size)
     palette = palette_of(card)
     if scale != 1.0:  # trained at another resolution: the model works at it inside
         from ..inference.scaled import ScaledModel

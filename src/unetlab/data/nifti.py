@@ -214,7 +214,8 @@ class NiftiDataset(SegmentationDataset):
             mask = lab.array
             self._check_labels(mask, label_path)
         if self.target_spacing is not None:
-            shape = resampled_shape(ref.spatial_shape, ref.spacing, self.target_spacing)
+            shape = resampled_shape(ref.spatial_shape, ref.spacing, self.target_spacing,
+                                    ref.path)
             image = resample(image, shape, order=1)
             mask = resample(mask, shape, order=0) if mask is not None else None
         return image, mask, f"{ref.path} / {label_path}"

@@ -9,6 +9,7 @@ Spacing is in the header's units (millimetres for clinical scans).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,9 +175,18 @@ def check_spacing(spacing, where: str = "target_spacing") -> tuple[float, float,
     return values
 
 
-def resampled_shape(shape, spacing, target) -> tuple[int, int, int]:
-    """The grid size that covers the same extent at the ``target`` spacing."""
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+def resampled_shape(shape, spacing, target, path=None) -> tuple[int, int, int]:
+    """The grid size that covers the same extent at the ``target`` spacing. With ``path``,
+    a grid over the pixel limit is refused before anything is allocated: a header's
+    voxel size is as untrusted as its size (100 mm voxels at a 1 mm target: 10^6 x)."""
+    out = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+    if path is not None:
+        from ..limits import check_pixels
+
+        check_pixels(f"{path} (resampled from {'x'.join(str(int(n)) for n in shape)} at "
+                     f"{'x'.join(f'{float(v):g}' for v in spacing)} mm to the model's "
+                     f"{'x'.join(f'{float(v):g}' for v in target)} mm)", out, math.prod(out))
+    return out
 
 
 def resample(array: np.ndarray, shape, *, order: int) -> np.ndarray:

@@ -12,6 +12,7 @@ In a folder, files that are this command's own outputs for an image beside them
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -182,19 +183,23 @@ def prepare_folders(plan, out: Path) -> None:
 
 def image_pixels(path: Path) -> int | None:
     """Pixels (all slices and channels) from the file header, or None if unreadable."""
+    dims = header_dims(path)
+    return None if dims is None else math.prod(dims)
+
+
+def header_dims(path: Path) -> tuple[int, ...] | None:
+    """Every axis the file header declares (slices and channels too), or None if the
+    header does not read: a damaged file fails (and is recorded) when it is predicted."""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
             with tifffile.TiffFile(str(path)) as tif:
-                n = 1
-                for s in tif.series[0].shape:
-                    n *= int(s)
-                return n
+                return tuple(int(s) for s in tif.series[0].shape)
         from PIL import Image
 
         with Image.open(path) as img:
             w, h = img.size
-            return w * h * max(1, len(img.getbands()))
-    except Exception:  # a damaged file fails (and is recorded) when it is predicted
+            return (h, w, max(1, len(img.getbands())))
+    except Exception:
         return None

@@ -34,6 +34,7 @@ from ..georaster import (
     window_of,
 )
 from ..imageio import TIFF_SUFFIXES
+from ..limits import check_pixels
 from .tiling import iter_bands, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,9 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     _check_new([label_path] + ([prob_path] if probabilities else []), overwrite, path)
     label_path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(path) as src:
+        # streamed, but the outputs grow with the raster: the header's size is checked
+        # like every other image's (a 500-byte VRT can declare 10^10 pixels)
+        check_pixels(path, (src.height, src.width), src.height * src.width)
         bands = resolve_bands(src, (geo or {}).get("bands"), path)
         if len(bands) != in_channels:
             raise UnetlabError(f"{path}: {len(bands)} band(s) selected "

@@ -111,8 +111,40 @@ def plan_tiles(image_size, tile_size, overlap: float = 0.25, *, model=None,
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap!r} must be in [0, 1)")
     padding, levels, align = model_geometry(model)
+    tiles = cap_tiles(tiles, image_size, padding=padding, levels=levels, align=align)
     return tuple(plan_axis(s, t, overlap, padding=padding, levels=levels, align=align,
                            margin=margin) for s, t in zip(image_size, tiles))
+
+
+#: tiles up to this size are used as asked even on smaller images (their reflected
+#: context is part of the answers users have had); larger ones shrink to the image
+TILE_FLOOR = 256
+
+
+def cap_tiles(tiles, image_size, *, padding: str = "same", levels: int = 1,
+              align: int = 1) -> tuple[int, ...]:
+    """Tiles no larger than the image needs: a tile beyond ``max(TILE_FLOOR, the image's
+    longest side)`` (rounded up to the pooling factor; for a valid-padding U-Net the
+    smallest input whose output covers that side) only adds mirrored pixels, and a
+    mistyped ``--tile-size 1000000000`` would otherwise ask for gigabytes. One cap for
+    every axis, so square tiles stay square (rotation TTA needs them)."""
+    longest = max(int(s) for s in image_size)
+    if padding == "valid":
+        from ..models.unet import valid_input_size, valid_output_size
+
+        if all(t <= longest for t in tiles):  # cheap: an output never exceeds its input
+            return tuple(tiles)
+        cap = valid_input_size(longest, levels)
+        out = []
+        for t in tiles:
+            try:
+                too_big = valid_output_size(t, levels) > longest and t > cap
+            except ValueError:  # not a valid size: plan_axis names the nearest ones
+                too_big = False
+            out.append(cap if too_big else t)
+        return tuple(out)
+    cap = -(-max(TILE_FLOOR, longest) // align) * align
+    return tuple(min(t, cap) for t in tiles)
 
 
 def _per_axis(value, ndim: int, name: str) -> tuple[int, ...]:

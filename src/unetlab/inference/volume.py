@@ -131,7 +131,8 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
     shape = tuple(int(n) for n in vol.spatial_shape)
     if target is not None:
         target = check_spacing(target, "card extensions.medical.spacing")
-        image = resample(image, resampled_shape(shape, vol.spacing, target), order=1)
+        image = resample(image, resampled_shape(shape, vol.spacing, target, path),
+                         order=1)
         log.info("%s: resampled %s at %s mm to %s at %s mm", path, shape, vol.spacing,
                  image.shape[:3], target)
     chw = np.ascontiguousarray(np.moveaxis(image, -1, 0))
