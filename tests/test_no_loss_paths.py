@@ -91,7 +91,7 @@ def test_card_scale_outside_the_supported_range_is_refused(model_file):
 
     card = read_card(model_file)
     card["input"]["scale"] = 100
-    with pytest.raises(UnetlabError, match=r"input.scale must be a number in \(0, 4\]"):
+    with pytest.raises(UnetlabError, match=r"input.scale must be a number in \[1/32, 4\]"):
         validate_card(card, "x")
     card["input"]["scale"] = 1.0
     card["architecture"]["spatial_dims"] = 3

@@ -41,6 +41,12 @@ CARD_KEY = "unetlab_card"
 CONFIG_KEY = "unetlab_model"  # the architecture alone (files before the card; kept)
 SECTIONS = ("schema_version", "unetlab_version", "architecture", "input", "classes",
             "geometry", "training", "extensions")
+# Bounds that keep a hostile or absurd card from hanging or exhausting what reads it:
+MIN_SCALE = 1 / 32   # input.scale; the planner picks 0.25 at the least
+MAX_LEVELS = 16      # architecture.options.channels entries (a 16-level U-Net pads to 32,768 px)
+MIN_STD = 1e-12      # input.normalize.std, compared in float32 (the input's type); as low as
+#                      the per-band statistics of a GeoTIFF dataset go (smaller: a constant band)
+MAX_DEPTH = 32       # nesting of lists and objects in a card
 
 
 def _version() -> str:
@@ -137,8 +143,24 @@ def validate_architecture(arch, source) -> dict:
         _positive_int(arch[key], source, f"architecture.{key}")
     if arch.get("spatial_dims", 2) not in (2, 3):
         _fail(source, f"architecture.spatial_dims must be 2 or 3, got {arch.get('spatial_dims')!r}")
-    _dict(arch.get("options", {}), source, "architecture.options")
+    options = _dict(arch.get("options", {}), source, "architecture.options")
+    channels = options.get("channels")
+    if isinstance(channels, str | list | tuple) and len(channels) > MAX_LEVELS:
+        _fail(source, f"architecture.options.channels lists {len(channels)} levels; a model "
+                      f"has at most {MAX_LEVELS}")
     return arch
+
+
+def _check_depth(card, source) -> None:
+    """Refuse lists and objects nested deeper than MAX_DEPTH (iteratively: no recursion)."""
+    stack = [(card, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                _fail(source, f"is nested more than {MAX_DEPTH} levels deep")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list | tuple))
 
 
 def validate_card(card, source="model card") -> dict:
@@ -147,6 +169,7 @@ def validate_card(card, source="model card") -> dict:
     from .preprocess import SCALINGS, resolve_normalize
 
     card = _dict(card, source, "")
+    _check_depth(card, source)
     version = card.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         _fail(source, f"schema_version must be a positive integer, got {version!r}")
@@ -163,13 +186,23 @@ def validate_card(card, source="model card") -> dict:
     if inp.get("scaling", "dtype") not in SCALINGS:
         _fail(source, f"input.scaling must be one of {SCALINGS}, got {inp.get('scaling')!r}")
     try:
-        resolve_normalize(inp.get("normalize"), c)
+        norm = resolve_normalize(inp.get("normalize"), c)
     except UnetlabError as exc:
         _fail(source, f"input.{exc}")
+    if norm is not None:
+        with np.errstate(over="ignore"):
+            mean32, std32 = (np.asarray(norm[k], np.float32) for k in ("mean", "std"))
+        if not (np.isfinite(mean32).all() and np.isfinite(std32).all()):
+            _fail(source, f"input.normalize: mean and std must be finite in float32, got "
+                          f"mean {norm['mean']}, std {norm['std']}")
+        if (std32 < np.float32(MIN_STD)).any():
+            _fail(source, f"input.normalize: std must be at least {MIN_STD:g}, "
+                          f"got {norm['std']}")
     scale = inp.get("scale", 1.0)
     if isinstance(scale, bool) or not isinstance(scale, int | float) or \
-            not math.isfinite(scale) or not 0 < scale <= 4:
-        _fail(source, f"input.scale must be a number in (0, 4], got {scale!r}")
+            not math.isfinite(scale) or not MIN_SCALE <= scale <= 4:
+        _fail(source, f"input.scale must be a number in [1/{round(1 / MIN_SCALE)}, 4], "
+                      f"got {scale!r}")
     if scale != 1 and arch.get("spatial_dims", 2) != 2:
         _fail(source, f"input.scale={scale} is for 2-D models only")
     classes = _dict(card.get("classes", {}), source, "classes")

@@ -334,8 +334,11 @@ def validate(cfg: Config) -> None:
         if isinstance(item, bool) or not isinstance(item, int):
             raise UnetlabError(f"data.val_items[{i}] must be an item index (an integer), got "
                                f"{item!r}")
-    if not 0.0 < cfg.data.scale <= 4.0:
-        raise UnetlabError(f"data.scale must be in (0, 4], got {cfg.data.scale}")
+    from .card import MIN_SCALE
+
+    if not MIN_SCALE <= cfg.data.scale <= 4.0:  # what a model card can carry
+        raise UnetlabError(f"data.scale must be in [1/{round(1 / MIN_SCALE)}, 4], got "
+                           f"{cfg.data.scale}")
     vs = cfg.data.val_split
     if isinstance(vs, float) and not 0.0 < vs < 1.0:
         raise UnetlabError(f"data.val_split as a fraction must be in (0, 1), got {vs}")

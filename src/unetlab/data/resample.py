@@ -11,13 +11,17 @@ from ..errors import UnetlabError
 
 
 def check_scale(scale) -> float:
-    """``scale`` as a float in (0, 4] (one-line error otherwise)."""
+    """``scale`` as a float in [1/32, 4] (one-line error otherwise): what a model card
+    can carry (:data:`unetlab.card.MIN_SCALE`)."""
+    from ..card import MIN_SCALE
+
+    span = f"[1/{round(1 / MIN_SCALE)}, 4]"
     try:
         value = float(scale)
     except (TypeError, ValueError):
-        raise UnetlabError(f"scale={scale!r}: expected a number in (0, 4]") from None
-    if not 0.0 < value <= 4.0:
-        raise UnetlabError(f"scale={scale!r}: expected a number in (0, 4]")
+        raise UnetlabError(f"scale={scale!r}: expected a number in {span}") from None
+    if not MIN_SCALE <= value <= 4.0:
+        raise UnetlabError(f"scale={scale!r}: expected a number in {span}")
     return value
 
 

@@ -9,6 +9,7 @@ resolution. The model card's ``input.scale`` says which scale a model needs.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 
@@ -59,10 +60,20 @@ def _native_multiple(align: int, scale: float) -> int:
     ``align`` (e.g. 32 for align 16 at scale 0.5), if it is at most 4x ``align / scale``;
     otherwise (a scale such as 0.37, exact for align 16 only at 1,600 px) ``align``
     itself: the scaled tile is rounded and the model pads it to its pooling multiple, as
-    for any input size."""
+    for any input size.
+
+    Closed form (no search, so no scale makes it slow): for ``scale = p / q`` in lowest
+    terms, ``m * p / q`` is a multiple of ``align`` first at ``m = align * q / gcd(p, align)``.
+    """
+    if not math.isfinite(align / scale):
+        return align
     most = 4 * math.ceil(align / scale)
-    for m in range(1, most + 1):
-        scaled = m * scale
-        if abs(scaled - round(scaled)) < 1e-6 and round(scaled) % align == 0 and round(scaled):
-            return m
+    frac = Fraction(scale).limit_denominator(most)
+    if frac.numerator == 0:
+        return align
+    m = align * frac.denominator // math.gcd(frac.numerator, align)
+    scaled = m * scale
+    if m <= most and abs(scaled - round(scaled)) < 1e-6 and round(scaled) % align == 0 \
+            and round(scaled):
+        return m
     return align

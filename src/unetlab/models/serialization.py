@@ -89,6 +89,9 @@ def read_metadata(path) -> dict:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:
+            raise UnetlabError(f"{path}: metadata {key!r} is nested too deeply to be a "
+                               "model card or config") from None
     return out
 
 
