@@ -354,7 +354,12 @@ def with_normalization(model: nn.Module, card: dict | None = None) -> nn.Module:
 def export_card(card: dict, *, format: str, normalization_in_graph: bool) -> dict:
     """The card of an exported file: the model's card, with ``input.normalize`` saying
     what the *caller* must still do (None when the graph normalises) and
-    ``extensions["export"]`` describing the graph's input and output."""
+    ``extensions["export"]`` describing the graph's input and output. Its
+    ``caller_prepares`` lists the caller's steps in order: dtype scaling, the
+    normalisation left to the caller, for a model trained at a resolution scale
+    (``input.scale`` != 1) the resize by that scale before the graph and of the logits
+    back to the image's size after it (as ``unetlab predict`` does), and, for graphs that
+    do not pad themselves (every format but ONNX), the padding to the pooling multiple."""
     import copy as _copy
 
     from ..preprocess import Preprocessing
@@ -372,17 +377,30 @@ def export_card(card: dict, *, format: str, normalization_in_graph: bool) -> dic
         todo.append(f"then (x - {steps.normalize['mean']}) / {steps.normalize['std']} "
                     "per channel")
     geo = card["geometry"]
+    dims = int(geo.get("spatial_dims", 2))
+    scale = float(card["input"].get("scale") or 1.0)
+    linear = "bilinear" if dims == 2 else "trilinear"
+    if scale != 1.0:  # trained at another resolution: as unetlab predict (ScaledModel) does
+        how = "area averaging, torch interpolate mode='area'" if scale < 1.0 else \
+            f"{linear}, align_corners=False"
+        todo.append(f"then the image resized by the card's input.scale {scale:g} to "
+                    f"round({scale:g} * size) pixels per spatial axis ({how})")
     divisor = int(geo.get("divisor") or 1)
     if format != "onnx" and geo.get("padding", "same") == "same" and divisor > 1:
         todo.append(f"each spatial axis padded at its end to a multiple of {divisor} "
-                    "(mirror), the logits cropped back (unetlab's loaders do both)")
+                    "(mirror), the logits cropped back")
+    labels = "argmax over axis 1 of the logits gives class ids"
+    if scale != 1.0:
+        todo.append(f"the logits resized back to the image's own size ({linear}, "
+                    "align_corners=False) before the argmax")
+        labels = ("argmax over axis 1 of the logits, resized back to the image's size, "
+                  "gives class ids")
     card["extensions"]["export"] = {
         "format": format, "input": "image", "output": "logits",
-        "layout": "float32 (N, C, " + ", ".join("DHW"[3 - geo.get("spatial_dims", 2):])
-                  + ")",
+        "layout": "float32 (N, C, " + ", ".join("DHW"[3 - dims:]) + ")",
         "normalization_in_graph": norm if embedded else None,
         "caller_prepares": "; ".join(todo),
-        "labels": "argmax over axis 1 of the logits gives class ids",
+        "labels": labels,
     }
     return card
 

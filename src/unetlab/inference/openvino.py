@@ -318,7 +318,12 @@ def load_openvino(path, *, num_threads: int | None = None):
         raise UnetlabError(f"{xml}: no such OpenVINO model")
     ov_model = ov.Core().read_model(str(xml))
     card = _card_of(ov_model, xml)
-    source = SimpleNamespace(**card.get("geometry", {}))
+    from ..models.geometry import Geometry
+
+    # the card's geometry as the model's own: the wrapper pads inputs to its pooling
+    # multiple (without it, any size not a multiple failed inside the graph)
+    geometry = Geometry.from_dict(card.get("geometry", {}))
+    source = SimpleNamespace(**card.get("geometry", {}), geometry=lambda: geometry)
     if "architecture" in card:
         source.unetlab_config = card["architecture"]
     info = card.get("extensions", {}).get("optimization", {})
