@@ -161,3 +161,14 @@ def test_compare_labels_that_leave_the_output_folder_are_refused(label):
         spec_from_dict({"models": [{"label": label, "name": "unet"}]})
     spec = spec_from_dict({"models": [{"label": "unet-16.v2", "name": "unet"}]})
     assert spec.suites["models"][0].label == "unet-16.v2"
+
+
+def test_class_ids_with_255_suggest_ignoring_it(tmp_path):
+    """0, 1, 2 and 255: the hint names ignore_values, not only a mapping that would make
+    no-data a class."""
+    mask = np.array([[0, 1, 2, 255]] * 4, np.uint8)
+    _pair(tmp_path, "a", mask)
+    with pytest.raises(UnetlabError) as exc:
+        build_dataset("folder", tmp_path)
+    assert "ignore_values=[255]" in _one_line(exc)
+    assert build_dataset("folder", tmp_path, ignore_values=[255]).num_classes == 3

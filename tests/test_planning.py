@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from unetlab.cli import main
 from unetlab.config import config_from_dict, load_config
@@ -136,6 +137,29 @@ def test_plan_follows_the_machine_and_the_data():
     assert cfg.data.val_split == pytest.approx(0.2)    # no own validation split
     with pytest.raises(UnetlabError, match="too short"):
         make_plan(fp, _probe({8: 1.0}), 5, dataset="x")
+
+
+def test_thin_strips_keep_their_short_side_and_a_trainable_bottleneck():
+    """48 x 1200 strips on a slow machine: no scale shrinks the short side under 64 px
+    (it was cut to 12 px, tile 8), and the bottleneck keeps at least 2 x 2 pixels (a
+    batch of one 1 x 1 map is a batch norm crash)."""
+    strips = _fingerprint(image_height=48, image_width=1200, min_side=48, num_images=6,
+                          object_size=245.0, class_thickness=[35.0, 38.0],
+                          has_own_val=False)
+    plan = make_plan(strips, _probe({8: 0.5, 16: 0.3}, tile=48), 600, dataset="x")
+    cfg = config_from_dict(plan.config)
+    depth = len(cfg.model.options["channels"]) - 1
+    assert cfg.data.scale == 1.0
+    assert cfg.data.tile_size == 48 and cfg.data.tile_size // 2 ** depth >= 2
+
+
+def test_one_small_image_does_not_shrink_every_tile():
+    """The tile follows the typical (median) image; smaller ones are padded in training."""
+    common = dict(image_height=369, image_width=341, num_images=8, has_own_val=False)
+    rates = _probe({8: 8.0, 16: 4.0, 24: 2.5})
+    mixed = make_plan(_fingerprint(min_side=96, **common), rates, 600, dataset="x")
+    even = make_plan(_fingerprint(min_side=300, **common), rates, 600, dataset="x")
+    assert mixed.config["data"]["tile_size"] == even.config["data"]["tile_size"] == 192
 
 
 def test_probe_is_cached(tmp_path):
@@ -636,3 +660,30 @@ def test_the_cli_builds_the_backend_for_the_input_it_will_feed(monkeypatch):
     assert seen[-1]["probe_shape"] == (1, 1, side, side)
     _common.inference_model(valid, args, device="cpu", tile_size=side, batch_size=2)
     assert seen[-1]["probe_shape"] == (2, 1, side, side)
+
+
+def test_a_class_only_in_the_held_out_images_is_named(tmp_path, caplog):
+    """Flat folder, class 2 only in the last image by name: the fallback hold-out
+    validates on it and training never sees it; the fingerprint, the plan and the log
+    say so."""
+
+    from unetlab.data import build_dataset
+    from unetlab.planning.fingerprint import compute_fingerprint
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for i in range(10):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4:12, 4:12] = 1
+        if i == 9:
+            mask[20:28, 20:28] = 2
+        Image.fromarray((mask * 60).astype(np.uint8)).save(root / "images" / f"r{i:02d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"r{i:02d}.png")
+    data = build_dataset("folder", root=root, split="train", num_classes=3,
+                         class_names=["bg", "a", "rare"])
+    fp = compute_fingerprint(data, name="folder", has_own_val=False)
+    assert fp.held_out_only == ["rare"]
+    assert compute_fingerprint(data, name="folder", has_own_val=True).held_out_only == []
+    plan = make_plan(fp, _probe({8: 8.0, 16: 4.0}), 600, dataset="folder")
+    assert "WARNING: rare only in those" in plan.reasons["data.val_split"]

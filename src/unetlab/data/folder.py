@@ -283,4 +283,7 @@ def check_undeclared_values(where: dict) -> None:
         f"undeclared mask values: {'; '.join(parts[:5])}"
         f"{f' (+{len(parts) - 5} more values)' if len(parts) > 5 else ''}; the others are "
         f"{sorted(expected)}. Fix the masks, or declare the classes (mapping, num_classes "
-        "or class_names; --option mapping={0: 0, 255: 1} on the command line)")
+        "or class_names; --option mapping={0: 0, 255: 1} on the command line)"
+        + ("; if 255 marks no-data or unlabelled pixels, --option ignore_values=[255] "
+           "leaves them out of training and metrics" if 255 in where and 255 not in expected
+           else ""))

@@ -53,6 +53,9 @@ class Fingerprint:
     class_thickness: list = field(default_factory=list)
     vertical_layout: float = 0.0  # 0: classes anywhere; 1: each class in one half
     has_own_val: bool = False
+    # classes seen only in the items a fallback hold-out validates on (no own val split):
+    # training never sees them
+    held_out_only: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +138,7 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
     geometry_items = set(_sample(len(indices), max_geometry_items))
     diam_all = [[] for _ in range(k)]
     thick_all = [[] for _ in range(k)]
+    seen_in = [set() for _ in range(k)]  # sampled items holding each class
     for j, i in enumerate(indices):
         image, mask, _ = dataset.load(i)
         if mask is None:
@@ -151,6 +155,9 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
             stats.update(mask)
         except ValueError as exc:
             raise UnetlabError(f"dataset {name!r} item {i}: {exc}") from None
+        for c in np.unique(mask):
+            if 0 <= c < k and c != ignore:
+                seen_in[int(c)].add(i)
         half = mask.shape[0] // 2
         upper = np.bincount(mask[:half].ravel().astype(np.int64), minlength=k + 256)[:k]
         top += upper
@@ -210,7 +217,21 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
                         and len(dataset.class_names) > thin_c else
                         (str(thin_c) if thin_c is not None else None)),
         class_thickness=class_thick, vertical_layout=round(layout, 3),
-        has_own_val=bool(has_own_val))
+        has_own_val=bool(has_own_val),
+        held_out_only=[] if has_own_val else _held_out_only(seen_in, n, dataset))
+
+
+def _held_out_only(seen_in: list, n: int, dataset) -> list:
+    """Names of the classes found only in the items the fallback hold-out takes
+    (:func:`unetlab.data.splits.holdout_indices`, the last fifth by name)."""
+    from ..data.splits import DEFAULT_VAL_FRACTION, holdout_indices
+
+    if n < 2:
+        return []
+    held = set(holdout_indices(n, DEFAULT_VAL_FRACTION)[1])
+    names = list(getattr(dataset, "class_names", ()))
+    return [names[c] if c < len(names) else str(c)
+            for c, items in enumerate(seen_in) if items and items <= held]
 
 
 def format_fingerprint(fp: Fingerprint) -> str:

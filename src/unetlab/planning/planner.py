@@ -11,9 +11,12 @@ The rules (docs/fit.md gives the evidence for each):
    the step rate with them (:func:`effective_rates`).
 3. Resolution: the largest scale (1, 0.75, 0.5, 0.375, 0.25) at which the budget shows
    the model every training pixel ``MIN_PASSES`` times, never so small that a class of
-   over 5 % of the pixels gets thinner than 4 px, or any class thinner than 2 px.
+   over 5 % of the pixels gets thinner than 4 px, or any class thinner than 2 px, nor
+   the typical image's short side under ``MIN_SHORT_SIDE`` px.
 4. Depth: the fewest poolings (3-5) whose receptive field covers the typical object at
-   that scale; the tile: the probe's, or the scaled image's short side if smaller.
+   that scale; the tile: the probe's, or the typical (median) image's scaled short side
+   if smaller (smaller images are padded by reflection in training); fewer poolings
+   when the bottleneck would be under 2 x 2 px.
 5. Loss: Dice + cross-entropy; class weights (square root of SegNet's median-frequency
    weights) when the most frequent class is over ``IMBALANCE`` times the rarest.
 6. Augmentation: ``upright`` when classes sit in the top or bottom half
@@ -36,6 +39,7 @@ from .fingerprint import Fingerprint
 MIN_STEPS = 2500
 PAPER_MIN_STEPS = 10_000
 MIN_PASSES = 20.0
+MIN_SHORT_SIDE = 64        # px, the typical short side no scale goes below
 MIN_THICKNESS = 2.0        # px, any class of at least 0.2 % of the pixels
 MIN_MAJOR_THICKNESS = 4.0  # px, classes of at least MAJOR_FREQUENCY of the pixels
 MAJOR_FREQUENCY = 0.05
@@ -60,11 +64,18 @@ def probe_geometry(fp: Fingerprint, device_type: str) -> tuple[int, int, int]:
     """(depth, tile, batch) the probe measures: rule 1."""
     tile, batch = (256, 16) if device_type == "cuda" else (192, 4)
     align = 2 ** PROBE_DEPTH
-    tile = min(tile, fp.min_side // align * align)
+    tile = min(tile, short_side(fp) // align * align)
     if tile < align:
-        raise UnetlabError(f"images of {fp.min_side} px are too small to plan for (at least "
-                           f"{align} px on the short side)")
+        raise UnetlabError(f"images of {short_side(fp)} px are too small to plan for (at "
+                           f"least {align} px on the short side)")
     return PROBE_DEPTH, tile, batch
+
+
+def short_side(fp: Fingerprint) -> int:
+    """The typical image's short side (of the median height and width), which bounds the
+    tile: one small image among large ones no longer shrinks every tile, since training
+    pads an image smaller than its tile by reflection."""
+    return min(fp.image_height, fp.image_width)
 
 
 def train_count(fp: Fingerprint) -> int:
@@ -194,7 +205,7 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
         return {w: r / k for w, r in eff.items()}
 
     def rates_at(s: float) -> dict:
-        return rates_for(s, max(16, min(probe_tile, int(fp.min_side * s) // 16 * 16)))
+        return rates_for(s, max(16, min(probe_tile, int(short_side(fp) * s) // 16 * 16)))
     native_px = fp.image_height * fp.image_width
 
     # the budget: what is left after fingerprint and probe, less the final evaluation;
@@ -202,7 +213,10 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     # from the slowest measured network at full resolution until the choice is stable
     val_images = n_val if n_val is not None else max(1, round(n_total * 0.25))
     floor, floor_why = scale_floor(fp)
-    allowed = [s for s in SCALES if s >= floor - 1e-9] or [1.0]
+    # nor so small that the typical short side falls under MIN_SHORT_SIDE px (a thin
+    # strip is not shrunk to a few pixels: it keeps the context its tiles can hold)
+    keep = min(MIN_SHORT_SIDE, short_side(fp))
+    allowed = [s for s in SCALES if s >= floor - 1e-9 and short_side(fp) * s >= keep] or [1.0]
     narrow = min(rates)
     width, scale = max(rates), 1.0
     for _ in range(4):
@@ -245,19 +259,25 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     obj = fp.object_size * scale
     depth = next((d for d in (3, 4, 5) if receptive_field(d) >= obj), 5)
     align = 2 ** depth
-    short = int(fp.min_side * scale)
+    short = int(short_side(fp) * scale)
     tile = min(probe_tile, short // align * align)
     if tile < align:
         depth = max(1, int(math.log2(max(short, 2))) - 2)
         align = 2 ** depth
         tile = short // align * align
+    while depth > 1 and tile // align < 2:
+        # a bottleneck of at least 2 x 2: on 1 x 1 a batch of one tile (an epoch's last)
+        # leaves batch norm a single value per channel, which it cannot train on
+        depth -= 1
+        align = 2 ** depth
+        tile = min(probe_tile, short // align * align)
     channels = [width * 2 ** i for i in range(depth + 1)]
     r["model.options"] = (
         f"width: {why_w}; depth {depth}: receptive field {receptive_field(depth)} px covers "
         f"the typical object ({fp.object_size:.0f} px x scale {scale} = {obj:.0f} px); "
         "batch norm with a same-padding U-Net: any tile size, stable with Adam")
-    r["data.tile_size"] = (f"the probe's tile ({probe_tile} px) or the scaled short side "
-                           f"({short} px), a multiple of {align}")
+    r["data.tile_size"] = (f"the probe's tile ({probe_tile} px) or the typical image's scaled "
+                           f"short side ({short} px), a multiple of {align}")
     r["data.batch_size"] = ("4 tiles per step on a CPU (the ISBI evidence), 16 on a GPU"
                             if device != "cuda" else "16 tiles per step on a GPU")
     rates = rates_for(scale, tile)
@@ -350,7 +370,11 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     val_split = "val" if fp.has_own_val else FALLBACK_VAL_FRACTION
     r["data.val_split"] = ("the dataset's own validation split" if fp.has_own_val else
                            f"no validation split: the last {FALLBACK_VAL_FRACTION:.0%} of "
-                           "the training items are held out")
+                           "the training items are held out" + (
+                               f"; WARNING: {', '.join(fp.held_out_only)} only in those, so "
+                               "never trained on (rename an image holding it to sort "
+                               "earlier, or give the data a val/ folder)"
+                               if fp.held_out_only else ""))
     if not fp.has_own_val and n_total < 2 and dataset == "folder":
         # holding out the only image leaves nothing to train on; the folder format's
         # fallback validates on the training image instead, and says so (data/splits.py)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.splits import DEFAULT_VAL_FRACTION
 from ..errors import UnetlabError
 from .fingerprint import Fingerprint, compute_fingerprint
 from .planner import (
@@ -66,6 +67,11 @@ def plan_dataset(name: str, root, options: dict | None, budget_s: float, *,
     dataset = build_dataset(name, root, split="train", cache=False, **options)
     fp = compute_fingerprint(dataset, name=name,
                              has_own_val=own_val_split(name, root, options))
+    if fp.held_out_only:
+        log.warning("class(es) %s appear only in the last %d%% of the images by name, which "
+                    "are held out for validation: training never sees them; rename one such "
+                    "image to sort earlier, or give the data a val/ folder",
+                    ", ".join(fp.held_out_only), round(100 * DEFAULT_VAL_FRACTION))
     t1 = time.perf_counter()
     device = torch.device(device)
     depth, tile, batch = probe_geometry(fp, device.type)
