@@ -159,11 +159,13 @@ def check_not_input(out: Path, inputs, what: str = "--out") -> None:
                                "another path")
 
 
-def check_json_target(args) -> None:
-    """``--json PATH`` (every command that has it), checked before any work: never one of
-    the command's inputs, and an existing file only with ``--overwrite`` (commands
-    without that flag: choose another path)."""
-    path = getattr(args, "json", None)
+def check_json_target(args, attr: str = "json") -> None:
+    """``--json PATH`` (every command that has it; or another output-file option,
+    ``attr``), checked before any work: never one of the command's inputs, and an
+    existing file only with ``--overwrite`` (commands without that flag: choose another
+    path)."""
+    path = getattr(args, attr, None)
+    flag = "--" + attr.replace("_", "-")
     if path is None:
         return
     target = Path(path).resolve()
@@ -173,13 +175,13 @@ def check_json_target(args) -> None:
         inputs += value if isinstance(value, list) else [value] if value is not None else []
     for item in inputs:
         if Path(item).resolve() == target:
-            raise UnetlabError(f"--json {path} is an input of this command; choose another path")
+            raise UnetlabError(f"{flag} {path} is an input of this command; choose another path")
     if target.is_dir():
-        raise UnetlabError(f"--json {path} is a folder; give a file path")
+        raise UnetlabError(f"{flag} {path} is a folder; give a file path")
     if target.exists() and not getattr(args, "overwrite", False):
         hint = "pass --overwrite to replace it" if hasattr(args, "overwrite") else \
             "choose another path or remove it"
-        raise UnetlabError(f"--json {path} already exists; {hint}")
+        raise UnetlabError(f"{flag} {path} already exists; {hint}")
 
 
 def free_name(path: Path) -> Path:

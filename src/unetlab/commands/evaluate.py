@@ -19,6 +19,7 @@ from ._common import (
     add_max_pixels_argument,
     add_precision_argument,
     add_tta_argument,
+    check_json_target,
     existing_path,
     free_name,
     inference_model,
@@ -189,6 +190,10 @@ def run(args) -> int:
     from ..training.builder import select_device
 
     existing_path(args.checkpoint)
+    check_json_target(args, "per_image_csv")  # never replaces a file (a run's metrics.csv)
+    if args.per_image_csv is not None and args.json is not None and \
+            Path(args.per_image_csv).resolve() == Path(args.json).resolve():
+        raise UnetlabError("--per-image-csv and --json name the same file")
     if args.json is None:  # the default file name holds the split: keep it in the folder
         safe_name(args.split, "--split")
     info, device = D.start(str(select_device(args.device)), args.threads)
@@ -199,6 +204,41 @@ def run(args) -> int:
     finally:
         D.stop(info, ok)
     return 0
+
+
+def _flat_split(dataset, args, card: dict, say: bool):
+    """A folder dataset without a ``ROOT/<split>`` folder: on the data the model was
+    trained on, ``val`` is the items training held out and ``train`` the rest (the same
+    rule, :mod:`unetlab.data.splits`); on other data, ``val`` (the default) or ``train``
+    is every image. Returns the dataset and the split name to report."""
+    from torch.utils.data import Subset
+
+    from ..data.splits import DEFAULT_VAL_FRACTION, holdout_indices, holdout_items
+
+    if args.split not in ("val", "train"):
+        raise UnetlabError(f"--split {args.split}: {args.data} has no {args.split}/ folder; "
+                           "a flat images/ + masks/ folder has the splits val and train")
+    training = card.get("training") or {}
+    root = training.get("root")
+    n = len(dataset)
+    same = root is not None and args.data is not None and \
+        Path(root).resolve() == Path(args.data).resolve()
+    if not same or n < 2:
+        if say:
+            print(f"{args.data} has no {args.split}/ folder: evaluating all {n} images")
+        return dataset, "all"
+    val_split, val_items = training.get("val_split"), training.get("val_items")
+    if val_items is not None:
+        kept, held = holdout_items(n, val_items)
+    else:
+        fraction = val_split if isinstance(val_split, float) else DEFAULT_VAL_FRACTION
+        kept, held = holdout_indices(n, fraction)
+    items = held if args.split == "val" else kept
+    if say:
+        print(f"{args.data} has no {args.split}/ folder: evaluating the {len(items)} of {n} "
+              f"images training {'held out for validation' if args.split == 'val' else 'used'}")
+    return Subset(dataset, items), f"{args.split} (held out of {n})" \
+        if args.split == "val" else f"train (kept of {n})"
 
 
 def _run(args, info, device) -> None:
@@ -224,6 +264,9 @@ def _run(args, info, device) -> None:
     dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
+    split = args.split
+    if getattr(dataset, "split_found", True) is False:
+        dataset, split = _flat_split(dataset, args, model.unetlab_card, info.is_main)
     scale = float(model.unetlab_card["input"].get("scale", 1.0))  # the resolution it saw
     tta = tta_for_rank(args.tta, model.unetlab_card, info)
     from ..preprocess import Preprocessing
@@ -241,7 +284,7 @@ def _run(args, info, device) -> None:
     if not info.is_main:
         return
     result.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset,
-                   "data": str(args.data) if args.data else None, "split": args.split,
+                   "data": str(args.data) if args.data else None, "split": split,
                    "num_images": len(dataset), "scale": scale})
     print(format_table(result))
     folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent

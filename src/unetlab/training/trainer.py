@@ -575,7 +575,12 @@ class Trainer:
         t = self.cfg.train
         dims = geometry_of(self.net).spatial_dims
         tta = card_tta_mode(augment_symmetries(self.cfg.data.augment, spatial_dims=dims), dims)
-        training = {"dataset": self.cfg.data.dataset, "split": self.cfg.data.split,
+        d = self.cfg.data
+        training = {"dataset": d.dataset, "split": d.split,
+                    # where validation came from: evaluate repeats a hold-out of a flat
+                    # folder (no ROOT/val) on the same data
+                    "root": str(d.root) if d.root is not None else None,
+                    "val_split": d.val_split, "val_items": d.val_items,
                     "epoch": self.epoch, "steps": self.step,
                     "elapsed_s": round(self.elapsed_s + self._running_s(), 1),
                     "best_metric": t.best_metric, "best_value": self.best_value,
