@@ -78,3 +78,13 @@ def test_per_image_csv_never_replaces_a_file(tmp_path, capsys):
     assert main(["evaluate", str(run / "checkpoints" / "last"), "--dataset", "folder",
                  "--data", str(data), "--no-boundary", "--per-image-csv", str(curve)]) == 2
     assert "--per-image-csv" in capsys.readouterr().err and curve.read_bytes() == before
+
+
+def test_stats_refuses_a_split_a_flat_folder_does_not_have(tmp_path, capsys):
+    data = tmp_path / "data"
+    _flat_folder(data, count=3)
+    assert main(["stats", "--dataset", "folder", "--data", str(data), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--dataset", "folder", "--data", str(data), "--split", "tset",
+                 "--no-progress"]) == 2
+    assert "has no tset/ folder" in capsys.readouterr().err

@@ -63,6 +63,10 @@ def run(args) -> int:
 
     options = parse_options(args.options)
     dataset = build_dataset(args.dataset, args.data, split=args.split, cache=False, **options)
+    if getattr(dataset, "split_found", True) is False and args.split != "train":
+        raise UnetlabError(f"--split {args.split}: {args.data} has no {args.split}/ folder; "
+                           "a flat images/ + masks/ folder is counted whole with --split "
+                           "train (the default)")
     result = class_statistics(dataset, progress=not args.no_progress)
     result = {"dataset": args.dataset, "split": args.split, **result}
     print(format_table(result))
