@@ -687,3 +687,35 @@ def test_a_class_only_in_the_held_out_images_is_named(tmp_path, caplog):
     assert compute_fingerprint(data, name="folder", has_own_val=True).held_out_only == []
     plan = make_plan(fp, _probe({8: 8.0, 16: 4.0}), 600, dataset="folder")
     assert "WARNING: rare only in those" in plan.reasons["data.val_split"]
+
+
+@pytest.mark.parametrize("mean, std, normalised", [
+    ([-528.7], [410.0], True),      # CT in Hounsfield units, stored as floats
+    ([0.03], [0.008], True),        # 12-bit data in 16-bit files
+    ([0.49], [0.17], False),        # ISBI-like: in unit range, left alone
+])
+def test_folder_images_far_from_unit_range_are_normalised(mean, std, normalised):
+    fp = _fingerprint(intensity_mean=mean, intensity_std=std)
+    plan = make_plan(fp, _probe({8: 8.0, 16: 4.0}), 600, dataset="folder")
+    options = plan.config["data"]["options"]
+    assert ("normalize" in options) == normalised
+    if normalised:
+        assert options["normalize"] == {"mean": mean, "std": std}
+        assert "far from the unit range" in plan.reasons["data.options"]
+        config_from_dict(plan.config)
+    # other formats, or a normalisation the user gave, are left as they are
+    assert "normalize" not in make_plan(fp, _probe({8: 8.0}), 600,
+                                        dataset="isbi2012").config["data"]["options"]
+    given = make_plan(fp, _probe({8: 8.0}), 600, dataset="folder",
+                      data_options={"normalize": "imagenet"})
+    assert given.config["data"]["options"]["normalize"] == "imagenet"
+
+
+def test_the_fingerprint_measures_uint16_images_in_training_units():
+    """12-bit counts in uint16 files: the statistics the network sees (value / 65535),
+    not raw counts."""
+    masks = [np.zeros((16, 16), np.uint8) for _ in range(2)]
+    ds = _Masks(masks)
+    ds.load = lambda i: (np.full((16, 16, 1), 4095, np.uint16), masks[i], None)
+    fp = compute_fingerprint(ds, name="toy")
+    assert fp.intensity_mean == [pytest.approx(4095 / 65535, abs=1e-4)]

@@ -72,8 +72,13 @@ def _sample(n: int, limit: int) -> list[int]:
     return sorted({int(round(i * (n - 1) / (limit - 1))) for i in range(limit)})
 
 
-def _as_float(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
+def _as_float(image: np.ndarray, scaling: str = "dtype") -> np.ndarray:
+    """The image in the units training feeds the network before any normalisation
+    (:func:`unetlab.preprocess.to_unit`): integers divided by their type's maximum
+    (uint16 too: its statistics were raw counts before), floats as stored."""
+    from ..preprocess import to_unit
+
+    image = to_unit(np.asarray(image), scaling)
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
     return image.astype(np.float32, copy=False)
@@ -144,7 +149,7 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
         if mask is None:
             raise UnetlabError(f"dataset {name!r}: item {i} has no mask; planning needs "
                                "a labelled split")
-        image = _as_float(image)
+        image = _as_float(image, getattr(dataset, "input_scaling", "dtype"))
         flat = image.reshape(image.shape[0] * image.shape[1], -1).astype(np.float64)
         sums = flat.sum(0) if sums is None else sums + flat.sum(0)
         sq = (flat ** 2).sum(0) if sq is None else sq + (flat ** 2).sum(0)
@@ -241,7 +246,7 @@ def format_fingerprint(fp: Fingerprint) -> str:
     return "\n".join([
         f"fingerprint: {fp.num_images} images ({fp.sampled_images} read), median size "
         f"{fp.image_height}x{fp.image_width}, {fp.channels} channel(s)",
-        f"  intensity mean [{mean}], std [{std}] (0..1 units)",
+        f"  intensity mean [{mean}], std [{std}] (integers / type max; floats as stored)",
         f"  {fp.num_classes} classes, imbalance {fp.imbalance:.1f}x, ignored "
         f"{fp.ignored_fraction:.2%} (ignore_index={fp.ignore_index})",
         f"  typical object size {fp.object_size:.1f} px, thinnest structure "

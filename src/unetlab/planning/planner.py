@@ -26,6 +26,8 @@ The rules (docs/fit.md gives the evidence for each):
    annealed over the wall-clock budget (``schedule.by_time``).
 8. Validation: about 8 % of the budget, 2-12 validations; the budget also reserves the
    final evaluation at native resolution.
+9. Normalisation (folder data): per-channel mean and std from the fingerprint when the
+   images are far from unit range (|mean| > 2, or std outside [0.02, 2]); else none.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ MIN_THICKNESS = 2.0        # px, any class of at least 0.2 % of the pixels
 MIN_MAJOR_THICKNESS = 4.0  # px, classes of at least MAJOR_FREQUENCY of the pixels
 MAJOR_FREQUENCY = 0.05
 IMBALANCE = 10.0
+NORM_MAX_MEAN = 2.0        # rule 9: |mean| above this, or a std outside the band below,
+NORM_MIN_STD = 0.02        # in training units (integers / type max, floats as stored)
+NORM_MAX_STD = 2.0         # means the images are normalised with their own statistics
 SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
 PROBE_DEPTH = 4
 VAL_SHARE = 0.08
@@ -158,6 +163,27 @@ def scale_floor(fp: Fingerprint) -> tuple[float, str]:
             why = (f"{name} ({f:.1%} of the pixels, {t:.1f} px thick) stays >= {need:.0f} px "
                    f"down to scale {min(floor, 1.0):.2f}")
     return min(1.0, floor), why
+
+
+def _normalization(fp: Fingerprint) -> tuple[dict, str] | None:
+    """Rule 9: per-channel ``(x - mean) / std`` from the fingerprint when the images are
+    far from the unit range the other rules assume: floats in physical units (CT in
+    Hounsfield units, reflectance x 10000) or integers using a sliver of their type (12-bit
+    data in 16-bit files: std ~0.01). Images in [0, 1] units with a usual spread are
+    left as they are (ISBI, CamVid: the evidence behind the other rules)."""
+    mean, std = fp.intensity_mean, fp.intensity_std
+    if not mean or not std or len(mean) != len(std):
+        return None
+    far = any(abs(m) > NORM_MAX_MEAN for m in mean) or \
+        any(not NORM_MIN_STD <= s <= NORM_MAX_STD for s in std)
+    if not far or any(s <= 0 for s in std):
+        return None
+    why = (f"images far from the unit range (mean {', '.join(f'{m:.4g}' for m in mean)}, std "
+           f"{', '.join(f'{s:.4g}' for s in std)} in training units; wanted |mean| <= "
+           f"{NORM_MAX_MEAN:g}, std in [{NORM_MIN_STD:g}, {NORM_MAX_STD:g}]): normalised per "
+           "channel with the fingerprint's statistics (the model card carries them to "
+           "predict)")
+    return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}, why
 
 
 def estimate_val_seconds(images: int, pixels: float, px_per_s: float) -> float:
@@ -383,13 +409,17 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
                                "the training image (it measures fitting, not generalisation)")
     loss_cfg = {"name": "dice_ce", "options": ({"class_weights": loss["class_weights"]}
                                                if "class_weights" in loss else {})}
+    options = dict(data_options or {})
+    norm = _normalization(fp) if dataset == "folder" and "normalize" not in options else None
+    if norm is not None:
+        options["normalize"], r["data.options"] = norm
     config = {
         "model": {"name": "unet", "options": {"channels": channels, "norm": "batch"}},
         "data": {"dataset": dataset, "root": None if root is None else str(root),
                  "split": "train", "val_split": val_split, "tile_size": tile,
                  "scale": scale, "augment": augment, "batch_size": batch,
                  "val_batch_size": 1, "num_workers": workers,
-                 "options": dict(data_options or {})},
+                 "options": options},
         "loss": loss_cfg,
         "optim": {"name": "adam", "lr": lr},
         "schedule": {"name": "cosine", "warmup_steps": warmup, "by_time": True},
