@@ -172,3 +172,10 @@ def test_class_ids_with_255_suggest_ignoring_it(tmp_path):
         build_dataset("folder", tmp_path)
     assert "ignore_values=[255]" in _one_line(exc)
     assert build_dataset("folder", tmp_path, ignore_values=[255]).num_classes == 3
+
+
+def test_a_mask_with_swapped_sides_mentions_exif_orientation(tmp_path):
+    _pair(tmp_path, "a", np.zeros((6, 4), np.uint8), image=np.zeros((4, 6), np.uint8))
+    with pytest.raises(UnetlabError) as exc:
+        build_dataset("folder", tmp_path)[0]
+    assert "EXIF orientation" in _one_line(exc)

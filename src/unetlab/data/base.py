@@ -123,7 +123,11 @@ class SegmentationDataset(Dataset):
             if mask.shape[:2] != image.shape[:2]:
                 raise UnetlabError(
                     f"{source}: image is {image.shape[0]}x{image.shape[1]} but its mask is "
-                    f"{mask.shape[0]}x{mask.shape[1]} (height x width)")
+                    f"{mask.shape[0]}x{mask.shape[1]} (height x width)" + (
+                        "; the sides are swapped: a photo whose EXIF orientation turns it "
+                        "in viewers is read as stored, so save it upright (e.g. PIL's "
+                        "ImageOps.exif_transpose) or draw the mask on the stored pixels"
+                        if mask.shape[:2] == image.shape[1::-1] else ""))
             mask = compact_labels(mask)
         if self.scale != 1.0:
             from .resample import resize_image, resize_labels
