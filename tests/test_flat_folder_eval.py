@@ -88,3 +88,36 @@ def test_stats_refuses_a_split_a_flat_folder_does_not_have(tmp_path, capsys):
     assert main(["stats", "--dataset", "folder", "--data", str(data), "--split", "tset",
                  "--no-progress"]) == 2
     assert "has no tset/ folder" in capsys.readouterr().err
+
+
+def _train(data, run, *extra):
+    assert main(["train", "--set", "data.dataset=folder", "--set", f"data.root={data}",
+                 "--set", "data.tile_size=32", "--set", "model.options.channels=[4, 8]",
+                 "--set", "train.epochs=1", "--set", f"train.out_dir={run}",
+                 "--set", "train.progress=false", *extra]) == 0
+    return run / "checkpoints" / "last"
+
+
+def _evaluated(checkpoint, data, out):
+    assert main(["evaluate", str(checkpoint), "--dataset", "folder", "--data", str(data),
+                 "--no-boundary", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    return result["split"], result["num_images"]
+
+
+def test_evaluate_takes_every_image_when_nothing_was_held_out_or_the_data_changed(
+        tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    _flat_folder(data)
+    # trained on every image (val_split null): none of them is held out
+    every = _train(data, tmp_path / "every", "--set", "data.val_split=null")
+    assert _evaluated(every, data, tmp_path / "a.json") == ("all", 10)
+    # a relative root, evaluated from elsewhere with the absolute path: the same data
+    monkeypatch.chdir(tmp_path)
+    relative = _train("data", tmp_path / "rel")
+    monkeypatch.chdir(data)
+    assert _evaluated(relative, data, tmp_path / "b.json") == ("val (held out of 10)", 2)
+    # an image added since training: the hold-out cannot be repeated
+    shutil.copy(data / "images" / "c0.png", data / "images" / "c10.png")
+    shutil.copy(data / "masks" / "c0.png", data / "masks" / "c10.png")
+    assert _evaluated(relative, data, tmp_path / "c.json") == ("all", 11)

@@ -710,12 +710,3 @@ def test_folder_images_far_from_unit_range_are_normalised(mean, std, normalised)
                       data_options={"normalize": "imagenet"})
     assert given.config["data"]["options"]["normalize"] == "imagenet"
 
-
-def test_the_fingerprint_measures_uint16_images_in_training_units():
-    """12-bit counts in uint16 files: the statistics the network sees (value / 65535),
-    not raw counts."""
-    masks = [np.zeros((16, 16), np.uint8) for _ in range(2)]
-    ds = _Masks(masks)
-    ds.load = lambda i: (np.full((16, 16, 1), 4095, np.uint16), masks[i], None)
-    fp = compute_fingerprint(ds, name="toy")
-    assert fp.intensity_mean == [pytest.approx(4095 / 65535, abs=1e-4)]

@@ -40,7 +40,10 @@ def add_parser(subparsers) -> None:
                    "membranes, shapes")
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="dataset root (not needed for the synthetic ones)")
-    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--split", default="val",
+                   help="split to evaluate (default: val; a flat images/ + masks/ folder: "
+                   "val = the images training held out when it is the training folder, "
+                   "else every image)")
     p.add_argument("--option", dest="options", action="append", default=[],
                    metavar="KEY=VALUE", help="dataset option, e.g. --option cache=false "
                    "(the normalisation comes from the model card; see unetlab info)")
@@ -58,7 +61,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
     add_max_pixels_argument(p)
     p.add_argument("--per-image-csv", type=Path, default=None, metavar="PATH",
-                   help="also write one row of metrics per image")
+                   help="also write one row of metrics per image to PATH (a new file: an "
+                   "existing one is never replaced)")
     add_json_argument(p)
     p.set_defaults(run=run)
 
@@ -208,9 +212,10 @@ def run(args) -> int:
 
 def _flat_split(dataset, args, card: dict, say: bool):
     """A folder dataset without a ``ROOT/<split>`` folder: on the data the model was
-    trained on, ``val`` is the items training held out and ``train`` the rest (the same
-    rule, :mod:`unetlab.data.splits`); on other data, ``val`` (the default) or ``train``
-    is every image. Returns the dataset and the split name to report."""
+    trained on (the same folder, dataset format and number of images), ``val`` is the
+    items training held out and ``train`` the rest (the same rule,
+    :mod:`unetlab.data.splits`); otherwise, or when training held nothing out, every
+    image, reported as ``all``. Returns the dataset and the split name to report."""
     from torch.utils.data import Subset
 
     from ..data.splits import DEFAULT_VAL_FRACTION, holdout_indices, holdout_items
@@ -219,15 +224,24 @@ def _flat_split(dataset, args, card: dict, say: bool):
         raise UnetlabError(f"--split {args.split}: {args.data} has no {args.split}/ folder; "
                            "a flat images/ + masks/ folder has the splits val and train")
     training = card.get("training") or {}
-    root = training.get("root")
-    n = len(dataset)
-    same = root is not None and args.data is not None and \
-        Path(root).resolve() == Path(args.data).resolve()
-    if not same or n < 2:
-        if say:
-            print(f"{args.data} has no {args.split}/ folder: evaluating all {n} images")
-        return dataset, "all"
+    root, n = training.get("root"), len(dataset)
     val_split, val_items = training.get("val_split"), training.get("val_items")
+
+    def whole(why: str):
+        if say:
+            print(f"{args.data} has no {args.split}/ folder: evaluating all {n} images "
+                  f"({why})")
+        return dataset, "all"
+
+    if root is None or args.data is None or \
+            Path(root).resolve() != Path(args.data).resolve() or \
+            training.get("dataset") != args.dataset:
+        return whole("not the folder the model was trained on, as its card records")
+    if training.get("items") not in (None, n):
+        return whole(f"training read {training['items']} images here, now there are {n}: "
+                     "its hold-out cannot be repeated")
+    if n < 2 or (val_items is None and val_split is None):
+        return whole("training held none of them out: it saw every one")
     if val_items is not None:
         kept, held = holdout_items(n, val_items)
     else:
@@ -288,7 +302,7 @@ def _run(args, info, device) -> None:
                    "num_images": len(dataset), "scale": scale})
     print(format_table(result))
     folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
-    target = args.json or free_name(folder / f"eval_{args.dataset}_{args.split}.json")
+    target = args.json or free_name(folder / f"eval_{args.dataset}_{split.split()[0]}.json")
     out = {**result["metrics"], "class_names": result["class_names"],
            **{k: result[k] for k in ("checkpoint", "dataset", "data", "split", "num_images",
                                      "scale")}}

@@ -164,7 +164,17 @@ def _openvino(args, model) -> int:
     card = model.unetlab_card
     calibration = None
     if args.int8:  # the crop size checked (and capped to the images) before any work
-        tile = 256 if args.tile_size is None else args.tile_size
+        tile = args.tile_size
+        if tile is None:  # 256, or for a valid-padding U-Net the valid size covering it
+            from ..models.geometry import geometry_of
+
+            geo = geometry_of(model)
+            if geo.padding == "valid":
+                from ..models.unet import valid_input_size
+
+                tile = valid_input_size(256, geo.levels)
+            else:
+                tile = 256
         calibration = load_calibration(args.calibration, model, tile_size=tile,
                                        check_tile=True,
                                        preprocessing=Preprocessing.from_card(card))

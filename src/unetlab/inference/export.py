@@ -366,6 +366,8 @@ def export_card(card: dict, *, format: str, normalization_in_graph: bool) -> dic
 
     card = _copy.deepcopy(card)
     card.pop("assumed", None)
+    if isinstance(card.get("training"), dict):  # a path on the machine it trained on:
+        card["training"].pop("root", None)      # it does not travel with a shared file
     norm = card["input"].get("normalize")
     embedded = bool(norm) and normalization_in_graph
     if embedded:

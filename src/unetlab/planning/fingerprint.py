@@ -72,13 +72,10 @@ def _sample(n: int, limit: int) -> list[int]:
     return sorted({int(round(i * (n - 1) / (limit - 1))) for i in range(limit)})
 
 
-def _as_float(image: np.ndarray, scaling: str = "dtype") -> np.ndarray:
-    """The image in the units training feeds the network before any normalisation
-    (:func:`unetlab.preprocess.to_unit`): integers divided by their type's maximum
-    (uint16 too: its statistics were raw counts before), floats as stored."""
-    from ..preprocess import to_unit
-
-    image = to_unit(np.asarray(image), scaling)
+def _as_float(image: np.ndarray) -> np.ndarray:
+    """``dataset.load`` gives images in training units already (integers divided by
+    their type's maximum, uint8 kept as uint8): uint8 is scaled here, the rest as is."""
+    image = np.asarray(image)
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
     return image.astype(np.float32, copy=False)
@@ -149,7 +146,7 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
         if mask is None:
             raise UnetlabError(f"dataset {name!r}: item {i} has no mask; planning needs "
                                "a labelled split")
-        image = _as_float(image, getattr(dataset, "input_scaling", "dtype"))
+        image = _as_float(image)
         flat = image.reshape(image.shape[0] * image.shape[1], -1).astype(np.float64)
         sums = flat.sum(0) if sums is None else sums + flat.sum(0)
         sq = (flat ** 2).sum(0) if sq is None else sq + (flat ** 2).sum(0)
@@ -206,8 +203,9 @@ def compute_fingerprint(dataset, *, name: str = "", has_own_val: bool = False,
         dataset=name, num_images=n, sampled_images=len(indices),
         image_height=int(np.median(heights)), image_width=int(np.median(widths)),
         min_side=int(min(min(heights), min(widths))), channels=int(mean.size),
-        intensity_mean=[round(float(v), 4) for v in mean],
-        intensity_std=[round(float(v), 4) for v in std],
+        # significant digits, not decimals: 12-bit data in 32-bit files has a std of 1e-6
+        intensity_mean=[float(f"{float(v):.6g}") for v in mean],
+        intensity_std=[float(f"{float(v):.6g}") for v in std],
         num_classes=k, class_names=list(getattr(dataset, "class_names", ())),
         ignore_index=ignore,
         ignored_fraction=round(float(result["ignored_pixels"] / max(total_px, 1)), 4),

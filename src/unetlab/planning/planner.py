@@ -397,9 +397,11 @@ def make_plan(fp: Fingerprint, probe: dict, budget_s: float, *, dataset: str,
     r["data.val_split"] = ("the dataset's own validation split" if fp.has_own_val else
                            f"no validation split: the last {FALLBACK_VAL_FRACTION:.0%} of "
                            "the training items are held out" + (
-                               f"; WARNING: {', '.join(fp.held_out_only)} only in those, so "
-                               "never trained on (rename an image holding it to sort "
-                               "earlier, or give the data a val/ folder)"
+                               f"; WARNING: {', '.join(fp.held_out_only)} only in those"
+                               + ("" if fp.sampled_images == fp.num_images else
+                                  f" of the {fp.sampled_images} images read")
+                               + ", so maybe never trained on (rename an image holding it "
+                               "to sort earlier, or give the data a val/ folder)"
                                if fp.held_out_only else ""))
     if not fp.has_own_val and n_total < 2 and dataset == "folder":
         # holding out the only image leaves nothing to train on; the folder format's

@@ -68,10 +68,12 @@ def plan_dataset(name: str, root, options: dict | None, budget_s: float, *,
     fp = compute_fingerprint(dataset, name=name,
                              has_own_val=own_val_split(name, root, options))
     if fp.held_out_only:
-        log.warning("class(es) %s appear only in the last %d%% of the images by name, which "
-                    "are held out for validation: training never sees them; rename one such "
-                    "image to sort earlier, or give the data a val/ folder",
-                    ", ".join(fp.held_out_only), round(100 * DEFAULT_VAL_FRACTION))
+        read = "" if fp.sampled_images == fp.num_images else \
+            f" (of the {fp.sampled_images} of {fp.num_images} images read)"
+        log.warning("class(es) %s appear only in the last %d%% of the images by name%s, "
+                    "which are held out for validation: training may never see them; rename "
+                    "one such image to sort earlier, or give the data a val/ folder",
+                    ", ".join(fp.held_out_only), round(100 * DEFAULT_VAL_FRACTION), read)
     t1 = time.perf_counter()
     device = torch.device(device)
     depth, tile, batch = probe_geometry(fp, device.type)

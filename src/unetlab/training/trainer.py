@@ -579,7 +579,8 @@ class Trainer:
         training = {"dataset": d.dataset, "split": d.split,
                     # where validation came from: evaluate repeats a hold-out of a flat
                     # folder (no ROOT/val) on the same data
-                    "root": str(d.root) if d.root is not None else None,
+                    "root": str(Path(d.root).resolve()) if d.root is not None else None,
+                    "items": len(self.info) if hasattr(self.info, "__len__") else None,
                     "val_split": d.val_split, "val_items": d.val_items,
                     "epoch": self.epoch, "steps": self.step,
                     "elapsed_s": round(self.elapsed_s + self._running_s(), 1),
