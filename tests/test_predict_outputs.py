@@ -88,6 +88,15 @@ def test_existing_output_needs_overwrite_and_manifest_resume(tmp_path, ckpt, cap
     _png(out / "a_labels.png", seed=3)
     assert _predict(ckpt, tmp_path / "in", "--out", out) == 2
     assert "a_labels.png exists" in _error(capsys)
+    # not written by predict (no manifest records it): maybe ground truth; kept even with
+    # --overwrite
+    before = (out / "a_labels.png").read_bytes()
+    assert _predict(ckpt, tmp_path / "in", "--out", out, "--overwrite") == 2
+    assert "no earlier prediction" in _error(capsys)
+    assert (out / "a_labels.png").read_bytes() == before
+    (out / "a_labels.png").unlink()
+    assert _predict(ckpt, tmp_path / "in", "--out", out) == 0
+    # predict's own outputs, which its manifest records, are replaced with --overwrite
     assert _predict(ckpt, tmp_path / "in", "--out", out, "--overwrite") == 0
     # a second run into the same folder: the manifest of the first is not replaced
     capsys.readouterr()

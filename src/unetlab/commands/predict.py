@@ -182,7 +182,7 @@ def _plan(args, world: int) -> dict:
     geo = _geo(card)
     plan = plan_outputs(items, out, spatial_dims=_model_dims(args.checkpoint),
                         probabilities=args.probabilities, overwrite=args.overwrite,
-                        reusable=reusable)
+                        reusable=reusable, ours=_recorded(out))
     prepare_folders(plan, out)
     entries, todo, longest = [], [], None
     for i, p in enumerate(plan):
@@ -342,6 +342,23 @@ def _run(args, info, device) -> tuple[list | None, int]:
         print(f"manifest: {args.out / M.MANIFEST} ({doc['counts']['complete']} complete, "
               f"{failed} failed)")
     return [r for r in everything if r["status"] == "failed"], len(entries)
+
+
+def _recorded(out: Path) -> set:
+    """Every file an earlier prediction into ``out`` planned or wrote (its manifest and
+    journals); empty when there is none, or when the manifest does not read."""
+    from ..inference import manifest as M
+
+    try:
+        previous = M.read_previous(out)
+    except UnetlabError:
+        return set()
+    paths = set()
+    for entry in (previous or {}).get("inputs", []):
+        for group in (entry.get("planned"), entry.get("outputs")):
+            if isinstance(group, dict):
+                paths.update(str(v) for v in group.values() if v)
+    return paths
 
 
 def _geo(card: dict) -> dict | None:

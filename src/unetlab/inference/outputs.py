@@ -129,10 +129,13 @@ def output_paths(path: Path, stem: Path, *, spatial_dims: int = 2,
 
 
 def plan_outputs(items, out: Path, *, spatial_dims: int = 2, probabilities: bool = False,
-                 overwrite: bool = False, reusable=()) -> list[PlannedInput]:
+                 overwrite: bool = False, reusable=(), ours=None) -> list[PlannedInput]:
     """One :class:`PlannedInput` per ``(file, key)``; UnetlabError when two inputs share
     an output, an output is an input, or (without ``overwrite``) an output exists that is
-    not in ``reusable`` (the unfinished outputs of the run being resumed)."""
+    not in ``reusable`` (the unfinished outputs of the run being resumed). ``ours``: the
+    files an earlier prediction into ``out`` recorded (its manifest); when given, an
+    existing file outside it is refused even with ``overwrite``: ``X_labels.tif`` beside
+    ``X.tif`` may be the user's ground truth, which predict never wrote."""
     out = Path(out)
     inputs = {f.resolve(): f for f, _ in items}
     owner: dict[Path, Path] = {}
@@ -155,6 +158,15 @@ def plan_outputs(items, out: Path, *, spatial_dims: int = 2, probabilities: bool
             if target.exists() and real not in reusable:
                 existing.append(target)
         plan.append(PlannedInput(f, key, stem, outputs))
+    if ours is not None:
+        ours = {Path(p).resolve() for p in ours}
+        foreign = [t for t in existing if t.resolve() not in ours]
+        if foreign:
+            more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            raise UnetlabError(f"{foreign[0]} exists{more} and no earlier prediction into "
+                               f"{out} wrote it (its manifest does not record it): predict "
+                               "into another --out; --overwrite replaces only predict's own "
+                               "outputs")
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
         raise UnetlabError(f"{existing[0]} exists{more}; pass --overwrite to replace, or "
