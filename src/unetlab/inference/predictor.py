@@ -49,9 +49,9 @@ class _TiffSource:
         del arr, view
 
     def _view(self, arr):
-        arr = arr[self.lead]
-        return np.moveaxis(arr, self.channel_axis, 0) if self.channel_axis is not None \
-            else arr[None]
+        arr = arr[self.lead]  # the channel axis counts the leading axes indexed away
+        return np.moveaxis(arr, self.channel_axis - len(self.lead), 0) \
+            if self.channel_axis is not None else arr[None]
 
     def __getitem__(self, key):
         arr = self._array if self._array is not None else read_tiff_memmap(self.path)
@@ -183,6 +183,8 @@ class _Input:
 
 def _write_overlay(inp: _Input, labels, palette, path: Path) -> Path:
     image = np.asarray(read_image(inp.path))
+    if image.ndim == 3 and inp.channel_axis == 0:  # a band-first TIFF: bands last
+        image = np.moveaxis(image, 0, -1)
     if image.ndim == 3 and inp.take is not None:
         image = image[..., inp.take]
     return write_image(path, make_overlay(image, labels, palette))
