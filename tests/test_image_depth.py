@@ -214,3 +214,20 @@ def test_grey_plus_alpha_tiff_reads_as_its_grey(tmp_path):
     assert np.array_equal(read_image(tmp_path / "la.tif", mode="L"), la[..., 0])
     rgba = read_image(tmp_path / "la.tif", mode="RGBA")
     assert rgba.shape == (4, 5, 4) and np.array_equal(rgba[..., 3], la[..., 1])
+
+
+def test_an_itk_vector_nifti_reads_as_channels_last(tmp_path):
+    """(X, Y, Z, 1, C), the shape ITK and SimpleITK write for multi-channel images, is
+    (X, Y, Z, C); other 5-D shapes are a one-line error."""
+    nib = pytest.importorskip("nibabel")
+    from unetlab.data.volumes import read_volume
+
+    data = np.random.default_rng(0).random((6, 5, 4, 1, 2)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii.gz")
+    vol = read_volume(tmp_path / "v.nii.gz")
+    assert vol.array.shape == (6, 5, 4, 2)
+    assert np.allclose(vol.array, data[:, :, :, 0, :])
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4, 2, 2), np.float32), np.eye(4)),
+             tmp_path / "w.nii.gz")
+    with pytest.raises(UnetlabError, match="expected a 3-D or 4-D"):
+        read_volume(tmp_path / "w.nii.gz")

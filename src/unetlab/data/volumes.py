@@ -99,7 +99,11 @@ def read_volume(path, *, labels: bool = False) -> Volume:
     except Exception as exc:  # nibabel raises many types for damaged files
         raise UnetlabError(f"{path}: unreadable NIfTI ({' '.join(str(exc).split())})") \
             from None
-    array = np.squeeze(raw, axis=tuple(range(4, raw.ndim))) if raw.ndim > 4 else raw
+    array = raw
+    if raw.ndim == 5 and raw.shape[3] == 1:  # (X, Y, Z, 1, C): ITK's vector image
+        array = raw[:, :, :, 0, :]
+    elif raw.ndim > 4 and all(n == 1 for n in raw.shape[4:]):
+        array = raw.reshape(raw.shape[:4])
     if labels and array.ndim == 4 and array.shape[3] == 1:  # (X, Y, Z, 1), as some tools
         array = array[..., 0]                               # write a label map
     if array.ndim not in (3, 4) or (labels and array.ndim != 3):
