@@ -214,3 +214,35 @@ def test_a_raster_over_the_pixel_limit_is_refused_from_its_header(model, small, 
         predict_file(model, small[0], tmp_path / "out", tile_size=64, preprocessing=PREP,
                      geo=GEO)
     assert not list((tmp_path / "out").glob("*_labels.tif"))
+
+
+def test_bands_in_another_order_are_read_by_the_names_the_model_was_trained_on(
+        model, small, tmp_path, caplog):
+    """The same scene with its bands written nir, red, green, blue: read by name it gives
+    the labels of the original (by position it gave other labels without a word)."""
+    import logging
+
+    geo = {**GEO, "band_names": ["red", "green", "blue", "nir"]}
+    with rasterio.open(small[0]) as src:
+        data, profile = src.read(), src.profile
+    order = [3, 0, 1, 2]
+    with rasterio.open(tmp_path / "reordered.tif", "w", **profile) as dst:
+        dst.write(data[order])
+        for i, k in enumerate(order, start=1):
+            dst.set_band_description(i, ["red", "green", "blue", "nir"][k])
+    base = predict_file(model, small[0], tmp_path / "a", tile_size=64, preprocessing=PREP,
+                        geo=geo)
+    with caplog.at_level(logging.WARNING):
+        moved = predict_file(model, tmp_path / "reordered.tif", tmp_path / "b", tile_size=64,
+                             preprocessing=PREP, geo=geo)
+    assert "read by name" in caplog.text
+    with rasterio.open(base["labels"]) as a, rasterio.open(moved["labels"]) as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    # a band the model needs is missing by name: one line naming it
+    with rasterio.open(tmp_path / "renamed.tif", "w", **profile) as dst:
+        dst.write(data)
+        for i, name in enumerate(["red", "green", "blue", "swir"], start=1):
+            dst.set_band_description(i, name)
+    with pytest.raises(UnetlabError, match="no band named 'nir'"):
+        predict_file(model, tmp_path / "renamed.tif", tmp_path / "c", tile_size=64,
+                     preprocessing=PREP, geo=geo)

@@ -15,6 +15,7 @@ value, an internal mask or alpha band) or is not finite.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -92,6 +93,33 @@ def resolve_bands(src, bands, path) -> list[int]:
     if not out:
         raise UnetlabError(f"{path}: bands={bands!r} selects no band")
     return out
+
+
+def bands_for_model(src, geo: dict | None, path) -> list[int]:
+    """The 1-based bands of ``src`` to feed a model whose card's ``extensions["geo"]`` is
+    ``geo``: by the names it was trained on (``band_names``) when both it and ``src``
+    have band descriptions, so a file with the same bands in another order is read
+    right (by position it gave wrong labels without a word); else by position (None:
+    every band), with a warning when the names cannot be checked."""
+    geo = geo or {}
+    positions, names = geo.get("bands"), [str(n) for n in geo.get("band_names") or []]
+    described = [(d or "").strip().lower() for d in src.descriptions]
+    real = bool(names) and all(n and not re.fullmatch(r"band\d+", n) for n in names)
+    if real and any(described):
+        missing = [n for n in names if n.strip().lower() not in described]
+        if missing:
+            shown = ", ".join(d or "''" for d in described)
+            raise UnetlabError(f"{path}: no band named {missing[0]!r} (the model was trained "
+                               f"on bands {', '.join(names)}); its bands: {shown}")
+        picked = [described.index(n.strip().lower()) + 1 for n in names]
+        if positions is not None and picked != [int(b) for b in positions]:
+            log.warning("%s: bands %s are at positions %s here (%s in training): read by "
+                        "name", path, ", ".join(names), picked, list(positions))
+        return picked
+    if real:
+        log.warning("%s: its bands have no names, so positions %s are read as the model's "
+                    "%s unchecked", path, positions, ", ".join(names))
+    return resolve_bands(src, positions, path)
 
 
 def band_names(src, bands: list[int]) -> list[str]:

@@ -25,11 +25,11 @@ from ..georaster import (
     GDAL_CACHE_MB,
     GDAL_SUFFIXES,
     band_names,
+    bands_for_model,
     is_georeferenced_tiff,
     open_raster,
     read_window,
     require_rasterio,
-    resolve_bands,
     valid_mask,
     window_of,
 )
@@ -170,7 +170,7 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
         # streamed, but the outputs grow with the raster: the header's size is checked
         # like every other image's (a 500-byte VRT can declare 10^10 pixels)
         check_pixels(path, (src.height, src.width), src.height * src.width)
-        bands = resolve_bands(src, (geo or {}).get("bands"), path)
+        bands = bands_for_model(src, geo, path)
         if len(bands) != in_channels:
             raise UnetlabError(f"{path}: {len(bands)} band(s) selected "
                                f"({', '.join(band_names(src, bands))}); the model expects "
