@@ -36,8 +36,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("checkpoint", type=Path,
                    help="model.safetensors or a checkpoint folder (e.g. runs/x/checkpoints/best)")
     p.add_argument("--dataset", required=True, metavar="FORMAT",
-                   help="dataset format: folder, isbi2012, camvid, voc, cityscapes, nifti, "
-                   "membranes, shapes")
+                   help="dataset format: folder, isbi2012, camvid, voc, cityscapes, geotiff, "
+                   "nifti, membranes, shapes")
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
                    help="dataset root (not needed for the synthetic ones)")
     p.add_argument("--split", default="val",

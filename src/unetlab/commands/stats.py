@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
         "(N / (K n_c)). Ignored pixels count nowhere.")
     parser.add_argument("--dataset", default="membranes",
                         help="dataset name: folder, isbi2012, camvid, voc, cityscapes, "
-                        "membranes, shapes (default: membranes)")
+                        "geotiff, nifti, membranes, shapes (default: membranes)")
     parser.add_argument("--data", metavar="PATH", type=existing_path, default=None,
                         help="dataset root (not needed for membranes/shapes)")
     parser.add_argument("--split", default="train", help="split to count (default: train)")
