@@ -80,7 +80,14 @@ def test_resume_with_another_architecture_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", *args, "--set", "model.name=resunet", "--set", "train.epochs=2",
                  "--resume"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "holds a 'unet' model" in err and "'resunet'" in err and "\n" not in err
+    assert "model.name: 'unet' -> 'resunet'" in err and "\n" not in err
+    # what the run trains cannot change on resume: the saved config would say what was
+    # not done (a new lr was recorded, the restored optimizer kept the old one)
+    for change in ("optim.lr=0.5", "loss.name=focal", "train.seed=7"):
+        assert main(["train", *args, "--set", change, "--set", "train.epochs=2",
+                     "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "cannot resume with changed settings: " + change.split("=")[0] in err
     (out / "checkpoints" / "last" / "optimizer.safetensors").write_bytes(b"\x00" * 10)
     assert main(["train", *args, "--set", "train.epochs=2", "--resume"]) == 2
     assert "optimizer.safetensors is corrupt" in capsys.readouterr().err

@@ -604,6 +604,7 @@ class Trainer:
         path = self.ckpt_dir / "last"
         if not checkpoint_exists(path):
             raise UnetlabError(f"cannot resume: no checkpoint at {path}")
+        _check_resume_config(path / "state.json", self.cfg)
         state = load_checkpoint(path, model=self.net, optimizer=self.optimizer,
                                 map_location=self.device)
         try:
@@ -684,6 +685,51 @@ class Trainer:
         epochs = self.cfg.train.epochs
         desc = f"epoch {self.epoch + 1}" + (f"/{epochs}" if epochs else "")
         return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+#: settings a resume may change: how long the run goes on and how it is watched or fed,
+#: not what it trains (anything else made the saved config.yaml say what was not done:
+#: a new optim.lr was recorded but the restored optimizer kept the old one)
+RESUME_MAY_CHANGE = ("train.epochs", "train.max_steps", "train.time_budget_s",
+                     "train.progress", "train.out_dir", "train.last_every_s", "train.device",
+                     "data.num_workers", "data.max_pixels", "data.root", "data.cache")
+
+
+def _check_resume_config(state_file: Path, cfg: Config) -> None:
+    """A one-line error when ``cfg`` changes what the run trains (see
+    :data:`RESUME_MAY_CHANGE`) against the config saved in ``state_file``."""
+    import json
+
+    try:
+        saved = json.loads(Path(state_file).read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return  # the state is checked, with its own message, when it is restored
+    if not isinstance(saved, dict):
+        return
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict) and k != "options":
+                out.update(flat(v, key + "."))
+            else:
+                out[key] = v
+        return out
+
+    old, new = flat(saved), flat(config_to_dict(cfg))
+    changed = [k for k in sorted(set(old) | set(new))
+               if k not in RESUME_MAY_CHANGE and old.get(k) != new.get(k)
+               and not (isinstance(old.get(k), list | tuple)
+                        and isinstance(new.get(k), list | tuple)
+                        and list(old[k]) == list(new[k]))]
+    if changed:
+        shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+        more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
+        raise UnetlabError(f"cannot resume with changed settings: {shown}{more}. A resume "
+                           "continues the same training (it may change "
+                           f"{', '.join(RESUME_MAY_CHANGE[:3])}); start a new run (another "
+                           "--out) for the others")
 
 
 def net_dims(net) -> int:
