@@ -179,3 +179,15 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
 def test_demo_rejects_a_nonpositive_budget(capsys):
     assert main(["demo", "--minutes", "0"]) == 2
     assert "--minutes must be positive" in capsys.readouterr().err
+
+
+def test_demo_checks_its_data_before_training_and_never_shares_a_folder(tmp_path, capsys):
+    from unetlab.commands.demo import _new_folder
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--data", str(tmp_path / "nowhere"), "--out",
+                 str(out)]) == 2
+    assert "nowhere" in capsys.readouterr().err and not out.exists()
+    first = _new_folder(tmp_path / "runs" / "demo-x")
+    second = _new_folder(tmp_path / "runs" / "demo-x")   # the same second: its own folder
+    assert first.is_dir() and second == tmp_path / "runs" / "demo-x-2" and second.is_dir()

@@ -65,18 +65,33 @@ def demo_config(out: Path, *, minutes: float, quick: bool, seed: int, device: st
         f"train.out_dir={out}", *over])
 
 
+def _new_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ...: the first that this process creates itself
+    (two demos started in the same second used to share one folder)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{base}: no free run folder name")
+
+
 def run(args) -> int:
     from .. import load_model
     from ..data import build_dataset
+    from ..errors import UnetlabError
     from ..imageio import write_image
     from ..training import train
     from ..training.evaluation import evaluate_model, format_table
 
-    out = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     if args.minutes <= 0:
-        from ..errors import UnetlabError
-
         raise UnetlabError(f"--minutes must be positive, got {args.minutes}")
+    if args.data is not None:  # the real slices are read after training: check them first
+        build_dataset("isbi2012", root=args.data, split="all")
+    out = args.out or _new_folder(Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
     cfg = demo_config(out, minutes=args.minutes, quick=args.quick, seed=args.seed,
                       device=args.device)
     summary = train(cfg, overwrite=args.overwrite)
