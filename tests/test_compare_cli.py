@@ -195,3 +195,18 @@ def test_a_run_being_trained_by_a_live_process_is_not_touched(tmp_path, capsys):
     assert main([*QUICK, "--out", str(out), "--only", "unet"]) == 0
     assert (out / "models" / "unet" / "superseded" / "seed_0-1" / "partial.txt").is_file()
     assert not (folder / "RUNNING").exists() and os.getpid()
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{label: b, name: unte, options: {channels: [4, 8]}}", "entry 'b': unknown model 'unte'"),
+    ("{label: b, name: unet, options: {chanels: [4, 8]}}", "entry 'b': model 'unet' has no "
+                                                         "option 'chanels'"),
+])
+def test_every_entry_is_checked_before_any_trains(tmp_path, capsys, entry, message):
+    """A typo in the last entry used to surface after the others had trained."""
+    cfg, out = tmp_path / "bad.yaml", tmp_path / "out"
+    cfg.write_text(TWO.replace("  - {label: b, name: unet, options: {channels: [4, 8], "
+                               "skip_fusion: none}}", "  - " + entry))
+    assert main(["compare", "--config", str(cfg), "--seeds", "1", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("*.safetensors"))

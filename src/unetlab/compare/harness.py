@@ -250,6 +250,36 @@ def run_entry(spec: CompareSpec, suite: str, entry: Entry, out: Path, *,
     return json.loads(result_file.read_text()), False
 
 
+def _check_entries(spec: CompareSpec, suite: str, entries, out: Path, device: str) -> None:
+    """Every entry's model name and options and loss name, before anything trains: a
+    typo in the last entry used to surface only after the others had trained."""
+    import difflib
+
+    from ..losses.factory import list_losses
+    from ..models.registry import _get, model_options
+
+    for entry in entries:
+        cfg = entry_config(spec, entry, out / suite / entry.label, device,
+                           spec.seeds[0] if spec.seeds else None)
+        where = f"{spec.source}, {suite} entry {entry.label!r}"
+        try:
+            _get(cfg.model.name)
+        except ValueError as exc:
+            raise UnetlabError(f"{where}: {exc}") from None
+        valid = model_options(cfg.model.name)
+        unknown = [k for k in (cfg.model.options or {}) if k not in valid]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnetlabError(f"{where}: model {cfg.model.name!r} has no option "
+                               f"{unknown[0]!r}{hint}; valid options: {sorted(valid)}")
+        if cfg.loss.name not in list_losses():
+            close = difflib.get_close_matches(cfg.loss.name, list_losses(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnetlabError(f"{where}: unknown loss {cfg.loss.name!r}{hint}; valid "
+                               f"losses: {', '.join(list_losses())}")
+
+
 def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
               resume: bool = True, callback=None, command: str | None = None,
               only: list[str] | None = None) -> list[dict]:
@@ -278,6 +308,7 @@ def run_suite(spec: CompareSpec, suite: str, out, *, device: str = "cpu",
             raise UnetlabError(f"--only {', '.join(unknown)}: no such entry in the {suite} "
                                f"suite of {spec.source}; it has: {', '.join(labels)}")
         entries = [e for e in entries if e.label in only]
+    _check_entries(spec, suite, entries, out, device)
     total = len(entries) * len(spec.seeds)
     rows, done = [], 0
     for entry in entries:
