@@ -101,3 +101,19 @@ def test_resume_from_saved_config_continues_to_more_epochs(tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert "run folder:" in capsys.readouterr().out
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import unetlab.training
+
+    out = tmp_path / "run"
+    args = [a for o in tiny_overrides(out, epochs=1) for a in ("--set", o)]
+    assert main(["train", *args]) == 0
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unetlab.training, "train", interrupted)
+    capsys.readouterr()
+    assert main(["train", *args, "--set", "train.epochs=2", "--resume"]) == 130
+    assert f"unetlab train --out {out} --resume" in capsys.readouterr().err

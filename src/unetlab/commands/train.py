@@ -37,7 +37,21 @@ def add_parser(subparsers) -> None:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config and exit")
     add_json_argument(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, interrupt_hint=_interrupt_hint)
+
+
+def _interrupt_hint(args) -> str | None:
+    """After Ctrl-C: how to continue, when the run saved a checkpoint to continue from."""
+    try:
+        out = Path(resolve_config(args).train.out_dir)
+    except Exception:  # the config itself was the problem: nothing to continue
+        return None
+    from ..training.checkpoint import checkpoint_exists
+
+    if checkpoint_exists(out / "checkpoints" / "last"):
+        return (f"continue it from its last checkpoint with: unetlab train --out {out} "
+                "--resume")
+    return None
 
 
 def resolve_config(args):
