@@ -331,3 +331,8 @@ def test_load_model_errors(tmp_path):
         unetlab.load_model(bad)
     with pytest.raises(ValueError, match="no model file"):
         unetlab.load_model(tmp_path / "missing.safetensors")
+
+
+def test_a_bad_option_value_names_the_model_and_its_options():
+    with pytest.raises(ValueError, match=r"model 'unet' with options \{'channels': 'abc'\}"):
+        unetlab.create_model("unet", in_channels=1, num_classes=2, channels="abc")

@@ -85,9 +85,17 @@ def create_model(
     for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg} must be a positive integer, got {value!r}")
-    model = builder(
-        in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **options
-    )
+    try:
+        model = builder(
+            in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
+            **options
+        )
+    except (TypeError, ValueError) as exc:  # e.g. channels="abc": name the options
+        message = " ".join(str(exc).split())
+        if "model" in message and name in message:
+            raise
+        raise ValueError(f"model {name!r} with options {_jsonable(options)}: {message}") \
+            from None
     if not callable(getattr(model, "geometry", None)):
         from .geometry import Geometry
 
