@@ -210,3 +210,14 @@ def test_every_entry_is_checked_before_any_trains(tmp_path, capsys, entry, messa
     assert main(["compare", "--config", str(cfg), "--seeds", "1", "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() or not any(out.rglob("*.safetensors"))
+
+
+def test_spatial_dims_in_an_entry_passes_the_up_front_check(tmp_path):
+    from unetlab.compare.harness import _check_entries
+    from unetlab.compare.spec import load_spec
+
+    cfg = tmp_path / "sd.yaml"
+    cfg.write_text(TWO.replace("options: {channels: [4, 8]}}",
+                               "options: {channels: [4, 8], spatial_dims: 2}}", 1))
+    spec = load_spec(cfg)
+    _check_entries(spec, "models", spec.suites["models"], tmp_path / "out", "cpu")

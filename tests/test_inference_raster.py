@@ -246,3 +246,17 @@ def test_bands_in_another_order_are_read_by_the_names_the_model_was_trained_on(
     with pytest.raises(UnetlabError, match="no band named 'nir'"):
         predict_file(model, tmp_path / "renamed.tif", tmp_path / "c", tile_size=64,
                      preprocessing=PREP, geo=geo)
+
+
+def test_repeated_band_names_are_read_by_position(small):
+    """Three bands all described NDVI: matching by name would read band 1 three times."""
+    from types import SimpleNamespace
+
+    from unetlab.georaster import bands_for_model
+
+    src = SimpleNamespace(descriptions=("ndvi", "ndvi", "ndvi"), count=3)
+    geo = {"bands": [1, 2, 3], "band_names": ["ndvi", "ndvi", "ndvi"]}
+    assert bands_for_model(src, geo, "x.tif") == [1, 2, 3]
+    partly = SimpleNamespace(descriptions=("red", None, None, None), count=4)
+    named = {"bands": [1, 2, 3, 4], "band_names": ["red", "green", "blue", "nir"]}
+    assert bands_for_model(partly, named, "y.tif") == [1, 2, 3, 4]

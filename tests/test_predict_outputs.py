@@ -170,3 +170,23 @@ def test_resume_after_a_kill_uses_the_journals(tmp_path, ckpt, capsys):
     assert "img0.png:" not in lines and "img1.png:" in lines and "img2.png:" in lines
     assert {p.name: p.read_bytes() for p in out.glob("img*")} == reference
     assert not M.journals(out)
+
+
+def test_overwrite_knows_every_earlier_run_into_the_folder(tmp_path, ckpt, capsys,
+                                                           monkeypatch):
+    """Runs A, B, then A again with --overwrite, the last from another working folder:
+    the manifest's cumulative record (relative to --out) lets each replace its own."""
+    _png(tmp_path / "in1" / "a.png")
+    _png(tmp_path / "in2" / "b.png", seed=1)
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    assert _predict(ckpt, "in1", "--out", "out") == 0
+    assert _predict(ckpt, "in2", "--out", "out", "--overwrite") == 0
+    monkeypatch.chdir(tmp_path / "in2")
+    assert _predict(ckpt, tmp_path / "in1", "--out", out, "--overwrite") == 0
+    # a file no prediction wrote stays refused
+    _png(out / "c_labels.png", seed=3)
+    _png(tmp_path / "in3" / "c.png", seed=2)
+    capsys.readouterr()
+    assert _predict(ckpt, tmp_path / "in3", "--out", out, "--overwrite") == 2
+    assert "no earlier prediction" in _error(capsys)

@@ -48,3 +48,12 @@ def test_a_stack_of_multi_channel_pages_is_predicted_page_by_page(model, tmp_pat
         tifffile.imwrite(tmp_path / f"p{z}.tif", pages[z], photometric="rgb")
         one = predict_file(model, tmp_path / f"p{z}.tif", tmp_path / "one", tile_size=32)
         assert np.array_equal(labels[z], tifffile.imread(one["labels"]))
+
+
+def test_a_planar_rgb_tiff_keeps_its_overlay(model, tmp_path):
+    """Band-sequential (SYX) TIFFs are read bands-last already: not moved twice."""
+    image = np.random.default_rng(2).integers(0, 255, (3, 40, 56), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", image, photometric="rgb",
+                     planarconfig="separate")
+    res = predict_file(model, tmp_path / "planar.tif", tmp_path / "out", tile_size=32)
+    assert res["overlay"] is not None and res["overlay"].is_file()

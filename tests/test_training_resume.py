@@ -117,3 +117,17 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["train", *args, "--set", "train.epochs=2", "--resume"]) == 130
     assert f"unetlab train --out {out} --resume" in capsys.readouterr().err
+
+
+def test_a_python_resume_with_tuple_options_and_a_new_val_cadence_is_accepted(tmp_path):
+    """Tuples become lists in the saved state; watching settings may change."""
+    from unetlab.config import load_config
+    from unetlab.training import train
+
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", epochs=1))
+    cfg.model.options["channels"] = (8, 16, 32)
+    train(cfg)
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", epochs=2,
+                                           extra=("train.val_every=2",)))
+    cfg.model.options["channels"] = (8, 16, 32)
+    assert train(cfg, resume=True)["epochs"] == 2

@@ -104,8 +104,12 @@ def bands_for_model(src, geo: dict | None, path) -> list[int]:
     geo = geo or {}
     positions, names = geo.get("bands"), [str(n) for n in geo.get("band_names") or []]
     described = [(d or "").strip().lower() for d in src.descriptions]
-    real = bool(names) and all(n and not re.fullmatch(r"band\d+", n) for n in names)
-    if real and any(described):
+    wanted = [n.strip().lower() for n in names]
+    real = bool(names) and all(n and not re.fullmatch(r"band\d+", n) for n in names) \
+        and len(set(wanted)) == len(wanted)  # repeated names say nothing about order
+    unique = all(described.count(w) <= 1 for w in wanted)
+    if real and unique and any(described) and \
+            (all(described) or all(w in described for w in wanted)):
         missing = [n for n in names if n.strip().lower() not in described]
         if missing:
             shown = ", ".join(d or "''" for d in described)
@@ -117,8 +121,9 @@ def bands_for_model(src, geo: dict | None, path) -> list[int]:
                         "name", path, ", ".join(names), picked, list(positions))
         return picked
     if real:
-        log.warning("%s: its bands have no names, so positions %s are read as the model's "
-                    "%s unchecked", path, positions, ", ".join(names))
+        log.warning("%s: its bands are not named so that they can be matched (no or repeated "
+                    "descriptions), so positions %s are read as the model's %s unchecked",
+                    path, positions, ", ".join(names))
     return resolve_bands(src, positions, path)
 
 

@@ -54,7 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--recursive", action="store_true",
                    help="also predict the images in subfolders (outputs mirror them)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs (inputs are never replaced)")
+                   help="replace outputs an earlier prediction into --out wrote (its "
+                   "manifest records them; other files and inputs are never replaced)")
     p.add_argument("--resume", action="store_true",
                    help="skip the inputs the manifest in --out records as complete")
     p.add_argument("--threads", type=int, default=None,
@@ -180,9 +181,10 @@ def _plan(args, world: int) -> dict:
     items = collect_inputs(args.inputs, recursive=args.recursive, exclude=out)
     reusable = [p for e in old.values() for p in (e.get("planned") or {}).values() if p]
     geo = _geo(card)
+    ours = _recorded(out)
     plan = plan_outputs(items, out, spatial_dims=_model_dims(args.checkpoint),
                         probabilities=args.probabilities, overwrite=args.overwrite,
-                        reusable=reusable, ours=_recorded(out))
+                        reusable=reusable, ours=ours)
     prepare_folders(plan, out)
     entries, todo, longest = [], [], None
     for i, p in enumerate(plan):
@@ -214,7 +216,8 @@ def _plan(args, world: int) -> dict:
     for journal in M.journals(out):  # their records are in the entries now
         journal.unlink()
     doc = {"schema": M.SCHEMA, "command": "predict", "settings": settings,
-           "world_size": world, "inputs": entries, "counts": M.summarize(entries)}
+           "world_size": world, "inputs": entries, "counts": M.summarize(entries),
+           "written": _written(ours, plan, out)}
     write_json(out / M.MANIFEST, doc)
     skipped = len(plan) - len(todo)
     if skipped:
@@ -344,21 +347,41 @@ def _run(args, info, device) -> tuple[list | None, int]:
     return [r for r in everything if r["status"] == "failed"], len(entries)
 
 
-def _recorded(out: Path) -> set:
-    """Every file an earlier prediction into ``out`` planned or wrote (its manifest and
-    journals); empty when there is none, or when the manifest does not read."""
+def _recorded(out: Path) -> set | None:
+    """Every file an earlier prediction into ``out`` recorded writing (resolved paths):
+    its manifest's cumulative ``written`` list (paths relative to ``out``, so a run from
+    another working folder matches) and the planned outputs of its inputs. An empty set
+    without a manifest; None when the manifest does not read (nothing is then known, and
+    ``--overwrite`` replaces as it always did)."""
     from ..inference import manifest as M
 
     try:
         previous = M.read_previous(out)
     except UnetlabError:
+        return None
+    if previous is None:
         return set()
-    paths = set()
-    for entry in (previous or {}).get("inputs", []):
+    base = Path(out).resolve()
+    paths = {(base / rel).resolve() for rel in previous.get("written") or []
+             if isinstance(rel, str)}
+    for entry in previous.get("inputs", []):
         for group in (entry.get("planned"), entry.get("outputs")):
             if isinstance(group, dict):
-                paths.update(str(v) for v in group.values() if v)
+                paths.update(Path(v).resolve() for v in group.values() if v)
     return paths
+
+
+def _written(ours: set | None, plan, out: Path) -> list[str]:
+    """The manifest's cumulative record of predict's own files in ``out``: the earlier
+    runs' and this plan's outputs, relative to ``out``."""
+    import os
+
+    base = Path(out).resolve()
+    paths = set(ours or ())
+    for p in plan:
+        paths.update(Path(v).resolve() for v in p.outputs.values() if v is not None)
+    return sorted(os.path.relpath(q, base) for q in paths
+                  if q == base or base in q.parents)
 
 
 def _geo(card: dict) -> dict | None:

@@ -266,7 +266,7 @@ def _check_entries(spec: CompareSpec, suite: str, entries, out: Path, device: st
             _get(cfg.model.name)
         except ValueError as exc:
             raise UnetlabError(f"{where}: {exc}") from None
-        valid = model_options(cfg.model.name)
+        valid = {**model_options(cfg.model.name), "spatial_dims": 2}  # create_model's too
         unknown = [k for k in (cfg.model.options or {}) if k not in valid]
         if unknown:
             close = difflib.get_close_matches(unknown[0], valid, n=1)

@@ -183,8 +183,8 @@ class _Input:
 
 def _write_overlay(inp: _Input, labels, palette, path: Path) -> Path:
     image = np.asarray(read_image(inp.path))
-    if image.ndim == 3 and inp.channel_axis == 0:  # a band-first TIFF: bands last
-        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3 and image.shape[:2] != tuple(labels.shape[-2:]):
+        image = np.moveaxis(image, 0, -1)  # a band-first TIFF read as stored: bands last
     if image.ndim == 3 and inp.take is not None:
         image = image[..., inp.take]
     return write_image(path, make_overlay(image, labels, palette))

@@ -90,7 +90,7 @@ def create_model(
             in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
             **options
         )
-    except (TypeError, ValueError) as exc:  # e.g. channels="abc": name the options
+    except ValueError as exc:  # e.g. channels="abc": name the options
         message = " ".join(str(exc).split())
         if "model" in message and name in message:
             raise

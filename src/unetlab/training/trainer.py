@@ -692,7 +692,10 @@ class Trainer:
 #: a new optim.lr was recorded but the restored optimizer kept the old one)
 RESUME_MAY_CHANGE = ("train.epochs", "train.max_steps", "train.time_budget_s",
                      "train.progress", "train.out_dir", "train.last_every_s", "train.device",
-                     "data.num_workers", "data.max_pixels", "data.root", "data.cache")
+                     "train.num_threads", "train.checkpoint_every_steps", "train.val_every",
+                     "train.early_stop_patience",
+                     "data.num_workers", "data.max_pixels", "data.root", "data.options.cache",
+                     "data.val_batch_size")
 
 
 def _check_resume_config(state_file: Path, cfg: Config) -> None:
@@ -711,18 +714,20 @@ def _check_resume_config(state_file: Path, cfg: Config) -> None:
         out = {}
         for k, v in d.items():
             key = f"{prefix}{k}"
-            if isinstance(v, dict) and k != "options":
+            if isinstance(v, dict) and v:
                 out.update(flat(v, key + "."))
             else:
                 out[key] = v
         return out
 
-    old, new = flat(saved), flat(config_to_dict(cfg))
-    changed = [k for k in sorted(set(old) | set(new))
-               if k not in RESUME_MAY_CHANGE and old.get(k) != new.get(k)
-               and not (isinstance(old.get(k), list | tuple)
-                        and isinstance(new.get(k), list | tuple)
-                        and list(old[k]) == list(new[k]))]
+    # as JSON holds them (tuples become lists); a key the saved config lacks (written by
+    # an older version, or an option left at its default) is not a change
+    old = flat(saved)
+    new = flat(json.loads(json.dumps(config_to_dict(cfg), default=str)))
+    changed = [k for k in sorted(old)
+               if k in new and k not in RESUME_MAY_CHANGE and old[k] != new[k]]
+    changed += [k for k in sorted(set(new) - set(old))
+                if ".options." in k and k not in RESUME_MAY_CHANGE]  # an option added
     if changed:
         shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
         more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
