@@ -28,14 +28,26 @@ def _flat_folder(root, count=10, size=32):
         Image.fromarray(mask).save(root / "masks" / f"c{i}.png")
 
 
+def _train(data, run, *extra):
+    assert main(["train", "--set", "data.dataset=folder", "--set", f"data.root={data}",
+                 "--set", "data.tile_size=32", "--set", "model.options.channels=[4, 8]",
+                 "--set", "train.epochs=1", "--set", f"train.out_dir={run}",
+                 "--set", "train.progress=false", *extra]) == 0
+    return run / "checkpoints" / "last"
+
+
+def _evaluated(checkpoint, data, out):
+    assert main(["evaluate", str(checkpoint), "--dataset", "folder", "--data", str(data),
+                 "--no-boundary", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    return result["split"], result["num_images"]
+
+
 def test_evaluate_repeats_the_hold_out_of_a_flat_folder(tmp_path, capsys):
     data = tmp_path / "data"
     _flat_folder(data)
     run = tmp_path / "run"
-    assert main(["train", "--set", "data.dataset=folder", "--set", f"data.root={data}",
-                 "--set", "data.tile_size=32", "--set", "model.options.channels=[4, 8]",
-                 "--set", "train.epochs=1", "--set", f"train.out_dir={run}",
-                 "--set", "train.progress=false"]) == 0
+    _train(data, run)
     out = tmp_path / "val.json"
     assert main(["evaluate", str(run / "checkpoints" / "last"), "--dataset", "folder",
                  "--data", str(data), "--no-boundary", "--json", str(out)]) == 0
@@ -68,10 +80,7 @@ def test_per_image_csv_never_replaces_a_file(tmp_path, capsys):
     data = tmp_path / "data"
     _flat_folder(data, count=3)
     run = tmp_path / "run"
-    assert main(["train", "--set", "data.dataset=folder", "--set", f"data.root={data}",
-                 "--set", "data.tile_size=32", "--set", "model.options.channels=[4, 8]",
-                 "--set", "train.epochs=1", "--set", f"train.out_dir={run}",
-                 "--set", "train.progress=false"]) == 0
+    _train(data, run)
     curve = run / "metrics.csv"
     before = curve.read_bytes()
     capsys.readouterr()
@@ -88,21 +97,6 @@ def test_stats_refuses_a_split_a_flat_folder_does_not_have(tmp_path, capsys):
     assert main(["stats", "--dataset", "folder", "--data", str(data), "--split", "tset",
                  "--no-progress"]) == 2
     assert "has no tset/ folder" in capsys.readouterr().err
-
-
-def _train(data, run, *extra):
-    assert main(["train", "--set", "data.dataset=folder", "--set", f"data.root={data}",
-                 "--set", "data.tile_size=32", "--set", "model.options.channels=[4, 8]",
-                 "--set", "train.epochs=1", "--set", f"train.out_dir={run}",
-                 "--set", "train.progress=false", *extra]) == 0
-    return run / "checkpoints" / "last"
-
-
-def _evaluated(checkpoint, data, out):
-    assert main(["evaluate", str(checkpoint), "--dataset", "folder", "--data", str(data),
-                 "--no-boundary", "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
-    return result["split"], result["num_images"]
 
 
 def test_evaluate_takes_every_image_when_nothing_was_held_out_or_the_data_changed(

@@ -12,7 +12,6 @@ In a folder, files that are this command's own outputs for an image beside them
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
@@ -191,12 +190,6 @@ def prepare_folders(plan, out: Path) -> None:
         except OSError as exc:
             raise UnetlabError(f"--out {folder}: cannot write there "
                                f"({exc.strerror or exc})") from None
-
-
-def image_pixels(path: Path) -> int | None:
-    """Pixels (all slices and channels) from the file header, or None if unreadable."""
-    dims = header_dims(path)
-    return None if dims is None else math.prod(dims)
 
 
 def header_dims(path: Path) -> tuple[int, ...] | None:
