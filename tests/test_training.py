@@ -232,3 +232,62 @@ def test_validation_workers_live_for_the_fit_and_measure_the_same(tmp_path):
     assert not multiprocessing.active_children()
     assert live.validate() == plain and live._val_loader is None
     assert not multiprocessing.active_children()
+
+
+def test_ctrl_c_mid_epoch_saves_that_step_and_the_resume_is_exact(tmp_path, monkeypatch,
+                                                                   capsys):
+    """The first Ctrl-C lets the step in progress finish, saves checkpoints/last there
+    (mid-epoch, no validation) and exits 130 with the resume hint; --resume then ends
+    exactly where an uninterrupted run ends."""
+    import os
+    import signal
+
+    from unetlab.cli import main
+
+    def argv(out):
+        sets = [a for o in tiny_overrides(out, epochs=2, images=8, batch=2,
+                                          extra=["data.num_workers=1"])
+                for a in ("--set", o)]
+        return ["train", *sets]
+
+    ref, out = tmp_path / "ref", tmp_path / "cut"
+    assert main(argv(ref)) == 0
+    real = Trainer.train_step
+
+    def step_then_ctrl_c(self, batch, **kw):
+        value = real(self, batch, **kw)
+        if self.step == 3:  # 4 steps an epoch: in the middle of the first
+            os.kill(os.getpid(), signal.SIGINT)
+        return value
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(argv(out)) == 130
+    assert signal.getsignal(signal.SIGINT) is before          # the handler is put back
+    err = capsys.readouterr().err
+    assert "stopping after this step" in err and "--resume" in err
+    state = json.loads((out / "checkpoints/last/state.json").read_text())
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (3, 0, 3)
+    assert "val_loss" not in (state["history"] or [{}])[-1]   # the user waited: none ran
+    monkeypatch.setattr(Trainer, "train_step", real)
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert_same_weights(weights(ref), weights(out))
+    assert not multiprocessing.active_children()
+
+
+def test_loader_workers_leave_ctrl_c_to_the_main_process():
+    """A terminal's Ctrl-C reaches the loader workers too; they ignore it so that the
+    main process can finish its step and save (they end with the run)."""
+    import signal
+
+    from unetlab.training.trainer import _worker_init
+
+    class Probe(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+    loader = torch.utils.data.DataLoader(Probe(), num_workers=1, worker_init_fn=_worker_init)
+    assert bool(next(iter(loader)))

@@ -21,6 +21,9 @@ import contextlib
 import logging
 import math
 import random
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +74,9 @@ def _worker_init(worker_id: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
+    # Ctrl-C at a terminal reaches the workers too; the main process stops the run after
+    # its step and saves it (Trainer._on_interrupt), so the workers must outlive it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     seed = info.seed % 2**31
     random.seed(seed)
@@ -246,6 +252,7 @@ class Trainer:
         self._worker_loader: DataLoader | None = None   # persistent workers, if any
         self._val_loader: DataLoader | None = None      # the same for validation
         self._fitting = False   # inside _fit, whose finally ends the workers
+        self._interrupted = False  # Ctrl-C seen: stop after the step, save, re-raise
         if resume:
             self._resume()
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, history=self.history)
@@ -348,13 +355,45 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train until epochs / max_steps / time budget / early stopping; return a summary.
-        Afterwards ``self.net`` holds plain ``nn.Conv2d`` layers again (for export)."""
+        Afterwards ``self.net`` holds plain ``nn.Conv2d`` layers again (for export).
+
+        Ctrl-C stops after the optimizer step in progress and saves ``checkpoints/last``
+        (mid-epoch too, as ``checkpoint_every_steps`` does), then raises
+        ``KeyboardInterrupt``: ``--resume`` goes on from that step. A second Ctrl-C stops
+        at once."""
         self._winograd(True)
         try:
-            with pixel_limit(self.cfg.data.max_pixels), augmentation_threads():
-                return self._fit()
+            with pixel_limit(self.cfg.data.max_pixels), augmentation_threads(), \
+                    self._interrupt_at_a_step():
+                summary = self._fit()
         finally:
             self._winograd(False)
+        if summary["reason"] == "interrupted":
+            raise KeyboardInterrupt
+        return summary
+
+    @contextlib.contextmanager
+    def _interrupt_at_a_step(self):
+        """SIGINT sets a flag that the step loop reads (a KeyboardInterrupt raised inside a
+        step would leave nothing consistent to save). Not under DDP (every rank must stop
+        at the same step), off the main thread, or where SIGINT is ignored."""
+        previous = signal.getsignal(signal.SIGINT)
+        if self.dist.enabled or threading.current_thread() is not threading.main_thread() \
+                or previous in (signal.SIG_IGN, None):
+            yield
+            return
+
+        def on_interrupt(signum, frame):
+            self._interrupted = True
+            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C: at once
+            print(f"\nunetlab: stopping after this step to save {self.ckpt_dir / 'last'} "
+                  "(Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+        signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _winograd(self, on: bool) -> None:
         """Let the model's deep convolutions train with Winograd (``train.winograd``), or
@@ -376,6 +415,10 @@ class Trainer:
         self._fitting = True
         try:
             while True:
+                if self._interrupted:  # during a validation or a save: stop here
+                    reason = "interrupted"
+                    self.save("last")
+                    break
                 if t.epochs is not None and self.epoch >= t.epochs:
                     break
                 if self._budget_reached():
@@ -387,8 +430,10 @@ class Trainer:
                        "train_loss": result["train_loss"],
                        "lr": self.schedule.get_last_lr()[0],
                        "images_per_s": result["images_per_s"]}
-                validate = (self.epoch + 1) % t.val_every == 0 or result["stop"] \
-                    or (t.epochs is not None and self.epoch + 1 >= t.epochs)
+                interrupted = result["stop"] == "interrupted"  # the user waits: no validation
+                validate = not interrupted and (
+                    (self.epoch + 1) % t.val_every == 0 or bool(result["stop"])
+                    or (t.epochs is not None and self.epoch + 1 >= t.epochs))
                 if result["complete"]:
                     self.epoch += 1
                     self.batch_in_epoch = 0
@@ -541,6 +586,8 @@ class Trainer:
         return distributed.any_rank(self._steps_done() or over, self.dist, self.device)
 
     def _should_stop_mid_epoch(self) -> str | None:
+        if self._interrupted:
+            return "interrupted"
         if self._budget_reached(self._running_s()):
             return "max_steps" if self._steps_done() else "time_budget"
         return None
