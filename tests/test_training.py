@@ -291,3 +291,23 @@ def test_loader_workers_leave_ctrl_c_to_the_main_process():
 
     loader = torch.utils.data.DataLoader(Probe(), num_workers=1, worker_init_fn=_worker_init)
     assert bool(next(iter(loader)))
+
+
+def test_batch_norm_never_gets_a_last_batch_of_one_image(tmp_path):
+    """A hand-written config whose tiles leave a 1 x 1 deepest map (tiles of 4, two
+    poolings) with 5 images in batches of 2: the epoch's last batch would hold one
+    image, a single value per channel that batch norm cannot normalise (it crashed at
+    the end of the first epoch). The epoch repeats its first image instead."""
+    from unetlab.training.sampler import EpochSampler
+
+    run = train(load_config(None, tiny_overrides(tmp_path / "r", epochs=2, images=5, batch=2,
+                                                 extra=["data.tile_size=4"])))
+    assert run["steps"] == 6 and run["epochs"] == 2
+    s = EpochSampler(5, seed=0, no_batch_of_one=2)
+    s.set_epoch(1)
+    order = list(s)
+    assert len(order) == 6 and sorted(set(order)) == [0, 1, 2, 3, 4] and order[-1] == order[0]
+    assert len(EpochSampler(6, no_batch_of_one=2)) == 6       # nothing added otherwise
+    assert len(EpochSampler(5, no_batch_of_one=0)) == 5
+    s.set_epoch(1, start=4)                                   # a resume mid-epoch
+    assert list(s) == order[4:]

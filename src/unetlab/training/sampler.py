@@ -19,9 +19,14 @@ class EpochSampler(Sampler[int]):
     """Indices of one rank for one epoch; call :meth:`set_epoch` before each epoch."""
 
     def __init__(self, length: int, *, shuffle: bool = True, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0, pad: bool = True):
+                 num_replicas: int = 1, rank: int = 0, pad: bool = True,
+                 no_batch_of_one: int = 0):
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.num_replicas, self.rank, self.pad = num_replicas, rank, pad
+        # the batch size when a last batch of one item must not happen (batch norm in
+        # training: one image with a 1 x 1 deepest map is a single value per channel,
+        # which it cannot normalise): the epoch then repeats its first item
+        self.no_batch_of_one = no_batch_of_one
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -37,7 +42,11 @@ class EpochSampler(Sampler[int]):
         if self.pad and self.num_replicas > 1:
             total = math.ceil(self.length / self.num_replicas) * self.num_replicas
             order += order[: total - len(order)]
-        return order[self.rank::self.num_replicas]
+        mine = order[self.rank::self.num_replicas]
+        b = self.no_batch_of_one
+        if b > 1 and len(mine) > 1 and len(mine) % b == 1:
+            mine.append(mine[0])
+        return mine
 
     def __iter__(self):
         return iter(self._indices()[self.start:])

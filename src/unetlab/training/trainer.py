@@ -224,8 +224,11 @@ class Trainer:
         self.model = distributed.wrap_model(net, self.dist, self.device)
         self.loss_fn = builder.build_loss(cfg, self.info).to(self.device)
         self.optimizer = builder.build_optimizer(cfg, net)
+        has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                     for m in net.modules())
         self.sampler = EpochSampler(len(self.train_set), shuffle=True, seed=t.seed,
-                                    num_replicas=world, rank=self.dist.rank)
+                                    num_replicas=world, rank=self.dist.rank,
+                                    no_batch_of_one=self.batch_size if has_bn else 0)
         self.batches_per_epoch = math.ceil(len(self.sampler) / self.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / t.accumulate)
         total = t.max_steps or (t.epochs * self.steps_per_epoch if t.epochs else None)
