@@ -174,6 +174,11 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     report = json.loads((out / "demo.json").read_text())
     assert 0.0 <= report["synthetic_test"]["pixel_error"] <= 1.0
     assert "miou" in report["synthetic_val"] and "isbi2012" not in report
+    before = (out / "demo.json").read_bytes()
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err                   # demo has no --resume: not offered
+    assert "already holds a run" in err and "--overwrite" in err and "--resume" not in err
+    assert (out / "demo.json").read_bytes() == before
 
 
 def test_demo_rejects_a_nonpositive_budget(capsys):

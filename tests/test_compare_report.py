@@ -87,6 +87,17 @@ def test_spec_errors_name_the_problem(data, message):
         spec_from_dict(data)
 
 
+@pytest.mark.parametrize("override", ["model.name=fcn8s", "model.options.channels=[4,8]",
+                                      "model.options={}"])
+def test_set_of_a_model_key_is_refused_not_ignored(override):
+    """Each entry names its model and options, which replace the base's: a --set of
+    them changed nothing without a word."""
+    with pytest.raises(UnetlabError, match="names its own model"):
+        spec_from_dict({"base": BASE, "models": [{"name": "unet"}]}, overrides=[override])
+    spec_from_dict({"base": BASE, "models": [{"name": "unet"}]},
+                   overrides=["train.max_steps=2"])
+
+
 def test_fingerprint_changes_with_the_setup_only():
     from unetlab.compare.harness import fingerprint
 

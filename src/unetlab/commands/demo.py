@@ -85,10 +85,13 @@ def run(args) -> int:
     from ..errors import UnetlabError
     from ..imageio import write_image
     from ..training import train
+    from ..training.trainer import check_run_folder
     from ..training.evaluation import evaluate_model, format_table
 
     if args.minutes <= 0:
         raise UnetlabError(f"--minutes must be positive, got {args.minutes}")
+    if args.out is not None and not args.overwrite:  # the demo has no --resume to offer
+        check_run_folder(args.out, resume=False, overwrite=False, can_resume=False)
     if args.data is not None:  # the real slices are read after training: check them first
         build_dataset("isbi2012", root=args.data, split="all")
     out = args.out or _new_folder(Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))

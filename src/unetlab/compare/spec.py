@@ -151,6 +151,11 @@ def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         raise UnetlabError(f"{source}: unknown key(s) {unknown}; valid: {', '.join(_TOP_KEYS)}")
+    for o in overrides or ():
+        key = str(o).split("=", 1)[0].strip()
+        if key in ("model", "model.name", "model.options") or key.startswith("model.options."):
+            raise UnetlabError(f"--set {key}: each entry of {source} names its own model and "
+                               "options, which replace the base's; edit the entries instead")
     base = apply_overrides(copy.deepcopy(data.get("base") or {}), overrides)
     if data_root is not None:
         base.setdefault("data", {})["root"] = str(data_root)

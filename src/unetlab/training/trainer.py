@@ -142,7 +142,8 @@ RUN_OUTPUTS = ("config.yaml", "metrics.csv", "curves.png", "summary.json", "chec
                "tensorboard")
 
 
-def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool,
+                     can_resume: bool = True) -> None:
     """Refuse to start a new run over an earlier one (its best model, metrics.csv, ...)
     unless ``overwrite``; with it, the earlier run's outputs are removed first, so no
     stale best checkpoint or curve survives into the new run."""
@@ -154,9 +155,10 @@ def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     if not earlier:
         return
     if not overwrite:
-        raise UnetlabError(f"{out_dir} already holds a run ({', '.join(earlier)}); continue it "
-                           "with --resume, choose another --out, or pass --overwrite "
-                           "(overwrite=True in Python) to replace it")
+        go_on = "continue it with --resume, " if can_resume else ""  # demo has no --resume
+        raise UnetlabError(f"{out_dir} already holds a run ({', '.join(earlier)}); {go_on}"
+                           "choose another --out, or pass --overwrite (overwrite=True in "
+                           "Python) to replace it")
     import shutil
 
     for name in earlier:
