@@ -710,3 +710,20 @@ def test_folder_images_far_from_unit_range_are_normalised(mean, std, normalised)
                       data_options={"normalize": "imagenet"})
     assert given.config["data"]["options"]["normalize"] == "imagenet"
 
+
+
+def test_the_probe_times_the_median_step_so_one_slowed_step_does_not_move_it():
+    """Another process that slows one step of the probe (a shared machine) moved the
+    mean, and with it the plan's width; the median step stays."""
+    import time
+
+    from unetlab.planning.probe import median_step_seconds
+
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(1.0 if len(calls) == 2 else 0.002)
+
+    took = median_step_seconds(step, seconds=5.0, max_steps=10)
+    assert len(calls) == 10 and took < 0.03

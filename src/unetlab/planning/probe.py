@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -124,13 +125,20 @@ def _time_steps(width, depth, tile, batch, in_ch, classes, device, amp, seconds,
             torch.cuda.synchronize(device)
 
     step()  # warm-up (allocations, kernels)
-    n, start = 0, time.perf_counter()
+    return median_step_seconds(step, seconds)
+
+
+def median_step_seconds(step, seconds: float, max_steps: int = 20) -> float:
+    """The median time of ``step()`` over ``seconds`` (at most ``max_steps`` calls): one
+    step slowed by another process on a shared machine moved the mean, and with it the
+    plan's width, by more than the candidates differ."""
+    times, start = [], time.perf_counter()
     while True:
+        t0 = time.perf_counter()
         step()
-        n += 1
-        took = time.perf_counter() - start
-        if took >= seconds or n >= 20:
-            return took / n
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start >= seconds or len(times) >= max_steps:
+            return float(statistics.median(times))
 
 
 def probe_machine(*, depth: int, tile: int, batch: int, in_channels: int, num_classes: int,
