@@ -25,6 +25,7 @@ def test_training_holds_opencv_to_one_thread_and_restores_it(monkeypatch):
     trainer = object.__new__(trainer_module.Trainer)
     trainer.cfg = SimpleNamespace(data=SimpleNamespace(max_pixels=None))
     trainer.winograd_channels = None   # (what fit() reads besides the config)
+    trainer.dist = SimpleNamespace(enabled=False)
     before = cv2.getNumThreads()
     cv2.setNumThreads(2)
     try:

@@ -373,7 +373,7 @@ class Trainer:
                 summary = self._fit()
         finally:
             self._winograd(False)
-        if summary["reason"] == "interrupted":
+        if summary.get("reason") == "interrupted":
             raise KeyboardInterrupt
         return summary
 
