@@ -85,8 +85,8 @@ def run(args) -> int:
     from ..errors import UnetlabError
     from ..imageio import write_image
     from ..training import train
-    from ..training.trainer import check_run_folder
     from ..training.evaluation import evaluate_model, format_table
+    from ..training.trainer import check_run_folder
 
     if args.minutes <= 0:
         raise UnetlabError(f"--minutes must be positive, got {args.minutes}")

@@ -58,6 +58,10 @@ def add_parser(subparsers) -> None:
     add_backend_arguments(p)
     add_precision_argument(p, "run the model in this precision (see unetlab predict "
                            "--help); measures what bf16 or int8 cost in accuracy")
+    p.add_argument("--any-dtype", action="store_true",
+                   help="geotiff: evaluate rasters whose dtype has other units than the "
+                   "training rasters' (e.g. float32 reflectance for a model trained on "
+                   "uint16 counts) with a warning, not an error")
     p.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score")
     add_max_pixels_argument(p)
     p.add_argument("--per-image-csv", type=Path, default=None, metavar="PATH",
@@ -139,6 +143,19 @@ def _geo_options(card: dict) -> dict:
     if geo.get("bands"):
         out["bands"] = list(geo["bands"])
     return out
+
+
+def _check_geo_dtype(card: dict, dataset, args) -> None:
+    """Rasters of a dtype with other units than the training rasters' give wrong scores
+    without a word: one line, unless ``--any-dtype`` (as ``unetlab predict``)."""
+    from ..inference.raster import check_dtype
+    from ..preprocess import Preprocessing
+
+    trained = ((card.get("extensions") or {}).get("geo") or {}).get("dtype")
+    dtype = getattr(dataset, "dtype", None)
+    if trained and dtype is not None:
+        check_dtype(args.data, dtype, trained, Preprocessing.from_card(card).scaling,
+                    any_dtype=args.any_dtype)
 
 
 def _folder_options(card: dict, options: dict) -> dict:
@@ -278,6 +295,8 @@ def _run(args, info, device) -> None:
     dataset = build_dataset(args.dataset, root=args.data, split=args.split, **options)
     check_compatible(model, dataset, str(args.checkpoint))
     check_preprocessing(model.unetlab_card, dataset, args.checkpoint)
+    if args.dataset == "geotiff":
+        _check_geo_dtype(model.unetlab_card, dataset, args)
     split = args.split
     if getattr(dataset, "split_found", True) is False:
         dataset, split = _flat_split(dataset, args, model.unetlab_card, info.is_main)

@@ -61,6 +61,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per process (default: all cores, divided by "
                    "the processes on the node under torchrun)")
+    p.add_argument("--nodata", type=float, default=None, metavar="VALUE",
+                   help="raster inputs: their no-data value, in place of the files' own "
+                   "(pixels equal to it in any band the model reads get no label, as "
+                   "tagged no-data; e.g. 0 for a file without a no-data tag)")
+    p.add_argument("--any-dtype", action="store_true",
+                   help="raster inputs: predict bands whose dtype has other units than "
+                   "the training rasters' (e.g. float32 reflectance to a model trained "
+                   "on uint16 counts) with a warning, not an error; the labels may be "
+                   "wrong")
     p.add_argument("--split-above", type=int, default=None, metavar="PIXELS",
                    help="under torchrun, predict an image of more pixels in row bands "
                    "across all processes (default: one process's fair share)")
@@ -109,7 +118,8 @@ def _settings(args, tta) -> dict:
     return {"checkpoint": str(args.checkpoint), "tile_size": args.tile_size,
             "overlap": args.overlap, "blend": args.blend, "tta": tta or None,
             "backend": args.backend, "precision": args.precision,
-            "probabilities": args.probabilities}
+            "probabilities": args.probabilities,
+            "nodata": "nan" if args.nodata != args.nodata else args.nodata}  # NaN != NaN
 
 
 def _can_split(path, geo) -> bool:
@@ -179,10 +189,16 @@ def _plan(args, world: int) -> dict:
                            "folder; pass --resume to continue it or --overwrite to redo it")
     old = {e["input"]: e for e in (previous or {}).get("inputs", [])}
     items = collect_inputs(args.inputs, recursive=args.recursive, exclude=out)
+    spatial_dims = _model_dims(args.checkpoint)
+    channels = {}  # a volume stored one file per modality: {its first file: every file}
+    if spatial_dims == 3:
+        from ..inference.volume import group_channel_inputs
+
+        items, channels = group_channel_inputs(items, int(card["architecture"]["in_channels"]))
     reusable = [p for e in old.values() for p in (e.get("planned") or {}).values() if p]
     geo = _geo(card)
     ours = _recorded(out)
-    plan = plan_outputs(items, out, spatial_dims=_model_dims(args.checkpoint),
+    plan = plan_outputs(items, out, spatial_dims=spatial_dims,
                         probabilities=args.probabilities, overwrite=args.overwrite,
                         reusable=reusable, ours=ours)
     prepare_folders(plan, out)
@@ -190,7 +206,9 @@ def _plan(args, world: int) -> dict:
     for i, p in enumerate(plan):
         before = old.get(str(p.path))
         planned = {k: str(v) if v is not None else None for k, v in p.outputs.items()}
-        if before is not None and before.get("planned") == planned and M.is_complete(before):
+        files = channels.get(str(p.path))
+        if before is not None and before.get("planned") == planned and \
+                before.get("channels") == files and M.is_complete(before):
             entries.append(before)
             continue
         dims = header_dims(p.path)
@@ -199,7 +217,8 @@ def _plan(args, world: int) -> dict:
         entries.append({"input": str(p.path), "key": p.key,
                         "pixels": None if dims is None else math.prod(dims),
                         "status": "pending", "rank": None, "outputs": None,
-                        "planned": planned, "error": None, "seconds": None})
+                        "planned": planned, "error": None, "seconds": None,
+                        **({"channels": files} if files else {})})
         todo.append(i)
     pixels = [entries[i]["pixels"] for i in todo]
     limit = args.split_above if args.split_above is not None else \
@@ -315,6 +334,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
             res, err = _attempt(predict_nifti, model, Path(entry["input"]), args.out,
                                 stem=stem, **{**options, "tile_size": args.tile_size or 96,
                                               "preprocessing": None},
+                                channels=entry.get("channels"),  # one file per modality
                                 medical=(card.get("extensions") or {}).get("medical"),
                                 overwrite=True,  # the plan already refused existing outputs
                                 progress=not args.no_progress)
@@ -325,7 +345,7 @@ def _run(args, info, device) -> tuple[list | None, int]:
                             progress=not args.no_progress, geo=_geo(card),
                             class_names=card["classes"]["names"],
                             overwrite=True,  # the plan refused existing outputs already
-                            **options)
+                            nodata=args.nodata, any_dtype=args.any_dtype, **options)
         finish(i, res, err, t0)
     everything = [r for rs in D.gather(records, info) for r in rs]
     failed = sum(r["status"] == "failed" for r in everything)

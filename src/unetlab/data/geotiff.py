@@ -34,6 +34,7 @@ from ..georaster import (
     read_window,
     require_rasterio,
     resolve_bands,
+    row_chunks,
     unit_scale,
     window_of,
 )
@@ -43,6 +44,8 @@ from .palettes import default_palette
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: pixels per block when label rasters are scanned for their values
+LABEL_BLOCK = 1 << 21
 
 
 def _rasters(directory: Path, what: str) -> list[Path]:
@@ -69,6 +72,17 @@ def _windows(height: int, width: int, size: int | None, rows: slice) -> list[tup
 
     return [(slice(r, min(r + size, rows.stop)), slice(c, min(c + size, width)))
             for r in starts(rows.start, rows.stop) for c in starts(0, width)]
+
+
+def _unique(values: np.ndarray) -> set[int]:
+    """The distinct values of int64 class ids (a count when their range is small: much
+    faster than sorting)."""
+    if not values.size:
+        return set()
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo < 1 << 16:
+        return set((np.flatnonzero(np.bincount(values - lo, minlength=1)) + lo).tolist())
+    return set(np.unique(values).tolist())
 
 
 def _georeferenced(ds) -> bool:
@@ -156,8 +170,10 @@ class GeoTiffDataset(SegmentationDataset):
             raise UnetlabError(f"geotiff: split {split!r} has no window with a labelled pixel")
         self.names = [s[0] for s in self.samples]
         train_samples, train_regions = regions["train"]
-        found = self._label_values(train_samples)
+        found, by_file = self._label_values(pairs, train_samples)
         self._set_classes(class_names, num_classes, palette, found, pairs[0][2])
+        self._check_label_values(by_file, declared=class_names is not None or
+                                 num_classes is not None)
         self.normalize = self._normalization(normalize, train_regions)
         self._fill = self._fill_values()
         self.card_extensions = {"geo": {
@@ -247,12 +263,48 @@ class GeoTiffDataset(SegmentationDataset):
         return kept
 
     # -- classes and statistics -----------------------------------------------------------
-    def _label_values(self, samples) -> np.ndarray:
+    def _label_values(self, pairs, train_samples) -> tuple[np.ndarray, dict]:
+        """``(values in the training area, {label raster: its values})``, in one windowed
+        pass over every label raster of ``pairs``, both areas: a bad value in the
+        validation rows is found now, not at the first validation. Ignored pixels are
+        left out; memory stays flat (blocks of about :data:`LABEL_BLOCK` pixels)."""
+        train_rows: dict[Path, list[slice]] = {}
+        for _, _, label, rows, _ in train_samples:
+            train_rows.setdefault(label, []).append(rows)
         found: set[int] = set()
-        for s in samples:
-            found |= set(np.unique(self._read_labels(s)).tolist())
-        found.discard(self.ignore_index)
-        return np.array(sorted(found), dtype=np.int64)
+        by_file: dict[Path, set[int]] = {}
+        for _, _, label in pairs:
+            with open_raster(label) as lab:
+                height, width = lab.height, lab.width
+            trained = train_rows.get(label)
+            area = (min(r.start for r in trained), max(r.stop for r in trained)) \
+                if trained else (0, 0)
+            cuts = sorted({0, height, *(min(max(v, 0), height) for v in area)})
+            step = max(1, LABEL_BLOCK // max(width, 1))
+            values = by_file.setdefault(label, set())
+            for lo, hi in zip(cuts, cuts[1:]):
+                for rows in row_chunks(lo, hi, step):
+                    raw = self._read_labels((None, None, label, rows, slice(0, width)))
+                    seen = _unique(raw[raw != self.ignore_index])
+                    values |= seen
+                    if area[0] <= lo and hi <= area[1]:
+                        found |= seen
+        return np.array(sorted(found), dtype=np.int64), by_file
+
+    def _check_label_values(self, by_file: dict, declared: bool) -> None:
+        """Every label value of every raster must be a class or ignored: one line naming
+        the file, the values and the classes."""
+        k = self.num_classes
+        for label, values in by_file.items():
+            bad = sorted(v for v in values if not 0 <= v < k)
+            if bad:
+                shown = str(bad[:10])[:-1] + (", ...]" if len(bad) > 10 else "]")
+                raise UnetlabError(
+                    f"geotiff: {label}: label values {shown} outside classes 0..{k - 1} "
+                    f"({'declared' if declared else 'found in the training area'}; "
+                    f"ignore_values {list(self.ignore_values)} and the raster's no-data are "
+                    "ignored); declare class_names (or num_classes), or add the values to "
+                    "ignore_values")
 
     def _set_classes(self, class_names, num_classes, palette, found, label_path) -> None:
         if class_names is not None:
@@ -261,10 +313,6 @@ class GeoTiffDataset(SegmentationDataset):
             num_classes = int(found.max()) + 1 if found.size else 1
             log.info("geotiff: label values %s -> %d classes", found.tolist(), num_classes)
         self.class_names = tuple(class_names or (f"class{i}" for i in range(num_classes)))
-        if found.size and (found.min() < 0 or found.max() >= num_classes):
-            raise UnetlabError(f"geotiff: label values {found.tolist()} outside classes "
-                               f"0..{num_classes - 1} (declare class_names, or add the "
-                               "value to ignore_values)")
         if palette is None:
             with open_raster(label_path) as lab:
                 try:

@@ -16,6 +16,7 @@ changes the model's input (``intensity``, ``target_spacing``) is published in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..errors import UnetlabError
 from .base import SegmentationDataset, check_no_missing_masks
 from .palettes import default_palette
 from .volumes import (
+    Volume,
     check_spacing,
     list_nifti,
     nifti_stem,
@@ -38,6 +40,9 @@ from .volumes import (
 log = logging.getLogger(__name__)
 
 _CHANNEL = re.compile(r"^(.*)_(\d{4})$")
+# an undeclared label value on fewer voxels than this share, in a single file, is taken
+# for a stray one (as the folder dataset's RARE_COLOUR_SHARE)
+RARE_LABEL_SHARE = 1e-4
 
 
 def check_intensity(intensity):
@@ -72,6 +77,35 @@ def apply_intensity(image: np.ndarray, intensity) -> np.ndarray:
     return image
 
 
+def split_channel(stem: str) -> tuple[str, int] | None:
+    """``("case", 1)`` for ``case_0001`` (a channel file, nnU-Net naming), else None."""
+    m = _CHANNEL.match(stem)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def read_channels(files) -> Volume:
+    """A case's image from its files (one per modality in order, or one 4-D file) as the
+    first file's :class:`Volume` with the channels stacked: ``array`` ``(X, Y, Z, C)``,
+    the first file's affine, spacing and header. The files must share one voxel grid
+    (shape and affine): stacked voxel by voxel, a modality on another grid would pair
+    each voxel with another place in the body."""
+    ref, arrays = None, []
+    for f in files:
+        vol = read_volume(f)
+        if ref is None:
+            ref = vol
+        elif vol.spatial_shape != ref.spatial_shape:
+            raise UnetlabError(f"{vol.path}: shape {vol.spatial_shape} differs from "
+                               f"{ref.path.name} {ref.spatial_shape}")
+        elif not np.allclose(vol.affine, ref.affine, atol=1e-3):
+            raise UnetlabError(f"{vol.path}: affine differs from {ref.path.name}'s (the "
+                               "channel files of a case must share one voxel grid; resample "
+                               "them onto one)")
+        arrays.append(vol.array if vol.array.ndim == 4 else vol.array[..., None])
+    image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=3)
+    return dataclasses.replace(ref, array=image)
+
+
 def group_channels(files: list[Path]) -> dict[str, list[Path]]:
     """``{case: [channel files]}``: ``case_0000``, ``case_0001`` ... are channels of
     ``case`` when every file is named so; otherwise each file is one case."""
@@ -104,7 +138,11 @@ class NiftiDataset(SegmentationDataset):
         images, labels: sub-directory names (default ``images``, ``labels``); a split
             without a labels folder has no masks (prediction only).
         num_classes / class_names: the classes (label values are class ids); without
-            either, ``max label + 1`` over the label volumes.
+            either, ``max label + 1`` over the label volumes, which must then hold
+            every value ``0..max`` and none on a stray few voxels of one file
+            (:func:`check_inferred_labels`). Every label volume is read once when the
+            dataset is built, so a value outside the classes is an error naming the file
+            before training starts, in validation cases too.
         ignore_index: a label value that counts nowhere (loss, metrics).
         intensity: ``"zscore"`` (default; per volume and channel, for MR), ``"none"``
             or ``{"window": [lo, hi]}`` (clip then scale to [0, 1], for CT).
@@ -147,6 +185,7 @@ class NiftiDataset(SegmentationDataset):
         self.names = [s[0] for s in self.samples]
         self.has_masks = bool(label_files)
         self.ignore_index = ignore_index
+        declared = num_classes is not None or class_names is not None
         if num_classes is None:
             num_classes = (len(class_names) if class_names is not None
                            else self._count_classes())
@@ -156,6 +195,9 @@ class NiftiDataset(SegmentationDataset):
                                f"{num_classes} classes")
         self.palette = (np.asarray(palette, dtype=np.uint8) if palette is not None
                         else default_palette(num_classes))
+        if declared:  # (inferred classes hold every value found: _count_classes read them)
+            for label_path, values, _ in self._label_values():
+                self._check_labels(values, label_path)
         first = read_volume(self.samples[0][1][0])
         per_file = 1 if first.array.ndim == 3 else first.array.shape[3]
         self.in_channels = per_file * len(self.samples[0][1])
@@ -175,28 +217,30 @@ class NiftiDataset(SegmentationDataset):
             self._spacings[index] = read_volume(self.samples[index][1][0]).spacing
         return self._spacings[index]
 
-    def _count_classes(self) -> int:
-        top = 0
+    def _label_values(self):
+        """``(label file, values, voxel counts)`` of every case with a label volume, read
+        one volume at a time (memory stays at one volume, whatever the split's size)."""
         for _, _, label_path in self.samples:
             if label_path is not None:
-                values = read_volume(label_path, labels=True).array
-                if self.ignore_index is not None:
-                    values = values[values != self.ignore_index]
-                top = max(top, int(values.max()) if values.size else 0)
+                values, counts = np.unique(read_volume(label_path, labels=True).array,
+                                           return_counts=True)
+                yield label_path, values, counts
+
+    def _count_classes(self) -> int:
+        where: dict[int, list] = {}
+        for label_path, values, counts in self._label_values():
+            for v, n in zip(values.tolist(), counts.tolist()):
+                if v != self.ignore_index:
+                    where.setdefault(v, []).append((label_path, n))
+        check_inferred_labels(where)
+        top = max(where, default=0)
         log.info("nifti: no num_classes declared; %d classes from the label values", top + 1)
         return max(top + 1, 2)
 
     def _load_raw(self, index):
         name, channel_files, label_path = self.samples[index]
-        volumes = [read_volume(f) for f in channel_files]
-        ref = volumes[0]
-        arrays = []
-        for vol in volumes:
-            if vol.spatial_shape != ref.spatial_shape:
-                raise UnetlabError(f"{vol.path}: shape {vol.spatial_shape} differs from "
-                                   f"{ref.path.name} {ref.spatial_shape}")
-            arrays.append(vol.array if vol.array.ndim == 4 else vol.array[..., None])
-        image = np.concatenate(arrays, axis=3)
+        ref = read_channels(channel_files)
+        image = ref.array
         if image.shape[3] != self.in_channels:
             raise UnetlabError(f"{ref.path}: {image.shape[3]} channel(s), the first case has "
                                f"{self.in_channels}")
@@ -234,3 +278,54 @@ class NiftiDataset(SegmentationDataset):
             return image.float()
         array = np.ascontiguousarray(np.moveaxis(np.asarray(image, dtype=np.float32), -1, 0))
         return torch.from_numpy(array)
+
+
+def check_inferred_labels(where: dict) -> None:
+    """Classes read from the label values (none declared) must be the ids ``0..K-1``:
+    a value above a missing one (0-2 then 7, or 0/255 masks) or a negative one would
+    silently add classes the model learns from nothing: a one-line error naming each,
+    its voxels and files, and how to declare the classes. Among several label volumes,
+    the top values on fewer than 0.01% of the labelled voxels and in a single file may
+    be a few stray voxels or a real, small class: a warning that says which and how to
+    leave them out.
+
+    ``where``: ``{value: [(label file, voxel count), ...]}`` over the split, without the
+    ``ignore_index`` voxels.
+    """
+    total = sum(n for files in where.values() for _, n in files)
+    several = len({f for files in where.values() for f, _ in files}) > 1
+    missing = sorted(set(range(max(where, default=0) + 1)) - set(where))
+    stray = sorted(v for v, files in where.items() if v < 0 or (missing and v > missing[0]))
+    rare = sorted(v for v, files in where.items()
+                  if v > 0 and v not in stray and several and len(files) == 1
+                  and files[0][1] < RARE_LABEL_SHARE * total)
+    top = max((v for v in where if v >= 0 and v not in stray), default=0)
+    rare = [v for i, v in enumerate(rare) if all(w in rare for w in range(v, top + 1))]
+    if rare and not stray:  # only those at the top: leaving them out leaves 0..K-1
+        log.warning("nifti: label value(s) %s each on a few voxels of one file only (%s): "
+                    "classes the model can hardly learn, or stray voxels; if stray, "
+                    "declare data.options.num_classes=%d and "
+                    "data.options.ignore_index=%d", rare,
+                    "; ".join(f"{v}: {where[v][0][1]:,} in {where[v][0][0]}" for v in rare),
+                    max(rare[0], 2), rare[-1])
+    if not stray:
+        return
+
+    def describe(v):
+        files = where[v]
+        shown = ", ".join(str(f) for f, _ in files[:3]) + \
+            (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
+        return f"{v} ({sum(n for _, n in files):,} voxel(s) in {shown})"
+
+    gap = ""
+    if missing:
+        shown = missing if len(missing) <= 3 else f"{missing[0]}..{missing[-1]}"
+        gap = f"; no label volume holds {shown}"
+    kept = max((v for v in where if v >= 0 and v not in stray), default=0) + 1
+    raise UnetlabError(
+        f"nifti: undeclared label values that would add classes: "
+        f"{'; '.join(map(describe, stray[:5]))}"
+        f"{f' (+{len(stray) - 5} more)' if len(stray) > 5 else ''}{gap}. "
+        "Fix the label volumes, or declare the classes (num_classes or class_names, e.g. "
+        f"data.options.num_classes={max(kept, 2)}) and leave a value out of training and "
+        f"metrics with ignore_index (e.g. data.options.ignore_index={stray[-1]})")

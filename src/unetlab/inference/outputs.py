@@ -53,14 +53,17 @@ def input_stem(name: str) -> str:
 
 
 def _is_own_output(f: Path) -> bool:
-    """``X_labels.png`` (etc.) with an image ``X.*`` beside it: an earlier prediction."""
+    """``X_labels.png`` (etc.) with an image ``X.*`` beside it, or ``X_labels.nii.gz``
+    beside ``X_0000.nii.gz`` (a case stored one file per modality): an earlier
+    prediction."""
     m = OUTPUT_NAME.match(f.name)
     if not m:
         return False
     stem = m.group("stem")
     return any(g.is_file() for g in f.parent.glob(f"{glob_escape(stem)}.*")
                if (g.suffix.lower() in IMAGE_SUFFIXES or _is_nifti(g)) and g.name != f.name
-               and input_stem(g.name) == stem)
+               and input_stem(g.name) == stem) or (
+        _is_nifti(f) and any((f.parent / f"{stem}_0000{s}").is_file() for s in NIFTI_SUFFIXES))
 
 
 def glob_escape(text: str) -> str:

@@ -196,7 +196,8 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                  device=None, label_format: str | None = None, write_overlay: bool = True,
                  progress: bool = False, preprocessing=None,
                  stem: str | Path | None = None, geo: dict | None = None, class_names=None,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, nodata: float | None = None,
+                 any_dtype: bool = False) -> dict:
     """Predict one image file and write ``<stem>_labels.{png,tif}``, ``<stem>_overlay.png``
     (2-D images up to 16 Mpx) and, with ``probabilities=True``, ``<stem>_probs.tif``
     (float32, classes first). Returns ``{"labels", "overlay", "probabilities"}`` paths
@@ -212,7 +213,10 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     GeoTIFFs and other GDAL rasters (and any TIFF given to a model whose card has a
     ``geo`` extension, passed as ``geo``) go to :func:`unetlab.inference.raster.
     predict_raster`: a georeferenced label raster, windowed; ``class_names`` name its
-    classes and ``overwrite`` lets it replace existing outputs.
+    classes, ``overwrite`` lets it replace existing outputs, ``nodata`` declares the
+    input's no-data value and ``any_dtype`` lets bands of other units than the training
+    rasters' through with a warning (rasters only: ``nodata`` is ignored, with a warning,
+    for other images).
     """
     path, out_dir = Path(path), Path(out_dir)
     from .raster import is_raster, predict_raster
@@ -224,7 +228,10 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
             preprocessing=preprocessing or Preprocessing(
                 channels=int(getattr(model, "in_channels", 1)), normalize=normalize),
             margin=margin, device=device, geo=geo, class_names=class_names,
-            overwrite=overwrite, progress=progress, stem=stem)
+            overwrite=overwrite, progress=progress, stem=stem, nodata=nodata,
+            any_dtype=any_dtype)
+    if nodata is not None:
+        log.warning("%s: not a raster: --nodata applies to rasters only", path)
     inp = _Input(model, path, label_format)
     lead_shape, spatial = inp.lead_shape, inp.spatial
     prep = _band_preprocess(model, inp, preprocessing, normalize)

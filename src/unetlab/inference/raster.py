@@ -66,16 +66,43 @@ def is_raster(path, geo: dict | None = None) -> bool:
 
 class _RasterSource:
     """A band-first ``(C, H, W)`` view of raster bands, read window by window; no-data
-    pixels read as ``fill`` (the training band means: zero after normalisation)."""
+    pixels read as ``fill`` (the training band means: zero after normalisation).
+    ``nodata``: a declared no-data value that replaces the bands' own (``--nodata``)."""
 
-    def __init__(self, src, bands: list[int], fill: np.ndarray | None):
-        self.src, self.bands, self.fill = src, bands, fill
+    def __init__(self, src, bands: list[int], fill: np.ndarray | None,
+                 nodata: float | None = None):
+        self.src, self.bands, self.fill, self.nodata = src, bands, fill, nodata
         self.shape = (len(bands), src.height, src.width)
         self.ndim = 3
+        if nodata is not None:  # GDAL masks still count where they are not a no-data value
+            from rasterio.enums import MaskFlags
+
+            self.masked = [b for b in bands if not {MaskFlags.nodata, MaskFlags.all_valid}
+                           & set(src.mask_flag_enums[b - 1])]
+
+    def read(self, window) -> tuple[np.ndarray, np.ndarray]:
+        """``(data, valid)`` as :func:`~unetlab.georaster.read_window` reads them."""
+        if self.nodata is None:
+            return read_window(self.src, self.bands, window)
+        data, _ = read_window(self.src, self.bands, window)
+        valid = np.all(~_equals(data, self.nodata), axis=0)
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.all(np.isfinite(data), axis=0)
+        if self.masked:
+            valid &= np.all(self.src.read_masks(self.masked, window=window) != 0, axis=0)
+        return data, valid
+
+    def valid(self, rows: slice) -> np.ndarray:
+        """No-data of whole rows, for the outputs (NaN/inf pixels are no-data too)."""
+        window = window_of(rows, slice(0, self.src.width))
+        if self.nodata is None and not np.issubdtype(np.dtype(self.src.dtypes[
+                self.bands[0] - 1]), np.floating):
+            return valid_mask(self.src, self.bands, window)  # the masks only: no pixel read
+        return self.read(window)[1]
 
     def __getitem__(self, key):
         _, rows, cols = key
-        data, valid = read_window(self.src, self.bands, window_of(rows, cols))
+        data, valid = self.read(window_of(rows, cols))
         data = data.astype(np.float32)
         if self.fill is not None and not valid.all():
             data[:, ~valid] = self.fill[:, None]
@@ -101,6 +128,74 @@ class _RowWriter:
             self.dst.write(self.buffer[:, :n], window=window_of(rows, slice(0, self.width)))
             self.buffer = self.buffer[:, n:].copy()
             self.row += n
+
+
+def _equals(data: np.ndarray, value: float) -> np.ndarray:
+    return np.isnan(data) if np.isnan(value) else data == value
+
+
+def _units(dtype: np.dtype, scaling: str) -> str:
+    from ..preprocess import dtype_scale
+
+    scale = dtype_scale(dtype, scaling)
+    return "read as stored" if scale == 1.0 else f"read as value / {round(1.0 / scale):d}"
+
+
+def check_dtype(path, dtype, trained, scaling: str = "dtype", *, any_dtype: bool = False,
+                flag: str = "--any-dtype") -> None:
+    """Bands of a dtype that maps to other input units than the training rasters'
+    (``trained``, the card's ``extensions["geo"]["dtype"]``) give wrong labels without a
+    word (float32 reflectance, read as stored, given to a model that learned uint16 counts
+    divided by 65535): a one-line error, or with ``any_dtype`` a warning. The same units
+    (float32 and float64, or any dtypes under ``scaling="none"``) pass."""
+    from ..preprocess import dtype_scale
+
+    dtype = np.dtype(dtype)
+    if not trained or trained == dtype.name:
+        return
+    try:
+        theirs = np.dtype(trained)
+        same = dtype_scale(theirs, scaling) == dtype_scale(dtype, scaling)
+    except (TypeError, ValueError, UnetlabError):  # not a dtype numpy knows: say so only
+        log.warning("%s: bands are %s, the model was trained on %s rasters", path,
+                    dtype.name, trained)
+        return
+    if same:
+        return
+    what = (f"{path}: bands are {dtype.name} ({_units(dtype, scaling)}) but the model was "
+            f"trained on {theirs.name} rasters ({_units(theirs, scaling)}) and expects "
+            f"{theirs.name} bands")
+    if any_dtype:
+        log.warning("%s; going on anyway (%s): the labels may be wrong", what, flag)
+        return
+    raise UnetlabError(f"{what}; convert the raster to {theirs.name} in the training's "
+                       f"units, or pass {flag} to go on anyway")
+
+
+def _input_nodata(src, bands: list[int], geo: dict | None, nodata, path) -> float | None:
+    """The declared no-data value (``--nodata``), checked against the dtype; without it,
+    a warning when the raster has no no-data at all but the training rasters had one (it
+    is not applied unasked: the same value may be valid data here)."""
+    dtype = np.dtype(src.dtypes[bands[0] - 1])
+    if nodata is not None:
+        nodata = float(nodata)
+        if dtype.kind in "iu" and (not nodata.is_integer() or not
+                                   np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max):
+            raise UnetlabError(f"{path}: --nodata {nodata:g} is not a {dtype.name} value")
+        return nodata
+    try:
+        trained = float((geo or {}).get("nodata"))
+    except (TypeError, ValueError):  # none recorded
+        return None
+    if np.isnan(trained) and dtype.kind == "f":
+        return None  # NaN pixels are no-data anyway
+    from rasterio.enums import MaskFlags
+
+    if all(set(src.mask_flag_enums[b - 1]) == {MaskFlags.all_valid} for b in bands):
+        log.warning("%s: has no no-data value, the training rasters had no-data %s: pass "
+                    "--nodata %s if it marks no-data here too", path, f"{trained:g}",
+                    f"{trained:g}")
+    return None
 
 
 def _fill_values(preprocessing, dtype) -> np.ndarray | None:
@@ -144,7 +239,8 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                    probabilities: bool = False, palette=None, preprocessing=None,
                    margin: int = 0, device=None, geo: dict | None = None, class_names=None,
                    overwrite: bool = False, progress: bool = False,
-                   stem: str | Path | None = None) -> dict:
+                   stem: str | Path | None = None, nodata: float | None = None,
+                   any_dtype: bool = False) -> dict:
     """Predict one raster into ``out_dir`` as ``<stem>_labels.tif`` (``stem`` relative to
     ``out_dir``; default the input's name without its extension); returns ``{"labels",
     "overlay" (None), "probabilities", "shape", "num_classes"}`` like :func:`predict_file`.
@@ -152,7 +248,9 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     ``preprocessing``: the card's :class:`~unetlab.preprocess.Preprocessing` (default:
     dtype scaling only). ``geo``: the card's ``extensions["geo"]`` (``bands`` selected at
     training); without it every band is read and their number must equal the model's
-    input channels.
+    input channels. ``nodata``: the input's no-data value, in place of the file's tag
+    (``--nodata``). ``any_dtype``: predict bands whose dtype maps to other input units
+    than the training rasters' with a warning, not an error (``--any-dtype``).
     """
     from ..preprocess import Preprocessing
 
@@ -176,14 +274,13 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                                f"({', '.join(band_names(src, bands))}); the model expects "
                                f"{in_channels}")
         dtype = np.dtype(src.dtypes[bands[0] - 1])
-        trained = (geo or {}).get("dtype")
-        if trained and trained != dtype.name:
-            log.warning("%s: bands are %s, the model was trained on %s rasters", path,
-                        dtype.name, trained)
         if preprocessing is None:
             preprocessing = Preprocessing(channels=in_channels)
+        check_dtype(path, dtype, (geo or {}).get("dtype"), preprocessing.scaling,
+                    any_dtype=any_dtype)
+        nodata = _input_nodata(src, bands, geo, nodata, path)
         prep = preprocessing.band_function(dtype)
-        source = _RasterSource(src, bands, _fill_values(preprocessing, dtype))
+        source = _RasterSource(src, bands, _fill_values(preprocessing, dtype), nodata)
         plans = plan_tiles((src.height, src.width), tile_size, overlap, model=model,
                            margin=margin)
         bar = None
@@ -196,7 +293,7 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
                "shape": [src.height, src.width], "num_classes": None}
         tmp = [p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (label_path, prob_path)]
         try:
-            _stream(model, src, source, plans, prep, tmp, out, bands, palette, class_names,
+            _stream(model, src, source, plans, prep, tmp, out, palette, class_names,
                     probabilities, dict(blend=blend, tta=tta, batch_size=batch_size,
                                         margin=margin, device=device,
                                         progress=bar.update if bar is not None else None))
@@ -212,7 +309,7 @@ def predict_raster(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     return out
 
 
-def _stream(model, src, source, plans, prep, tmp, out, bands, palette, class_names,
+def _stream(model, src, source, plans, prep, tmp, out, palette, class_names,
             probabilities, options) -> None:
     label_dst = prob_dst = labels = probs = None
     try:
@@ -231,10 +328,7 @@ def _stream(model, src, source, plans, prep, tmp, out, bands, palette, class_nam
                     for i in range(k):
                         prob_dst.set_band_description(i + 1, _class_name(class_names, i))
                     probs = _RowWriter(prob_dst, src.width, k, np.float32)
-            window = window_of(rows, slice(0, src.width))
-            floats = np.issubdtype(np.dtype(src.dtypes[bands[0] - 1]), np.floating)
-            valid = valid_mask(src, bands, window,  # NaN/inf pixels are no-data too
-                               data=src.read(bands, window=window) if floats else None)
+            valid = source.valid(rows)
             lab = values.argmax(0).numpy().astype(labels.dtype)
             lab[~valid] = label_dst.nodata
             final = rows.stop == src.height

@@ -11,21 +11,30 @@ spacing, the few model-grid rows the next input rows interpolate from, never for
 whole volume.
 Test-time augmentation uses flips only (a 90-degree turn would mix a 2.5 mm axis with a
 0.8 mm one).
+A case stored one file per modality (nnU-Net's ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``,
+as the ``nifti`` dataset reads them in training) is predicted as one multi-channel input:
+:func:`group_channel_inputs` joins predict's inputs, ``channels`` passes the files.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
-from ..data.nifti import apply_intensity, check_intensity
+from ..data.nifti import (
+    apply_intensity,
+    check_intensity,
+    group_channels,
+    read_channels,
+    split_channel,
+)
 from ..data.volumes import (
     check_spacing,
+    is_nifti,
     nifti_stem,
-    read_volume,
     resample,
     resampled_shape,
     write_volume,
@@ -91,18 +100,58 @@ class RowResampler:
         self.lo = keep
 
 
+def group_channel_inputs(items, in_channels: int) -> tuple[list, dict]:
+    """Predict's inputs with one file per modality joined into cases, as training reads
+    them: in a folder whose NIfTI files are all named ``CASE_NNNN``, the files of ``CASE``
+    become one input (its channel-0 file, keyed ``CASE.nii.gz`` so its outputs are
+    ``CASE_labels.nii.gz``), when the model takes several channels or when every file is
+    a ``_0000`` (one-modality nnU-Net data). Otherwise (other names in the folder, or a
+    numbered series for a one-channel model) each file stays its own input.
+
+    ``items``: ``(file, key)`` pairs (:func:`unetlab.inference.outputs.collect_inputs`).
+    Returns the items (a case where its channel-0 file was) and ``{str(channel-0 file):
+    [its channel files in suffix order]}``. A case missing a channel file is a one-line
+    error."""
+    folders: dict = {}
+    for f, key in items:
+        if is_nifti(f):
+            folders.setdefault((f.parent.resolve(), PurePosixPath(key).parent), []).append(f)
+    cases: dict = {}    # channel-0 file -> (the case's key, its channel files)
+    joined: set = set()  # every file of a case
+    for (_, parent), files in folders.items():
+        names = [split_channel(nifti_stem(f)) for f in files]
+        if not all(names) or (in_channels == 1 and any(i for _, i in names)):
+            continue
+        for case, chans in group_channels(files).items():
+            cases[chans[0]] = ((parent / f"{case}.nii.gz").as_posix(), chans)
+            joined.update(chans)
+    out, channels = [], {}
+    for f, key in items:
+        if f in cases:
+            key, chans = cases[f]
+            channels[str(f)] = [str(c) for c in chans]
+        elif f in joined:
+            continue
+        out.append((f, key))
+    return out, channels
+
+
 def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
                   blend: str = "gaussian", tta=False, batch_size: int = 2, medical=None,
                   probabilities: bool = False, device=None, overwrite: bool = False,
-                  progress: bool = False, stem=None, preprocessing=None) -> dict:
+                  progress: bool = False, stem=None, preprocessing=None,
+                  channels=None) -> dict:
     """Predict ``path`` (.nii/.nii.gz, 3-D or 4-D with channels last) and write
     ``<stem>_labels.nii.gz`` (uint8 class ids; the input's affine and spacing) and, with
     ``probabilities``, ``<stem>_probs.nii.gz`` (float32, classes on the 4th axis).
 
     ``medical``: the card's ``extensions["medical"]`` (``spacing``, ``intensity``); None
-    means the model takes the stored intensities on the file's grid. ``stem``: the
-    output name under ``out_dir`` (default: the input's name without ``.nii.gz``);
-    ``preprocessing`` must be None (volumes use ``medical["intensity"]``). Returns
+    means the model takes the stored intensities on the file's grid. ``channels``: a
+    case's files, one per modality in order (``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``
+    ...; ``path`` is the first), which must share its grid. ``stem``: the output name
+    under ``out_dir`` (default: the input's name without ``.nii.gz``, with ``channels``
+    the case's, ``CASE``); ``preprocessing`` must be None (volumes use
+    ``medical["intensity"]``). Returns
     ``{"labels", "overlay": None, "probabilities", "shape", "spacing", "num_classes"}``.
     """
     path, out_dir = Path(path), Path(out_dir)
@@ -115,18 +164,26 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
     if preprocessing is not None:
         raise UnetlabError("predict_nifti: volumes take medical['intensity'], not a 2-D "
                            "preprocessing")
-    stem = Path(stem) if stem is not None else Path(nifti_stem(path))
+    files = [Path(f) for f in channels] if channels else [path]
+    if stem is None:
+        case = split_channel(nifti_stem(path)) if channels else None
+        stem = case[0] if case else nifti_stem(path)
+    stem = Path(stem)
     label_path = out_dir / stem.parent / f"{stem.name}_labels.nii.gz"
     prob_path = out_dir / stem.parent / f"{stem.name}_probs.nii.gz" if probabilities else None
     for p in (label_path, prob_path):
         if p is not None and p.exists() and not overwrite:
             raise UnetlabError(f"{p} exists; pass --overwrite to replace it")
-    vol = read_volume(path)
-    image = vol.array if vol.array.ndim == 4 else vol.array[..., None]
+    vol = read_channels(files)
+    image = vol.array
     in_channels = int(getattr(model, "in_channels", 1))
     if image.shape[3] != in_channels:
-        raise UnetlabError(f"{path}: volume has {image.shape[3]} channel(s), the model "
-                           f"expects {in_channels}")
+        what = f"its {len(files)} channel files hold" if len(files) > 1 else "volume has"
+        hint = ("; one file per modality is read as one case when every NIfTI file in "
+                "its folder is named CASE_0000.nii.gz, CASE_0001.nii.gz ..."
+                if len(files) == 1 and image.shape[3] < in_channels else "")
+        raise UnetlabError(f"{path}: {what} {image.shape[3]} channel(s), the model "
+                           f"expects {in_channels}{hint}")
     image = apply_intensity(image, intensity)
     shape = tuple(int(n) for n in vol.spatial_shape)
     if target is not None:
