@@ -112,3 +112,19 @@ def test_a_pinned_precision_is_kept_when_it_disagrees_and_auto_says_why_otherwis
         auto.variants(triples, ("head",))
     assert auto.variants([("openvino", "int8")], iter(["last"])) == \
         [("openvino", "int8", ("last",))]  # an iterator is read once
+
+
+def test_auto_with_calibration_tries_the_reduced_precisions_by_default(monkeypatch):
+    """optimize_for_inference(model, backend="auto", calibration=...) as the docs show
+    it: the default precision was fp32, so the batches were ignored and int8 never
+    tried; with calibration it is now "auto" (without: fp32, as before)."""
+    from unetlab.inference import optimize_for_inference
+
+    seen = []
+    monkeypatch.setattr(auto, "choose", lambda model, **kw: seen.append(kw["precision"]))
+    net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8)).eval()
+    optimize_for_inference(net, backend="auto", calibration=[torch.rand(1, 1, 16, 16)])
+    optimize_for_inference(net, backend="auto")
+    optimize_for_inference(net, backend="auto", precision="fp32",
+                           calibration=[torch.rand(1, 1, 16, 16)])
+    assert seen == ["auto", "fp32", "fp32"]

@@ -42,6 +42,50 @@ def test_json_never_replaces_an_input_or_an_earlier_file(tmp_path, model_file, c
     assert main([*args, "--json", str(tmp_path / "p.json")]) == 0
 
 
+@pytest.mark.parametrize("argv, target", [
+    (["export", "{m}", "--format", "onnx", "--out", "{t}/e.onnx"], "e.onnx"),
+    (["export", "{m}", "--format", "onnx", "--out", "{t}/e.onnx"], "e.onnx.card.json"),
+    (["export", "{m}", "--format", "openvino", "--out", "{t}/e.xml"], "e.bin"),
+    (["plan", "--dataset", "membranes", "--budget", "1m", "--out", "{t}/p.yaml"], "p.yaml"),
+    (["predict", "{m}", "{t}/a.png", "--out", "{t}/o"], "o/a_labels.png"),
+    (["predict", "{m}", "{t}/a.png", "--out", "{t}/o"], "o/predict_manifest.json"),
+    (["train", "--out", "{t}/r"], "r/summary.json"),
+    (["train", "--out", "{t}/r"], "r/checkpoints/x.json"),
+    (["fit", "--dataset", "membranes", "--budget", "20s", "--out", "{t}/f"], "f/fit.json"),
+    (["compare", "--quick", "--out", "{t}/c"], "c/models/results.json"),
+])
+def test_json_is_never_a_file_the_command_itself_writes(tmp_path, model_file, capsys, argv,
+                                                        target):
+    """--json naming the model being exported, the plan, a prediction, the predict
+    manifest or a run's state: the report replaced it and the command said it wrote it."""
+    write_image(tmp_path / "a.png", np.zeros((16, 16), np.uint8))
+    argv = [a.format(m=model_file, t=tmp_path) for a in argv]
+    assert main([*argv, "--json", str(tmp_path / target)]) == 2
+    err = _err(capsys)
+    assert "--json" in err and "writes" in err and not (tmp_path / target).exists()
+
+
+def test_json_beside_a_run_or_replacing_an_unrelated_file(tmp_path):
+    """A report of one's own name inside the run folder is fine; --overwrite (the run's)
+    does not let --json replace a file that is not an earlier report."""
+    import argparse
+
+    from unetlab.commands._common import check_json_target
+
+    def args(json_path, **kw):
+        return argparse.Namespace(command="train", out=tmp_path / "r", json=json_path,
+                                  overwrite=True, **kw)
+
+    check_json_target(args(tmp_path / "r" / "my_report.json"))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text("{}")
+    check_json_target(args(earlier))                     # an earlier report: --overwrite
+    victim = tmp_path / "photo.png"
+    victim.write_bytes(b"png")
+    with pytest.raises(UnetlabError, match="not a .json file"):
+        check_json_target(args(victim))
+
+
 def test_evaluate_keeps_its_earlier_results(tmp_path, capsys):
     net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8))
     ckpt = tmp_path / "ckpt"
@@ -110,3 +154,13 @@ def test_nan_voxels_in_a_nifti_volume_are_refused(tmp_path):
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
     with pytest.raises(UnetlabError, match=r"nan.nii.gz: 1 NaN or infinite"):
         read_volume(path)
+
+
+def test_saved_models_get_the_permissions_of_any_new_file(tmp_path, model_file):
+    """safetensors wrote model files 0600: others on a shared runs folder could not read
+    the models beside the (0644) cards and metrics."""
+    import os
+
+    from unetlab._io import _umask
+
+    assert os.stat(model_file).st_mode & 0o777 == 0o666 & ~_umask()

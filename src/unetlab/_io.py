@@ -18,6 +18,18 @@ def _tmp_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it: once, then cached)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(tmp_path)`` and rename the result onto ``path``.
 
@@ -29,6 +41,8 @@ def atomic_write(path, write) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        if tmp.is_file():  # safetensors writes 0600: readable by the group as any new file
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         raise UnetlabError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -178,10 +178,75 @@ def check_json_target(args, attr: str = "json") -> None:
             raise UnetlabError(f"{flag} {path} is an input of this command; choose another path")
     if target.is_dir():
         raise UnetlabError(f"{flag} {path} is a folder; give a file path")
+    clash = _own_output(args, target)
+    if clash:
+        raise UnetlabError(f"{flag} {path} {clash}; choose another path")
     if target.exists() and not getattr(args, "overwrite", False):
         hint = "pass --overwrite to replace it" if hasattr(args, "overwrite") else \
             "choose another path or remove it"
         raise UnetlabError(f"{flag} {path} already exists; {hint}")
+    kind = ".csv" if attr == "per_image_csv" else ".json"
+    if target.exists() and target.suffix.lower() != kind:
+        # --overwrite is the run's (or the plan's): it does not make any file fair game
+        raise UnetlabError(f"{flag} {path} exists and is not a {kind} file; --overwrite "
+                           f"replaces only an earlier {kind} there; choose another path")
+
+
+#: commands whose --out is one file (their side files are named after it: X.onnx.card.json,
+#: X.bin beside X.xml); the others' --out is a folder they fill
+_FILE_OUT = ("export", "plan")
+
+
+def _folder_outputs(command: str, relative: Path) -> bool:
+    """Whether ``relative`` (a path inside a folder command's --out) is one of the
+    files or folders that command writes there."""
+    from ..training.trainer import RUN_OUTPUTS
+
+    top = relative.parts[0]
+    if command == "predict":
+        from ..inference.manifest import MANIFEST
+        from ..inference.outputs import OUTPUT_NAME
+
+        return relative.name == MANIFEST or bool(OUTPUT_NAME.match(relative.name))
+    if command == "fit":
+        from ..planning.fit import FIT_STATE
+        from .fit import FIT_OUTPUTS
+
+        return top in (*RUN_OUTPUTS, *FIT_OUTPUTS, FIT_STATE)
+    if command == "demo":
+        return top in (*RUN_OUTPUTS, "demo.json", "predictions")
+    if command == "compare":
+        from ..compare.spec import SUITES
+
+        return top in SUITES
+    return top in RUN_OUTPUTS  # train
+
+
+def _own_output(args, target: Path) -> str | None:
+    """Why ``target`` is a file the command itself writes (a report there would replace
+    the model, the run's state or a prediction, or be replaced by them), else None."""
+    command, out = getattr(args, "command", None), getattr(args, "out", None)
+    if out is None and command == "train":
+        try:  # the run folder named by the config
+            from .train import resolve_config
+
+            out = resolve_config(args).train.out_dir
+        except Exception:  # the config's own errors are reported by the command
+            out = None
+    if out is None or command is None:
+        return None
+    shown = out
+    out = Path(out).resolve()
+    if command in _FILE_OUT:
+        if target == out or (target.parent == out.parent and target.name.startswith(
+                out.name + ".")) or target in (out.with_suffix(".bin"), out.with_suffix(".xml")):
+            return f"is a file this command writes (--out {shown})"
+        return None
+    if target == out:
+        return f"is the command's output folder {shown}"
+    if out in target.parents and _folder_outputs(command, target.relative_to(out)):
+        return f"is a file this command writes in {shown}"
+    return None
 
 
 def free_name(path: Path) -> Path:

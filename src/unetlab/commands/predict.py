@@ -109,7 +109,8 @@ def run(args) -> int:
         return 1
     first = failed[0]
     where = "" if first["error"].startswith(first["input"]) else f"{first['input']}: "
-    raise UnetlabError(f"{len(failed)} of {total} input(s) failed, the others were written "
+    others = ", the others were written" if len(failed) < total else ""
+    raise UnetlabError(f"{len(failed)} of {total} input(s) failed{others} "
                        f"(see {args.out / 'predict_manifest.json'}); {where}{first['error']}")
 
 

@@ -151,7 +151,7 @@ class InferenceModel:
 def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels_last: bool = True,
                            fold_bn: bool = True, compile: bool = False, device=None,
                            num_threads: int | None = None,
-                           precision: str = "fp32",
+                           precision: str | None = None,
                            winograd: bool | None = None,
                            calibration=None, keep_fp32=None,
                            probe_shape=None, cache: bool = True) -> InferenceModel:
@@ -190,8 +190,12 @@ def optimize_for_inference(model: nn.Module, backend: str = "torch", *, channels
     CPU, model and input shape (:mod:`.auto`). Reduced precisions (bf16 where the CPU
     has it, int8) are tried only when ``calibration`` is given; int8 both with the first
     convolution and head in fp32 and with everything in int8, unless ``keep_fp32`` is
-    given.
+    given. ``precision=None`` (default): ``"auto"`` when ``backend="auto"`` is given
+    ``calibration`` (the batches are there to try the reduced precisions), else
+    ``"fp32"``.
     """
+    if precision is None:
+        precision = "auto" if backend == "auto" and calibration is not None else "fp32"
     if backend == "auto" or precision == "auto":
         from .auto import choose
 

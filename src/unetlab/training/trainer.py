@@ -784,8 +784,9 @@ def _check_resume_config(state_file: Path, cfg: Config) -> None:
         shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
         more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
         raise UnetlabError(f"cannot resume with changed settings: {shown}{more}. A resume "
-                           "continues the same training (it may change "
-                           f"{', '.join(RESUME_MAY_CHANGE[:3])}); start a new run (another "
+                           "continues the same training; it may change only how long it goes on, "
+                           "where it runs and how it is fed and watched: "
+                           f"{', '.join(RESUME_MAY_CHANGE)}. Start a new run (another "
                            "--out) for the others")
 
 
