@@ -123,3 +123,16 @@ def test_entry_data_overrides_and_seeds_reach_the_config(tmp_path):
     assert cfg_a.train.seed == 1 and cfg_b.data.augment == "none"
     assert cfg_b.data.dataset == "shapes"  # the rest of base.data is kept
     assert fingerprint(spec, a, "cpu", 0) != fingerprint(spec, a, "cpu", 1)
+
+
+def test_an_entrys_data_options_keep_the_bases_others(tmp_path):
+    """An entry's data.options replaced the base's whole options mapping: a --set
+    data.options.x on the base was then dropped for that entry without a word."""
+    from unetlab.compare.harness import entry_config
+
+    base = {**BASE, "data": {**BASE.get("data", {}),
+                             "options": {"num_images": 6, "size": 32}}}
+    spec = spec_from_dict({"base": base, "models": [
+        {"name": "unet", "data": {"options": {"size": 48}}}]})
+    cfg = entry_config(spec, spec.suites["models"][0], tmp_path, "cpu")
+    assert cfg.data.options == {"num_images": 6, "size": 48}

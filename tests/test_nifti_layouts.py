@@ -145,8 +145,9 @@ def test_a_one_channel_model_names_nnunet_outputs_after_the_case(tmp_path):
 def test_a_single_file_for_a_multichannel_model_says_how_to_name_modalities(tmp_path):
     net = unetlab.load_model(_model(tmp_path / "m2.safetensors", 2))
     path = _save(tmp_path / "x.nii.gz", np.zeros(SHAPE, np.float32))
-    with pytest.raises(UnetlabError, match=r"1 channel\(s\), the model expects 2; one file "
-                       "per modality .* CASE_0000.nii.gz"):
+    with pytest.raises(UnetlabError, match=r"1 channel\(s\), the model expects 2; a case "
+                       r"stored one file per modality \(CASE_0000.nii.gz.* its folder is "
+                       "given"):
         predict_nifti(net, path, tmp_path / "out", tile_size=16)
 
 
@@ -246,3 +247,38 @@ def test_values_outside_the_declared_classes_fail_when_built(tmp_path, monkeypat
     _labelled(root, [_classes((12, 12, 6))] * 3 + [bad])
     build_dataset("nifti", root, num_classes=3)
     assert len(reads) == 4 and max(reads) == 0
+
+
+def _lab(values):
+    a = np.zeros((12, 12, 6), np.uint8)
+    for i, v in enumerate(values):
+        a[i * 2:i * 2 + 2, :4, :3] = v
+    return a
+
+
+def test_brats_labels_are_offered_every_value_as_a_class(tmp_path):
+    """0, 1, 2, 4 (BraTS: 4 is the enhancing tumour on thousands of voxels): the error
+    offers num_classes=5, which keeps 4; ignore_index only as the stray-value way."""
+    for i in range(2):
+        _save(tmp_path / "images" / f"c{i}.nii.gz", np.zeros((12, 12, 6), np.float32))
+        _save(tmp_path / "labels" / f"c{i}.nii.gz", _lab([1, 2, 4]))
+    with pytest.raises(UnetlabError, match="num_classes=5") as info:
+        build_dataset("nifti", tmp_path)
+    assert "stray value" in str(info.value)
+    assert build_dataset("nifti", tmp_path, num_classes=5).num_classes == 5
+
+
+def test_a_validation_split_lacking_a_class_takes_the_training_classes(tmp_path):
+    """Undeclared classes are counted on the training labels (0-3); the validation
+    split's own few volumes (0, 1, 3) were counted alone and refused for the gap."""
+    from unetlab.config import load_config
+    from unetlab.training.builder import build_datasets
+
+    for split, values in (("train", [1, 2, 3]), ("val", [1, 3])):
+        _save(tmp_path / split / "images" / "c0.nii.gz", np.zeros((12, 12, 6), np.float32))
+        _save(tmp_path / split / "labels" / "c0.nii.gz", _lab(values))
+    cfg = load_config(None, ["data.dataset=nifti", f"data.root={tmp_path}",
+                             "data.val_split=val", "model.options.channels=[4,8]",
+                             "data.tile_size=null"])
+    data = build_datasets(cfg)
+    assert data.train.num_classes == 4 and data.val.num_classes == 4

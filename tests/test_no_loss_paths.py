@@ -164,3 +164,17 @@ def test_saved_models_get_the_permissions_of_any_new_file(tmp_path, model_file):
     from unetlab._io import _umask
 
     assert os.stat(model_file).st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_a_checkpoints_files_are_all_readable_as_any_new_file(tmp_path):
+    """The optimizer and RNG files too: without them a colleague cannot resume."""
+    import os
+
+    from unetlab._io import _umask
+    from unetlab.training.checkpoint import save_checkpoint
+
+    net = unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8))
+    opt = __import__("torch").optim.Adam(net.parameters())
+    path = save_checkpoint(tmp_path / "last", model=net, optimizer=opt, state={})
+    for f in path.iterdir():
+        assert os.stat(f).st_mode & 0o777 == 0o666 & ~_umask(), f.name

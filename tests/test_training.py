@@ -234,11 +234,13 @@ def test_validation_workers_live_for_the_fit_and_measure_the_same(tmp_path):
     assert not multiprocessing.active_children()
 
 
-def test_ctrl_c_mid_epoch_saves_that_step_and_the_resume_is_exact(tmp_path, monkeypatch,
-                                                                   capsys):
+@pytest.mark.parametrize("at", [3, 4])
+def test_ctrl_c_saves_the_step_and_the_resume_is_exact(tmp_path, monkeypatch, capsys, at):
     """The first Ctrl-C lets the step in progress finish, saves checkpoints/last there
-    (mid-epoch, no validation) and exits 130 with the resume hint; --resume then ends
-    exactly where an uninterrupted run ends."""
+    and exits 130 with the resume line; --resume then ends exactly where an
+    uninterrupted run ends, with one metrics row per epoch. Mid-epoch (step 3 of 4) no
+    validation runs and no partial row is logged; at an epoch's last step (4) the
+    epoch's validation runs first (a resume would not run it again)."""
     import os
     import signal
 
@@ -256,7 +258,7 @@ def test_ctrl_c_mid_epoch_saves_that_step_and_the_resume_is_exact(tmp_path, monk
 
     def step_then_ctrl_c(self, batch, **kw):
         value = real(self, batch, **kw)
-        if self.step == 3:  # 4 steps an epoch: in the middle of the first
+        if self.step == at:
             os.kill(os.getpid(), signal.SIGINT)
         return value
 
@@ -267,20 +269,30 @@ def test_ctrl_c_mid_epoch_saves_that_step_and_the_resume_is_exact(tmp_path, monk
     err = capsys.readouterr().err
     assert "stopping after this step" in err and "--resume" in err
     state = json.loads((out / "checkpoints/last/state.json").read_text())
-    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (3, 0, 3)
-    assert "val_loss" not in (state["history"] or [{}])[-1]   # the user waited: none ran
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == \
+        ((3, 0, 3) if at == 3 else (4, 1, 0))
+    if at == 3:
+        assert state["history"] == []                         # no partial row
+    else:
+        assert state["history"][-1]["val_loss"] is not None  # the epoch's validation ran
     monkeypatch.setattr(Trainer, "train_step", real)
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert_same_weights(weights(ref), weights(out))
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    ref_rows = list(csv.DictReader(open(ref / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in ref_rows]
     assert not multiprocessing.active_children()
 
 
-def test_loader_workers_leave_ctrl_c_to_the_main_process():
-    """A terminal's Ctrl-C reaches the loader workers too; they ignore it so that the
-    main process can finish its step and save (they end with the run)."""
+@pytest.mark.parametrize("init", ["_worker_init", "_ignore_ctrl_c"])
+def test_loader_workers_leave_ctrl_c_to_the_main_process(init):
+    """A terminal's Ctrl-C reaches the loader workers too (training's and validation's);
+    they ignore it so that the main process can finish its step and save (they end with
+    the run)."""
     import signal
 
-    from unetlab.training.trainer import _worker_init
+    from unetlab.training import trainer as trainer_module
 
     class Probe(torch.utils.data.Dataset):
         def __len__(self):
@@ -289,7 +301,8 @@ def test_loader_workers_leave_ctrl_c_to_the_main_process():
         def __getitem__(self, i):
             return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
-    loader = torch.utils.data.DataLoader(Probe(), num_workers=1, worker_init_fn=_worker_init)
+    loader = torch.utils.data.DataLoader(Probe(), num_workers=1,
+                                         worker_init_fn=getattr(trainer_module, init))
     assert bool(next(iter(loader)))
 
 
@@ -309,5 +322,6 @@ def test_batch_norm_never_gets_a_last_batch_of_one_image(tmp_path):
     assert len(order) == 6 and sorted(set(order)) == [0, 1, 2, 3, 4] and order[-1] == order[0]
     assert len(EpochSampler(6, no_batch_of_one=2)) == 6       # nothing added otherwise
     assert len(EpochSampler(5, no_batch_of_one=0)) == 5
+    assert list(EpochSampler(1, no_batch_of_one=4)) == [0, 0]  # a one-image dataset
     s.set_epoch(1, start=4)                                   # a resume mid-epoch
     assert list(s) == order[4:]

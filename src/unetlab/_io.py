@@ -30,6 +30,15 @@ def _umask() -> int:
 _UMASK: int | None = None
 
 
+def as_any_new_file(path) -> None:
+    """safetensors writes its files 0600, whatever the umask: give such a file the mode
+    any new file gets (0644 under the usual umask), so that others on a shared runs
+    folder can read the model beside its card. Other modes (an ACL's) are left alone."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_mode & 0o777 == 0o600:
+        os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(tmp_path)`` and rename the result onto ``path``.
 
@@ -41,8 +50,7 @@ def atomic_write(path, write) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
-        if tmp.is_file():  # safetensors writes 0600: readable by the group as any new file
-            os.chmod(tmp, 0o666 & ~_umask())
+        as_any_new_file(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise UnetlabError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -181,15 +181,15 @@ def check_json_target(args, attr: str = "json") -> None:
     clash = _own_output(args, target)
     if clash:
         raise UnetlabError(f"{flag} {path} {clash}; choose another path")
+    kind = ".csv" if attr == "per_image_csv" else ".json"
+    if target.exists() and target.suffix.lower() != kind:
+        # --overwrite is the run's (or the plan's): it does not make any file fair game
+        raise UnetlabError(f"{flag} {path} exists and is not a {kind} file (--overwrite "
+                           f"would replace only a {kind} file there); choose another path")
     if target.exists() and not getattr(args, "overwrite", False):
         hint = "pass --overwrite to replace it" if hasattr(args, "overwrite") else \
             "choose another path or remove it"
         raise UnetlabError(f"{flag} {path} already exists; {hint}")
-    kind = ".csv" if attr == "per_image_csv" else ".json"
-    if target.exists() and target.suffix.lower() != kind:
-        # --overwrite is the run's (or the plan's): it does not make any file fair game
-        raise UnetlabError(f"{flag} {path} exists and is not a {kind} file; --overwrite "
-                           f"replaces only an earlier {kind} there; choose another path")
 
 
 #: commands whose --out is one file (their side files are named after it: X.onnx.card.json,

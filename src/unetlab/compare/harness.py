@@ -55,6 +55,15 @@ def fingerprint(spec: CompareSpec, entry: Entry, device: str, seed: int | None =
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` on ``base``, mappings merged recursively (as ``--set`` on a config)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and \
+            isinstance(out.get(key), dict) else value
+    return out
+
+
 def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str,
                  seed: int | None = None):
     """The resolved :class:`unetlab.config.Config` an entry trains with."""
@@ -65,8 +74,8 @@ def entry_config(spec: CompareSpec, entry: Entry, out_dir: Path, device: str,
                      "options": copy.deepcopy(entry.options)}
     if entry.loss is not None:
         data["loss"] = copy.deepcopy(entry.loss)
-    if entry.data:
-        data["data"] = {**data.get("data", {}), **copy.deepcopy(entry.data)}
+    if entry.data:  # merged key by key: an entry's data.options keeps the base's others
+        data["data"] = _merged(data.get("data", {}), copy.deepcopy(entry.data))
     train = data.setdefault("train", {})
     train["out_dir"] = str(out_dir / "run")
     train["device"] = device

@@ -30,11 +30,14 @@ data: ``augment: none``, ``options: {train_slices: 5}``).
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UnetlabError, read_yaml
+
+log = logging.getLogger(__name__)
 
 SUITES = ("models", "upsampling", "losses")
 _LABEL = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_.+=, -]{0,99}")
@@ -168,6 +171,10 @@ def spec_from_dict(data: dict, source: str = "<dict>", *, overrides=None,
     ev = {**_EVAL_DEFAULTS, **ev}
     suites = {name: _suite(name, data[name], f"{source}: {name}")
               for name in SUITES if data.get(name) is not None}
+    if "losses" in suites and any(str(o).split("=", 1)[0].strip().startswith("loss")
+                                  for o in overrides or ()):
+        log.warning("--set loss.*: the losses suite's entries each name their loss, which "
+                    "replaces the base's; the setting applies to the other suites only")
     for entries in suites.values():  # each entry's data override must be valid too
         for e in entries:
             if e.data:

@@ -186,6 +186,9 @@ class NiftiDataset(SegmentationDataset):
         self.has_masks = bool(label_files)
         self.ignore_index = ignore_index
         declared = num_classes is not None or class_names is not None
+        # read from this split's labels: a validation split is then given this count
+        # (its few volumes may lack a class; training.builder._val_options)
+        self.inferred_num_classes = not declared
         if num_classes is None:
             num_classes = (len(class_names) if class_names is not None
                            else self._count_classes())
@@ -222,9 +225,7 @@ class NiftiDataset(SegmentationDataset):
         one volume at a time (memory stays at one volume, whatever the split's size)."""
         for _, _, label_path in self.samples:
             if label_path is not None:
-                values, counts = np.unique(read_volume(label_path, labels=True).array,
-                                           return_counts=True)
-                yield label_path, values, counts
+                yield (label_path, *_value_counts(read_volume(label_path, labels=True).array))
 
     def _count_classes(self) -> int:
         where: dict[int, list] = {}
@@ -280,6 +281,19 @@ class NiftiDataset(SegmentationDataset):
         return torch.from_numpy(array)
 
 
+def _value_counts(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(array, return_counts=True)`` for integer labels, by a count when their
+    range is small (sorting a CT-sized volume took seconds, at every dataset build)."""
+    flat = array.reshape(-1)
+    if flat.size and flat.dtype.kind in "iub":
+        lo, hi = int(flat.min()), int(flat.max())
+        if hi - lo < 1 << 16:
+            counts = np.bincount((flat.astype(np.int64) - lo), minlength=hi - lo + 1)
+            present = np.flatnonzero(counts)
+            return present + lo, counts[present]
+    return np.unique(flat, return_counts=True)
+
+
 def check_inferred_labels(where: dict) -> None:
     """Classes read from the label values (none declared) must be the ids ``0..K-1``:
     a value above a missing one (0-2 then 7, or 0/255 masks) or a negative one would
@@ -302,12 +316,13 @@ def check_inferred_labels(where: dict) -> None:
     top = max((v for v in where if v >= 0 and v not in stray), default=0)
     rare = [v for i, v in enumerate(rare) if all(w in rare for w in range(v, top + 1))]
     if rare and not stray:  # only those at the top: leaving them out leaves 0..K-1
+        way = (f"declare data.options.num_classes={max(rare[0], 2)} and "
+               f"data.options.ignore_index={rare[0]}") if len(rare) == 1 else \
+            "fix those label files (ignore_index leaves out one value only)"
         log.warning("nifti: label value(s) %s each on a few voxels of one file only (%s): "
-                    "classes the model can hardly learn, or stray voxels; if stray, "
-                    "declare data.options.num_classes=%d and "
-                    "data.options.ignore_index=%d", rare,
-                    "; ".join(f"{v}: {where[v][0][1]:,} in {where[v][0][0]}" for v in rare),
-                    max(rare[0], 2), rare[-1])
+                    "classes the model can hardly learn, or stray voxels; if stray, %s",
+                    rare, "; ".join(f"{v}: {where[v][0][1]:,} in {where[v][0][0]}"
+                                    for v in rare), way)
     if not stray:
         return
 
@@ -322,10 +337,13 @@ def check_inferred_labels(where: dict) -> None:
         shown = missing if len(missing) <= 3 else f"{missing[0]}..{missing[-1]}"
         gap = f"; no label volume holds {shown}"
     kept = max((v for v in where if v >= 0 and v not in stray), default=0) + 1
+    keep_all = "" if min(where) < 0 else (
+        f"keep every value as a class with data.options.num_classes={max(where) + 1} (the "
+        "missing ones stay empty, as BraTS's 0, 1, 2, 4); ")
     raise UnetlabError(
         f"nifti: undeclared label values that would add classes: "
         f"{'; '.join(map(describe, stray[:5]))}"
         f"{f' (+{len(stray) - 5} more)' if len(stray) > 5 else ''}{gap}. "
-        "Fix the label volumes, or declare the classes (num_classes or class_names, e.g. "
-        f"data.options.num_classes={max(kept, 2)}) and leave a value out of training and "
-        f"metrics with ignore_index (e.g. data.options.ignore_index={stray[-1]})")
+        f"Fix the label volumes; or {keep_all}or, for one stray value, leave it out of "
+        f"training and metrics with data.options.num_classes={max(kept, 2)} and "
+        f"data.options.ignore_index={stray[-1]}")

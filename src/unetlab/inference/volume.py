@@ -179,8 +179,9 @@ def predict_nifti(model, path, out_dir, *, tile_size=96, overlap: float = 0.25,
     in_channels = int(getattr(model, "in_channels", 1))
     if image.shape[3] != in_channels:
         what = f"its {len(files)} channel files hold" if len(files) > 1 else "volume has"
-        hint = ("; one file per modality is read as one case when every NIfTI file in "
-                "its folder is named CASE_0000.nii.gz, CASE_0001.nii.gz ..."
+        hint = ("; a case stored one file per modality (CASE_0000.nii.gz, "
+                "CASE_0001.nii.gz ...) is read as one when its folder is given (or all "
+                "its files), every NIfTI file there named so"
                 if len(files) == 1 and image.shape[3] < in_channels else "")
         raise UnetlabError(f"{path}: {what} {image.shape[3]} channel(s), the model "
                            f"expects {in_channels}{hint}")

@@ -119,6 +119,8 @@ def _val_options(cfg: Config, train) -> dict:
                                                             set(options))
     if inferred is not None and not declared:
         options["mapping"] = dict(inferred)
+    if getattr(train, "inferred_num_classes", False) and not declared:
+        options["num_classes"] = int(train.num_classes)  # (NIfTI: counted from the labels)
     return options
 
 

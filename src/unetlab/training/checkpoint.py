@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .._io import as_any_new_file
 from ..errors import UnetlabError
 from ..models.serialization import MODEL_FILE, read_metadata, save_model
 
@@ -121,9 +122,11 @@ def save_checkpoint(path, *, model, optimizer=None, state: dict | None = None,
         if optimizer is not None:
             tensors, rest = flatten_optimizer_state(optimizer.state_dict())
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
+            as_any_new_file(tmp / OPTIMIZER_FILE)
             full_state["optimizer"] = rest
         rng_tensors, rng_meta = capture_rng()
         save_file(rng_tensors, str(tmp / RNG_FILE))
+        as_any_new_file(tmp / RNG_FILE)
         full_state["rng"] = rng_meta
         with open(tmp / STATE_FILE, "w") as f:
             json.dump(full_state, f, indent=1)

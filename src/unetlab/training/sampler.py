@@ -44,7 +44,7 @@ class EpochSampler(Sampler[int]):
             order += order[: total - len(order)]
         mine = order[self.rank::self.num_replicas]
         b = self.no_batch_of_one
-        if b > 1 and len(mine) > 1 and len(mine) % b == 1:
+        if b > 1 and len(mine) % b == 1:  # (one image alone too: two equal values pass)
             mine.append(mine[0])
         return mine
 

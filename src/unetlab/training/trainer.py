@@ -70,13 +70,18 @@ def _seed_transform(dataset, seed: int) -> None:
             return
 
 
+def _ignore_ctrl_c(worker_id: int = 0) -> None:
+    """In a loader worker: Ctrl-C at a terminal reaches the workers too; the main process
+    stops the run after its step and saves it (Trainer._interrupt_at_a_step), so the
+    workers must outlive it (they end with the run)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _worker_init(worker_id: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # each loader process one thread (see augmentation_threads)
-    # Ctrl-C at a terminal reaches the workers too; the main process stops the run after
-    # its step and saves it (Trainer._on_interrupt), so the workers must outlive it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ignore_ctrl_c()
     info = torch.utils.data.get_worker_info()
     seed = info.seed % 2**31
     random.seed(seed)
@@ -258,6 +263,7 @@ class Trainer:
         self._val_loader: DataLoader | None = None      # the same for validation
         self._fitting = False   # inside _fit, whose finally ends the workers
         self._interrupted = False  # Ctrl-C seen: stop after the step, save, re-raise
+        self._saved_step: int | None = None  # the step checkpoints/last holds
         if resume:
             self._resume()
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, history=self.history)
@@ -392,7 +398,8 @@ class Trainer:
             self._interrupted = True
             signal.signal(signal.SIGINT, previous)  # a second Ctrl-C: at once
             print(f"\nunetlab: stopping after this step to save {self.ckpt_dir / 'last'} "
-                  "(Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+                  "(after the epoch's validation if the step ends an epoch; Ctrl-C again "
+                  "to stop now)", file=sys.stderr, flush=True)
 
         signal.signal(signal.SIGINT, on_interrupt)
         try:
@@ -420,25 +427,28 @@ class Trainer:
         self._fitting = True
         try:
             while True:
-                if self._interrupted:  # during a validation or a save: stop here
-                    reason = "interrupted"
-                    self.save("last")
-                    break
                 if t.epochs is not None and self.epoch >= t.epochs:
                     break
                 if self._budget_reached():
                     reason = "max_steps" if self._steps_done() else "time_budget"
                     self._validate_last_row()
                     break
+                if self._interrupted:  # at an epoch's end (its validation ran): stop here
+                    reason = "interrupted"
+                    if self._saved_step != self.step:
+                        self.save("last")
+                    break
                 result = self.train_epoch()
+                if result["stop"] == "interrupted":  # mid-epoch: save it, no row (the
+                    reason = "interrupted"           # resumed epoch logs all its batches)
+                    self.save("last")
+                    break
                 row = {"epoch": self.epoch + 1, "step": self.step,
                        "train_loss": result["train_loss"],
                        "lr": self.schedule.get_last_lr()[0],
                        "images_per_s": result["images_per_s"]}
-                interrupted = result["stop"] == "interrupted"  # the user waits: no validation
-                validate = not interrupted and (
-                    (self.epoch + 1) % t.val_every == 0 or bool(result["stop"])
-                    or (t.epochs is not None and self.epoch + 1 >= t.epochs))
+                validate = (self.epoch + 1) % t.val_every == 0 or bool(result["stop"]) \
+                    or (t.epochs is not None and self.epoch + 1 >= t.epochs)
                 if result["complete"]:
                     self.epoch += 1
                     self.batch_in_epoch = 0
@@ -502,7 +512,8 @@ class Trainer:
                 # a private generator: a loader draws its workers' seed when iterated, and
                 # this one is iterated anew only in the fit that made it, so drawing from
                 # the global RNG would make a resumed run's dropout differ
-                generator=torch.Generator().manual_seed(self.cfg.train.seed))
+                generator=torch.Generator().manual_seed(self.cfg.train.seed),
+                worker_init_fn=_ignore_ctrl_c)
         result = evaluate_model(
             self.net, self.val_set, device=self.device, indices=indices,
             tile_size=self.cfg.data.tile_size if geo.padding == "valid" else None,
@@ -591,7 +602,9 @@ class Trainer:
         return distributed.any_rank(self._steps_done() or over, self.dist, self.device)
 
     def _should_stop_mid_epoch(self) -> str | None:
-        if self._interrupted:
+        # Ctrl-C: stop mid-epoch; a step that ends the epoch goes on to the epoch's
+        # validation and checkpoint (a resume would not run that validation again)
+        if self._interrupted and self.batch_in_epoch < self.batches_per_epoch:
             return "interrupted"
         if self._budget_reached(self._running_s()):
             return "max_steps" if self._steps_done() else "time_budget"
@@ -613,6 +626,7 @@ class Trainer:
                 state=self._state(), card=self.card())
             if which == "last":
                 self.last_good = path
+                self._saved_step = self.step
         distributed.barrier(self.dist)
 
     def card(self) -> dict:
