@@ -339,6 +339,13 @@ class NormalizedModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
         _copy_geometry(model, self)
+        card = getattr(self, "unetlab_card", None)
+        if card and (card.get("input") or {}).get("normalize"):
+            # this model normalises itself: its card asks the caller for [0, 1] images
+            # only (predict_file prepares inputs as the card says)
+            card = copy.deepcopy(card)
+            card["input"]["normalize"] = None
+            self.unetlab_card = card
         self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

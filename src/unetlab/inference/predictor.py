@@ -207,8 +207,10 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     the input's file name without its extension; :mod:`.outputs` plans unique ones).
     ``model``: an ``nn.Module`` in eval mode or an :class:`InferenceModel`; it needs
     ``in_channels`` and ``spatial_dims`` attributes (every unetlab model has them).
-    ``preprocessing``: a :class:`unetlab.preprocess.Preprocessing` (from the model card:
-    ``Preprocessing.from_card(card)``); without it, dtype scaling and ``normalize``.
+    ``preprocessing``: a :class:`unetlab.preprocess.Preprocessing`; default: the model's
+    card (``model.unetlab_card``, as :func:`unetlab.load_model` and
+    ``optimize_for_inference`` leave it), else dtype scaling and ``normalize``.
+    Existing outputs are refused unless ``overwrite`` (a user's own ``X_labels.png``).
 
     GeoTIFFs and other GDAL rasters (and any TIFF given to a model whose card has a
     ``geo`` extension, passed as ``geo``) go to :func:`unetlab.inference.raster.
@@ -220,6 +222,12 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     """
     path, out_dir = Path(path), Path(out_dir)
     from .raster import is_raster, predict_raster
+
+    card = getattr(model, "unetlab_card", None)
+    if preprocessing is None and normalize is None and card:
+        # the images are prepared as the card says (a model from load_model, or its
+        # optimize_for_inference copy): without it a normalised model saw raw units
+        preprocessing = Preprocessing.from_card(card)
 
     if is_raster(path, geo):
         return predict_raster(
@@ -244,6 +252,10 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
         bar = tqdm(total=n_tiles, desc=path.name, unit="tile", leave=False)
     out = {"labels": None, "overlay": None, "probabilities": None, "shape": list(spatial)}
     paths = inp.outputs(out_dir / (stem if stem is not None else path.stem), probabilities)
+    if not overwrite:
+        there = [p for p in paths.values() if p is not None and Path(p).exists()]
+        if there:
+            raise UnetlabError(f"{there[0]} exists; pass overwrite=True to replace it")
     label_path = paths["labels"]
     labels_mem = label_writer = prob_writer = None
     label_dtype = np.uint8

@@ -393,10 +393,27 @@ def run_batch(model: Model, batch: torch.Tensor, transforms, output: str,
     return acc.cpu()
 
 
-def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str = "gaussian",
-               tta=False, batch_size: int = 4, output: str = "logits", margin: int = 0,
-               device=None, progress=None, preprocess=None,
-               rows: tuple[int, int] | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
+def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], **options
+               ) -> Iterator[tuple[slice, torch.Tensor]]:
+    """:func:`_iter_bands` (the options and what it yields) with an ``nn.Module`` left in
+    training mode run in eval mode, and put back after: in training mode batch norm
+    used each tile's own statistics (other answers) and overwrote its running ones."""
+    module = model if isinstance(model, torch.nn.Module) and model.training else None
+    if module is not None:
+        log.warning("the model is in training mode: predicting in eval mode (batch norm's "
+                    "running statistics, no dropout), then putting it back")
+        module.eval()
+    try:
+        yield from _iter_bands(model, image, plans, **options)
+    finally:
+        if module is not None:
+            module.train()
+
+
+def _iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str = "gaussian",
+                tta=False, batch_size: int = 4, output: str = "logits", margin: int = 0,
+                device=None, progress=None, preprocess=None,
+                rows: tuple[int, int] | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ``(rows, values)``: finished output rows along the first spatial axis (a
     slice of ``range(size)``) and their blended values ``(K, len(rows), *rest)``.
 
@@ -561,7 +578,8 @@ def predict_tiled(model: Model, image, *, tile_size, overlap: float = 0.25,
     with ``margin`` at least the model's receptive radius (and overlap at least twice
     that), a same-padding model gives exactly its whole-image output.
 
-    The model is used as given: put an ``nn.Module`` in eval mode first.
+    An ``nn.Module`` left in training mode is run in eval mode (with a warning) and put
+    back after.
     """
     if spatial_dims is None:
         spatial_dims = int(getattr(model, "spatial_dims", 0) or 0) or (np.ndim(image) - 1)
@@ -572,6 +590,13 @@ def predict_tiled(model: Model, image, *, tile_size, overlap: float = 0.25,
                           device=device, spatial_dims=spatial_dims, progress=progress)
             for im in image])
     image = as_channels_first(image, spatial_dims)
+    if image.dtype.kind in "iub":
+        raise ValueError(f"predict_tiled takes the image prepared for the model (floats, "
+                         f"scaled and normalised as its card says: "
+                         f"unetlab.preprocess.Preprocessing.from_card(model.unetlab_card)"
+                         f"(image)), got {image.dtype}; predict_file prepares files itself")
+    if 0 in image.shape:
+        raise ValueError(f"the image is empty: shape {image.shape}")
     plans = plan_tiles(image.shape[1:], tile_size, overlap, model=model, margin=margin)
     out = None
     for rows, values in iter_bands(model, image, plans, blend=blend, tta=tta,

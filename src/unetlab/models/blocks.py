@@ -19,7 +19,14 @@ UPSAMPLES = ("transpose", "bilinear", "nearest", "unpool")
 
 
 def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int) -> None:
-    """ValueError unless ``x`` is ``(N, in_channels, *spatial)`` with ``spatial_dims`` axes."""
+    """ValueError unless ``x`` is a floating-point ``(N, in_channels, *spatial)`` tensor
+    with ``spatial_dims`` axes (TypeError for a non-tensor)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor (N, C, ...), got {type(x).__name__} "
+                        "(torch.from_numpy(array).float())")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a floating-point input, got {x.dtype}: scale it first "
+                         "(x.float() / 255 for 8-bit images, or as the model card says)")
     if x.dim() != spatial_dims + 2:
         raise ValueError(
             f"expected a {spatial_dims + 2}-D input (N, C, {', '.join('HWD'[:spatial_dims])}),"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,6 +104,9 @@ class UNet(nn.Module):
         layers.check_choice("downsample", downsample, DOWNSAMPLES)
         layers.check_choice("skip_fusion", skip_fusion, FUSIONS)
         layers.check_choice("norm", norm, layers.NORMS)
+        if isinstance(channels, str) or not all(
+                isinstance(c, int | np.integer) and not isinstance(c, bool) for c in channels):
+            raise ValueError(f"channels must be a list of integer widths, got {channels!r}")
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2 or min(channels) < 1:
             raise ValueError(f"channels needs at least two positive widths, got {channels}")

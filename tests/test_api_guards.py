@@ -1,0 +1,98 @@
+"""The Python API as a careless user calls it (a red-team of session 30): what gave
+silent wrong answers, replaced a file or failed deep inside torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import unetlab
+from unetlab.errors import UnetlabError
+from unetlab.imageio import read_image, write_image
+from unetlab.inference import predict_file, predict_tiled
+from unetlab.metrics import SegmentationMetrics
+
+
+def _net(**kw):
+    torch.manual_seed(0)
+    return unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8),
+                                **kw).eval()
+
+
+def test_predict_file_prepares_the_image_as_the_models_card_says(tmp_path):
+    """A model trained with normalisation, loaded back: predict_file applied dtype
+    scaling only, so the model saw raw units (0 % foreground on a real run)."""
+    net = _net()
+    card_norm = {"mean": [0.6], "std": [0.2]}
+    path = unetlab.save_model(net, tmp_path / "m.safetensors")
+    from unetlab.card import read_card  # a card with normalisation, as training writes
+    card = read_card(path)
+    card["input"]["normalize"] = card_norm
+    unetlab.save_model(net, path, card=card)
+    model = unetlab.load_model(path)
+    image = (np.random.default_rng(0).random((24, 24)) * 255).astype(np.uint8)
+    write_image(tmp_path / "x.png", image)
+    predict_file(model, tmp_path / "x.png", tmp_path / "out", tile_size=16,
+                 probabilities=True, write_overlay=False)
+    got = read_image(tmp_path / "out" / "x_probs.tif")
+    prepared = (image[None].astype(np.float32) / 255 - 0.6) / 0.2
+    want = predict_tiled(net, prepared, tile_size=16, output="probabilities").numpy()
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_predict_file_refuses_to_replace_an_existing_output(tmp_path):
+    """A user's own x_labels.png beside the image was replaced without a word."""
+    image = np.zeros((16, 16), np.uint8)
+    write_image(tmp_path / "x.png", image)
+    truth = tmp_path / "out" / "x_labels.png"
+    truth.parent.mkdir()
+    truth.write_bytes(b"ground truth")
+    with pytest.raises(UnetlabError, match="x_labels.png exists; pass overwrite=True"):
+        predict_file(_net(), tmp_path / "x.png", tmp_path / "out", tile_size=16)
+    assert truth.read_bytes() == b"ground truth"
+    predict_file(_net(), tmp_path / "x.png", tmp_path / "out", tile_size=16, overwrite=True)
+    assert truth.read_bytes() != b"ground truth"
+
+
+def test_a_model_in_training_mode_predicts_as_in_eval_and_is_put_back():
+    """In training mode batch norm used each tile's statistics and overwrote its running
+    ones, so the answer and the model both changed."""
+    net = _net()
+    x = torch.rand(1, 24, 24)
+    want = predict_tiled(net, x, tile_size=16)
+    net.train()
+    got = predict_tiled(net, x, tile_size=16)
+    assert net.training and torch.allclose(got, want)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    predict_tiled(net, x, tile_size=16)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+
+
+def test_integer_or_empty_images_to_predict_tiled_are_refused():
+    net = _net()
+    with pytest.raises(ValueError, match="prepared for the model.*uint8"):
+        predict_tiled(net, np.zeros((1, 16, 16), np.uint8), tile_size=16)
+    with pytest.raises(ValueError, match="empty"):
+        predict_tiled(net, torch.rand(1, 0, 10), tile_size=16)
+
+
+def test_models_refuse_integer_and_non_tensor_inputs_in_one_line():
+    net = _net()
+    with pytest.raises(ValueError, match="floating-point input, got torch.uint8"):
+        net(torch.zeros(1, 1, 16, 16, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="torch.Tensor.*ndarray"):
+        net(np.zeros((1, 1, 16, 16), np.float32))
+
+
+@pytest.mark.parametrize("channels", ["64", (4.9, 8.2), (4, True)])
+def test_widths_must_be_integers_not_coerced(channels):
+    """channels="64" built widths (6, 4); (4.9, 8.2) built (4, 8)."""
+    with pytest.raises(ValueError, match="integer widths"):
+        unetlab.create_model("unet", in_channels=1, num_classes=2, channels=channels)
+
+
+def test_nan_logits_are_not_scored_as_class_zero():
+    m = SegmentationMetrics(num_classes=2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        m.update(torch.full((1, 2, 4, 4), float("nan")), torch.zeros(1, 4, 4, dtype=torch.long))
