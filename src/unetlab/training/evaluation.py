@@ -219,6 +219,24 @@ class Evaluator:
         return metrics
 
 
+def _warn_if_prepared_otherwise(model, dataset) -> None:
+    """A warning when ``dataset`` prepares images otherwise than ``model``'s card says
+    (another normalisation: the scores are of a model that sees other numbers; ``unetlab
+    evaluate`` refuses this, the Python function says it)."""
+    card = getattr(model, "unetlab_card", None)
+    if not card or not hasattr(dataset, "preprocessing"):
+        return
+    from ..commands.evaluate import _same_normalize
+    from ..preprocess import Preprocessing
+
+    want = Preprocessing.from_card(card)
+    got = dataset.preprocessing(want.channels)
+    if got.scaling != want.scaling or not _same_normalize(got.normalize, want.normalize):
+        log.warning("the dataset prepares images as %s, the model card says %s: build the "
+                    "dataset with the card's normalisation, or the scores are of other "
+                    "inputs than the model learned", got.to_card(), want.to_card())
+
+
 def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bool = True,
                    tta: bool = False, progress: bool = False, batch_size: int = 1,
                    num_workers: int = 0, indices=None, loss_fn=None, autocast=None,
@@ -252,6 +270,7 @@ def evaluate_model(model, dataset, *, tile_size=None, device="cpu", boundary: bo
         info = info.dataset
     k = int(info.num_classes)
     ignore = getattr(info, "ignore_index", None)
+    _warn_if_prepared_otherwise(model, info)
     if isinstance(model, torch.nn.Module):  # an optimize_for_inference callable is ready
         model = model.to(device).eval()
     if scale != 1.0:
