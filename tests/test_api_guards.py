@@ -120,3 +120,14 @@ def test_evaluate_model_says_when_the_dataset_is_prepared_otherwise(tmp_path, ca
     with caplog.at_level("WARNING", logger="unetlab.training.evaluation"):
         evaluate_model(model, same, boundary=False)
     assert "the model card says" not in caplog.text
+
+
+def test_config_mistakes_of_a_python_caller_are_one_line_errors(tmp_path):
+    from unetlab.config import load_config
+    from unetlab.training import train
+
+    with pytest.raises(UnetlabError, match="put it in a list"):
+        load_config(None, "train.epochs=2")
+    for wrong in ({"train": {"epochs": 1}}, "configs/x.yaml"):
+        with pytest.raises(UnetlabError, match="train\\(\\) takes a Config"):
+            train(wrong)

@@ -413,6 +413,9 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
 def load_config(path=None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from the defaults when ``path`` is None), apply the
     overrides and validate. UnetlabError naming the file or key for any problem."""
+    if isinstance(overrides, str):  # iterated, it gave one "override" per character
+        raise UnetlabError(f"overrides must be a list of 'section.key=value' strings, got "
+                           f"the string {overrides!r} (put it in a list)")
     data: dict = {}
     if path is not None:
         path = Path(path)

@@ -187,6 +187,10 @@ class Trainer:
     ``fit``, load its checkpoint instead, or call ``winograd.stop_in_training(net)``."""
 
     def __init__(self, cfg: Config, *, resume: bool = False, overwrite: bool = False):
+        if not isinstance(cfg, Config):
+            raise UnetlabError(f"train() takes a Config, got {type(cfg).__name__}: "
+                               "unetlab.config.load_config('config.yaml', ['train.epochs=2'])"
+                               " (or config_from_dict for a mapping)")
         self.cfg = cfg
         t = cfg.train
         if t.num_threads:
