@@ -131,3 +131,32 @@ def test_config_mistakes_of_a_python_caller_are_one_line_errors(tmp_path):
     for wrong in ({"train": {"epochs": 1}}, "configs/x.yaml"):
         with pytest.raises(UnetlabError, match="train\\(\\) takes a Config"):
             train(wrong)
+
+
+def test_a_folder_models_image_mode_travels_to_predict_and_evaluate(tmp_path, capsys):
+    """Trained with image_mode=RGB on a folder of grey and RGB files: predict refused the
+    grey half of its own training images ("1 channel(s), the model expects 3")."""
+    from unetlab.cli import main
+    from unetlab.data import build_dataset
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:20, 8:20] = 1
+        grey = (mask * 180 + rng.integers(0, 40, (32, 32))).astype(np.uint8)
+        image = grey if i % 2 else np.repeat(grey[..., None], 3, axis=2)
+        write_image(tmp_path / "d" / "images" / f"m{i}.png", image)
+        write_image(tmp_path / "d" / "masks" / f"m{i}.png", mask)
+    ds = build_dataset("folder", root=tmp_path / "d", split="train", image_mode="RGB")
+    assert ds.card_extensions["folder"]["image_mode"] == "RGB"
+    assert main(["train", "--set", "data.dataset=folder", "--set", f"data.root={tmp_path / 'd'}",
+                 "--set", "data.options={image_mode: RGB}", "--set", "data.val_split=null",
+                 "--set", "model.options.channels=[4,8]", "--set", "train.epochs=1",
+                 "--set", "data.batch_size=2", "--set", "data.tile_size=null",
+                 "--set", "train.progress=false", "--out", str(tmp_path / "run")]) == 0
+    best = tmp_path / "run" / "checkpoints" / "last"
+    grey = tmp_path / "d" / "images" / "m1.png"
+    assert main(["predict", str(best), str(grey), "--out", str(tmp_path / "p"),
+                 "--backend", "eager", "--no-progress"]) == 0
+    assert read_image(tmp_path / "p" / "m1_labels.png").shape == (32, 32)
+    capsys.readouterr()

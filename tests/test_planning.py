@@ -68,7 +68,7 @@ def test_durations():
     assert parse_duration("2h") == 7200
     assert parse_duration("1h30m") == 5400
     assert parse_duration("45") == 45
-    for bad in ("", "10 minutes", "-5m", "0s", "m"):
+    for bad in ("", "10 minutes", "-5m", "0s", "m", "inf", "Infinity", "nan"):
         with pytest.raises(UnetlabError, match="duration"):
             parse_duration(bad)
 

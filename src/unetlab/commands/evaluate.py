@@ -163,9 +163,11 @@ def _folder_options(card: dict, options: dict) -> dict:
     unless the user declares the classes: masks that lack a class would otherwise be
     numbered differently."""
     folder = (card.get("extensions") or {}).get("folder") or {}
+    mode = {"image_mode": str(folder["image_mode"])} \
+        if folder.get("image_mode") and "image_mode" not in options else {}
     if not folder.get("mapping") or {"mapping", "num_classes", "class_names"} & set(options):
-        return {}
-    out = {"mapping": dict(folder["mapping"]),
+        return mode
+    out = {**mode, "mapping": dict(folder["mapping"]),
            "num_classes": int(card["architecture"]["num_classes"])}
     names = (card.get("classes") or {}).get("names")
     if names and len(names) == out["num_classes"]:

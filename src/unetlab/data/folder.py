@@ -89,7 +89,10 @@ class FolderDataset(PairedFilesDataset):
             "mapping": {_key_text(k): int(v) for k, v in self.mapping.table.items()
                         if k not in ignored},
             "ignore_values": [_key_text(k) for k in sorted(ignored, key=str)],
-            "ignore_index": ignore_index}}
+            "ignore_index": ignore_index,
+            # how the images were converted: predict and evaluate convert theirs alike (a
+            # model trained with image_mode=RGB on mixed grey and RGB files refused the grey)
+            "image_mode": image_mode}}
         self.image_mode = image_mode
         modes = {"L": 1, "RGB": 3, "RGBA": 4}
         if image_mode is not None and image_mode not in modes:

@@ -118,6 +118,14 @@ class _TiffWriter:
         del out
 
 
+def _image_mode(model) -> str | None:
+    """The Pillow mode training converted the images to (``image_mode`` of a folder
+    dataset, in the card's ``extensions["folder"]``), else None."""
+    card = getattr(model, "unetlab_card", None) or {}
+    mode = ((card.get("extensions") or {}).get("folder") or {}).get("image_mode")
+    return str(mode) if mode in ("L", "RGB", "RGBA") else None
+
+
 class _Input:
     """One input file opened for prediction: its layout, channels and label format."""
 
@@ -132,8 +140,8 @@ class _Input:
             shape, self.dtype = probe.shape, probe.dtype
             del probe
             axes = tiff_axes(path)
-        else:
-            self.array = read_image(path)
+        else:  # converted as training converted them (a folder's image_mode)
+            self.array = read_image(path, mode=_image_mode(model))
             shape, self.dtype = self.array.shape, self.array.dtype
         self.lead_shape, self.channel_axis = _layout(shape, in_channels, spatial_dims, path,
                                                      axes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from ..errors import UnetlabError
@@ -22,4 +23,6 @@ def parse_duration(text) -> float:
         value = sum(float(n) * _UNITS[u] for n, u in parts)
     if not value > 0:
         raise UnetlabError(f"duration {text!r} must be positive")
+    if not math.isfinite(value):  # float("inf") parsed: it failed later as NaN steps
+        raise UnetlabError(f"duration {text!r} must be finite: use e.g. 90s, 25m, 2h")
     return value

@@ -11,8 +11,10 @@ The rules (docs/fit.md gives the evidence for each):
    the step rate with them (:func:`effective_rates`).
 3. Resolution: the largest scale (1, 0.75, 0.5, 0.375, 0.25) at which the budget shows
    the model every training pixel ``MIN_PASSES`` times, never so small that a class of
-   over 5 % of the pixels gets thinner than 4 px, or any class thinner than 2 px, nor
-   the typical image's short side under ``MIN_SHORT_SIDE`` px.
+   over 5 % of the pixels gets thinner than 4 px, or a class of at least 0.2 % thinner
+   than 2 px (rarer classes do not hold the scale up: a defect class of 0.03 % may thin
+   below 2 px; declare ``data.scale`` to keep it), nor the typical image's short side
+   under ``MIN_SHORT_SIDE`` px.
 4. Depth: the fewest poolings (3-5) whose receptive field covers the typical object at
    that scale; the tile: the probe's, or the typical (median) image's scaled short side
    if smaller (smaller images are padded by reflection in training); fewer poolings
