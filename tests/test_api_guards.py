@@ -94,7 +94,7 @@ def test_widths_must_be_integers_not_coerced(channels):
 
 def test_nan_logits_are_not_scored_as_class_zero():
     m = SegmentationMetrics(num_classes=2)
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="NaN values"):
         m.update(torch.full((1, 2, 4, 4), float("nan")), torch.zeros(1, 4, 4, dtype=torch.long))
 
 
@@ -160,3 +160,61 @@ def test_a_folder_models_image_mode_travels_to_predict_and_evaluate(tmp_path, ca
                  "--backend", "eager", "--no-progress"]) == 0
     assert read_image(tmp_path / "p" / "m1_labels.png").shape == (32, 32)
     capsys.readouterr()
+
+
+def test_review_cases_of_the_api_fixes(tmp_path):
+    """A scaled model keeps its card (image_mode and preprocessing reach predict_file); a
+    card without an architecture (an OpenVINO file of a bare model) is not used; an
+    overlay that will not be written does not block; frozen parts stay frozen; NaN
+    logits are refused in evaluation too; -inf logits are not NaN."""
+    from unetlab.inference.scaled import ScaledModel
+    from unetlab.training.evaluation import Evaluator
+
+    net = _net()
+    net.unetlab_card = {"input": {"normalize": {"mean": [0.5], "std": [0.1]}}}  # no arch
+    write_image(tmp_path / "x.png", np.zeros((16, 16), np.uint8))
+    predict_file(net, tmp_path / "x.png", tmp_path / "o", tile_size=16)   # no KeyError
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "x_overlay.png").write_bytes(b"mine")
+    predict_file(_net(), tmp_path / "x.png", tmp_path / "o2", tile_size=16,
+                 write_overlay=False)
+    assert (tmp_path / "o2" / "x_overlay.png").read_bytes() == b"mine"
+    path = unetlab.save_model(_net(), tmp_path / "m.safetensors")
+    assert ScaledModel(unetlab.load_model(path), 0.5).unetlab_card["architecture"]
+    frozen = _net().train()
+    frozen.eval()
+    frozen.train(True)
+    first_bn = next(m for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    first_bn.eval()
+    predict_tiled(frozen, torch.rand(1, 16, 16), tile_size=16)
+    assert frozen.training and not first_bn.training
+    ev = Evaluator(2, boundary=False)
+    with pytest.raises(ValueError, match="NaN"):
+        ev.update(torch.full((1, 2, 4, 4), float("nan")), torch.zeros(1, 4, 4, dtype=torch.long))
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[:, 0] = float("-inf")
+    m = SegmentationMetrics(num_classes=2)
+    m.update(logits, torch.ones(1, 4, 4, dtype=torch.long))
+    assert m.compute()["pixel_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="integer widths"):
+        unetlab.create_model("unet", in_channels=1, num_classes=2, channels=(4, 8.0))
+    gen = unetlab.create_model("unet", in_channels=1, num_classes=2,
+                               channels=(c for c in (4, 8)))
+    assert gen is not None
+
+
+def test_the_overlay_reads_the_image_as_the_prediction_did(tmp_path):
+    """A grey + alpha PNG for a model whose card says image_mode L: the prediction
+    converted it, the overlay read it raw and crashed after the whole image."""
+    from PIL import Image
+
+    from unetlab.card import read_card
+
+    path = unetlab.save_model(_net(), tmp_path / "m.safetensors")
+    card = read_card(path)
+    card.setdefault("extensions", {})["folder"] = {"image_mode": "L"}
+    unetlab.save_model(_net(), path, card=card)
+    Image.fromarray(np.zeros((16, 16, 2), np.uint8), "LA").save(tmp_path / "la.png")
+    out = predict_file(unetlab.load_model(path), tmp_path / "la.png", tmp_path / "o",
+                       tile_size=16)
+    assert out["overlay"] is not None and out["overlay"].is_file()

@@ -135,13 +135,14 @@ class _Input:
         spatial_dims = self.spatial_dims = geometry_of(model).spatial_dims
         self.is_tiff = path.suffix.lower() in TIFF_SUFFIXES
         self.array = axes = None
+        self.mode = _image_mode(model)
         if self.is_tiff:
             probe = read_tiff_memmap(path)
             shape, self.dtype = probe.shape, probe.dtype
             del probe
             axes = tiff_axes(path)
         else:  # converted as training converted them (a folder's image_mode)
-            self.array = read_image(path, mode=_image_mode(model))
+            self.array = read_image(path, mode=self.mode)
             shape, self.dtype = self.array.shape, self.array.dtype
         self.lead_shape, self.channel_axis = _layout(shape, in_channels, spatial_dims, path,
                                                      axes)
@@ -190,7 +191,7 @@ class _Input:
 
 
 def _write_overlay(inp: _Input, labels, palette, path: Path) -> Path:
-    image = np.asarray(read_image(inp.path))
+    image = np.asarray(read_image(inp.path, mode=None if inp.is_tiff else inp.mode))
     if image.ndim == 3 and image.shape[:2] != tuple(labels.shape[-2:]):
         image = np.moveaxis(image, 0, -1)  # a band-first TIFF read as stored: bands last
     if image.ndim == 3 and inp.take is not None:
@@ -232,7 +233,7 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     from .raster import is_raster, predict_raster
 
     card = getattr(model, "unetlab_card", None)
-    if preprocessing is None and normalize is None and card:
+    if preprocessing is None and normalize is None and card and "architecture" in card:
         # the images are prepared as the card says (a model from load_model, or its
         # optimize_for_inference copy): without it a normalised model saw raw units
         preprocessing = Preprocessing.from_card(card)
@@ -261,7 +262,8 @@ def predict_file(model, path, out_dir, *, tile_size, overlap: float = 0.25,
     out = {"labels": None, "overlay": None, "probabilities": None, "shape": list(spatial)}
     paths = inp.outputs(out_dir / (stem if stem is not None else path.stem), probabilities)
     if not overwrite:
-        there = [p for p in paths.values() if p is not None and Path(p).exists()]
+        there = [p for k, p in paths.items() if p is not None and Path(p).exists()
+                 and (k != "overlay" or write_overlay)]
         if there:
             raise UnetlabError(f"{there[0]} exists; pass overwrite=True to replace it")
     label_path = paths["labels"]

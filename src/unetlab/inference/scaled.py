@@ -16,7 +16,7 @@ import torch
 from ..data.resample import upsample_logits
 from ..models.geometry import Geometry, geometry_of
 
-_COPIED = ("in_channels", "num_classes", "spatial_dims", "device")
+_COPIED = ("in_channels", "num_classes", "spatial_dims", "device", "unetlab_card")
 
 
 class ScaledModel:

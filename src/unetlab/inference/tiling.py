@@ -399,15 +399,17 @@ def iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], **options
     training mode run in eval mode, and put back after: in training mode batch norm
     used each tile's own statistics (other answers) and overwrote its running ones."""
     module = model if isinstance(model, torch.nn.Module) and model.training else None
+    modes = None
     if module is not None:
         log.warning("the model is in training mode: predicting in eval mode (batch norm's "
                     "running statistics, no dropout), then putting it back")
+        modes = [(m, m.training) for m in module.modules()]  # (frozen parts stay frozen)
         module.eval()
     try:
         yield from _iter_bands(model, image, plans, **options)
     finally:
-        if module is not None:
-            module.train()
+        for m, training in modes or ():
+            m.training = training
 
 
 def _iter_bands(model: Model, image, plans: tuple[AxisPlan, ...], *, blend: str = "gaussian",

@@ -24,8 +24,8 @@ One class covers the family through explicit options, not subclasses:
 from __future__ import annotations
 
 import contextlib
+import operator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,10 +104,16 @@ class UNet(nn.Module):
         layers.check_choice("downsample", downsample, DOWNSAMPLES)
         layers.check_choice("skip_fusion", skip_fusion, FUSIONS)
         layers.check_choice("norm", norm, layers.NORMS)
-        if isinstance(channels, str) or not all(
-                isinstance(c, int | np.integer) and not isinstance(c, bool) for c in channels):
+        if isinstance(channels, str):
             raise ValueError(f"channels must be a list of integer widths, got {channels!r}")
-        channels = tuple(int(c) for c in channels)
+        channels = tuple(channels)
+        try:
+            if any(isinstance(c, bool) for c in channels):
+                raise TypeError
+            channels = tuple(operator.index(c) for c in channels)  # ints, numpy/torch ints
+        except TypeError:
+            raise ValueError(f"channels must be a list of integer widths, got {channels!r}") \
+                from None
         if len(channels) < 2 or min(channels) < 1:
             raise ValueError(f"channels needs at least two positive widths, got {channels}")
         if upsample == "unpool" and downsample != "maxpool":

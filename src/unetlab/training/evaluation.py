@@ -115,6 +115,8 @@ class Evaluator:
         With ``keep_records`` the images' measurements are kept (with their dataset
         ``indices``) instead of added, for :func:`evaluate_model` to gather across
         processes and add in image order."""
+        if bool(torch.isnan(logits).any()):  # the argmax would score NaN as class 0
+            raise ValueError("the model's logits hold NaN values (a diverged model?)")
         masks, weight = crop_targets(logits, masks, weight)
         if self.loss_fn is not None:
             loss = self.loss_fn(logits, masks.to(logits.device), pixel_weight=None
@@ -224,7 +226,7 @@ def _warn_if_prepared_otherwise(model, dataset) -> None:
     (another normalisation: the scores are of a model that sees other numbers; ``unetlab
     evaluate`` refuses this, the Python function says it)."""
     card = getattr(model, "unetlab_card", None)
-    if not card or not hasattr(dataset, "preprocessing"):
+    if not card or "architecture" not in card or not hasattr(dataset, "preprocessing"):
         return
     from ..commands.evaluate import _same_normalize
     from ..preprocess import Preprocessing
