@@ -54,6 +54,18 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def geo_scene_64(tmp_path_factory):
+    """A 64 x 64 uint16 GeoTIFF scene (no-data 0 in a corner) and its label raster, as
+    ``(scene, labels)`` paths (rasterio tests only)."""
+    pytest.importorskip("rasterio")
+    from unetlab.data.synthetic_geo import make_geo_scene, write_scene_pair
+
+    image, labels = make_geo_scene(64, seed=6)
+    folder = tmp_path_factory.mktemp("geo64")
+    return write_scene_pair(image, labels, folder / "scene.tif", folder / "scene_labels.tif")
+
+
 @pytest.fixture
 def isbi_root() -> Path:
     return shared_dataset("isbi2012")

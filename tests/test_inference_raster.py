@@ -43,11 +43,9 @@ def scene(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
+def small(geo_scene_64):
     """A 64 x 64 scene for the tests that only need a raster."""
-    image, labels = make_geo_scene(64, seed=6)
-    folder = tmp_path_factory.mktemp("small")
-    return write_scene_pair(image, labels, folder / "scene.tif", folder / "scene_labels.tif")
+    return geo_scene_64
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,8 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    """A 64 x 64 uint16 scene (no-data 0 in a corner) and its labels."""
-    image, labels = make_geo_scene(64, seed=6)
-    folder = tmp_path_factory.mktemp("units")
-    return write_scene_pair(image, labels, folder / "scene.tif", folder / "scene_labels.tif")
+def scene(geo_scene_64):
+    return geo_scene_64
 
 
 @pytest.fixture(scope="module")

@@ -272,6 +272,14 @@ def pair_by_stem(images: list[Path], masks: list[Path], *, mask_suffix: str = ""
     return pairs
 
 
+def describe_occurrences(value, files, unit: str) -> str:
+    """``value (n unit(s) in a, b, c (+k more))``: where an unexpected label value or
+    colour was found; ``files`` is ``[(path, count), ...]``."""
+    shown = ", ".join(str(f) for f, _ in files[:3]) + \
+        (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
+    return f"{value} ({sum(n for _, n in files):,} {unit}(s) in {shown})"
+
+
 def check_no_missing_masks(missing: list[str], where=None) -> None:
     """One-line error listing the first few images that have no mask (if any)."""
     if missing:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UnetlabError
 from ..imageio import read_image
-from .base import PairedFilesDataset, list_images, pair_by_stem
+from .base import PairedFilesDataset, describe_occurrences, list_images, pair_by_stem
 from .mapping import MaskMapping, _encode_rgb, _parse_key
 from .palettes import default_palette
 
@@ -234,10 +234,7 @@ def check_rare_colours(where: dict) -> None:
     total = sum(n for files in where.values() for _, n in files)
 
     def describe(colour):
-        files = where[colour]
-        shown = ", ".join(str(f) for f, _ in files[:3]) + \
-            (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
-        return f"{list(colour)} ({sum(n for _, n in files):,} pixel(s) in {shown})"
+        return describe_occurrences(list(colour), where[colour], "pixel")
 
     declare = "declare the classes (mapping: {'#rrggbb': class, ...})"
     if len(where) > MAX_UNDECLARED_COLOURS:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UnetlabError
-from .base import SegmentationDataset, check_no_missing_masks
+from .base import SegmentationDataset, check_no_missing_masks, describe_occurrences
 from .palettes import default_palette
 from .volumes import (
     Volume,
@@ -327,10 +327,7 @@ def check_inferred_labels(where: dict) -> None:
         return
 
     def describe(v):
-        files = where[v]
-        shown = ", ".join(str(f) for f, _ in files[:3]) + \
-            (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
-        return f"{v} ({sum(n for _, n in files):,} voxel(s) in {shown})"
+        return describe_occurrences(v, where[v], "voxel")
 
     gap = ""
     if missing:
